@@ -1,0 +1,155 @@
+#include "core/config.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <stdexcept>
+#include <string_view>
+
+namespace uvh {
+
+namespace {
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+uint64_t parse_uint(std::string_view flag, std::string_view v, uint64_t max) {
+    uint64_t out = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (ec != std::errc() || p != v.data() + v.size() || out > max)
+        throw UsageError(fmt::format("{} needs a whole number up to {}, got '{}'", flag, max, v));
+    return out;
+}
+
+// Sizes accept K, M, G suffixes (powers of 1024): "64K", "1G".
+uint64_t parse_size(std::string_view flag, std::string_view v) {
+    uint64_t mult = 1;
+    if (!v.empty()) {
+        switch (v.back()) {
+        case 'k': case 'K': mult = 1ull << 10; break;
+        case 'm': case 'M': mult = 1ull << 20; break;
+        case 'g': case 'G': mult = 1ull << 30; break;
+        default: break;
+        }
+        if (mult != 1) v.remove_suffix(1);
+    }
+    uint64_t n = parse_uint(flag, v, UINT64_MAX / mult);
+    return n * mult;
+}
+
+// Seconds, fractions allowed ("0.5"), returned in milliseconds.
+uint64_t parse_seconds(std::string_view flag, std::string_view v) {
+    double d = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+    if (ec != std::errc() || p != v.data() + v.size() || !(d >= 0) || d > 1e7)
+        throw UsageError(fmt::format("{} needs a number of seconds, got '{}'", flag, v));
+    return static_cast<uint64_t>(std::llround(d * 1000.0));
+}
+
+}  // namespace
+
+std::string usage_text() {
+    return fmt::format(
+        "uvhttpd {} - a fast, correct HTTP/1.1 file server\n"
+        "\n"
+        "usage: uvhttpd [PORT] [options]\n"
+        "\n"
+        "  PORT, --port N          port to listen on (default 8080; 0 picks a free one)\n"
+        "  --host ADDR             address to bind (default 127.0.0.1; IPv6 literals work)\n"
+        "  --root DIR              directory to serve (default: the current directory)\n"
+        "  --cache-control VALUE   Cache-Control for files (default: none)\n"
+        "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
+        "  --inline-max SIZE       files up to SIZE are read and sent with their head;\n"
+        "                          larger ones go out with sendfile (default 64K)\n"
+        "  --header-timeout S      seconds to receive a request head (default 10)\n"
+        "  --idle-timeout S        seconds a keep-alive connection may idle (default 75)\n"
+        "  --body-timeout S        seconds a request body may stall (default 60)\n"
+        "  --send-timeout S        seconds a response may stall (default 60)\n"
+        "  --shutdown-timeout S    seconds to finish in-flight requests on SIGTERM (default 30)\n"
+        "  --keepalive-requests N  close a connection after N requests (default 0: no limit)\n"
+        "  --help                  this text\n"
+        "  --version               the version\n",
+        kVersion);
+}
+
+ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
+    ParseOutcome out;
+    bool port_seen = false;
+    try {
+        for (int i = 1; i < argc; ++i) {
+            std::string_view arg = argv[i];
+            std::string_view value;
+            bool has_inline_value = false;
+            if (arg.starts_with("--")) {
+                size_t eq = arg.find('=');
+                if (eq != std::string_view::npos) {
+                    value = arg.substr(eq + 1);
+                    arg = arg.substr(0, eq);
+                    has_inline_value = true;
+                }
+            }
+            auto need = [&]() -> std::string_view {
+                if (has_inline_value) return value;
+                if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", arg));
+                return argv[++i];
+            };
+            if (arg == "--help" || arg == "-h") {
+                out.kind = ParseOutcome::Kind::ExitOk;
+                out.message = usage_text();
+                return out;
+            }
+            if (arg == "--version") {
+                out.kind = ParseOutcome::Kind::ExitOk;
+                out.message = fmt::format("uvhttpd {}\n", kVersion);
+                return out;
+            }
+            if (arg == "--port") {
+                cfg.port = static_cast<int>(parse_uint(arg, need(), 65535));
+                port_seen = true;
+            } else if (arg == "--host") {
+                cfg.host = need();
+                if (cfg.host.size() > 2 && cfg.host.front() == '[' && cfg.host.back() == ']')
+                    cfg.host = cfg.host.substr(1, cfg.host.size() - 2);
+                if (cfg.host.empty()) throw UsageError("--host needs an address");
+            } else if (arg == "--root") {
+                cfg.root = need();
+                if (cfg.root.empty()) throw UsageError("--root needs a directory");
+            } else if (arg == "--cache-control") {
+                cfg.cache_control = need();
+                for (char c : cfg.cache_control)
+                    if (c == '\r' || c == '\n') throw UsageError("--cache-control must be one line");
+            } else if (arg == "--max-body-size") {
+                cfg.max_body_size = parse_size(arg, need());
+            } else if (arg == "--inline-max") {
+                cfg.inline_max = parse_size(arg, need());
+                if (cfg.inline_max > (64ull << 20)) throw UsageError("--inline-max is at most 64M");
+            } else if (arg == "--header-timeout") {
+                cfg.header_timeout_ms = parse_seconds(arg, need());
+            } else if (arg == "--idle-timeout") {
+                cfg.idle_timeout_ms = parse_seconds(arg, need());
+            } else if (arg == "--body-timeout") {
+                cfg.body_timeout_ms = parse_seconds(arg, need());
+            } else if (arg == "--send-timeout") {
+                cfg.send_timeout_ms = parse_seconds(arg, need());
+            } else if (arg == "--shutdown-timeout") {
+                cfg.shutdown_timeout_ms = parse_seconds(arg, need());
+            } else if (arg == "--keepalive-requests") {
+                cfg.keepalive_requests = parse_uint(arg, need(), UINT32_MAX);
+            } else if (!arg.empty() && arg.front() != '-' && !port_seen) {
+                // The seed's "httpServer.py [portNumber]".
+                cfg.port = static_cast<int>(parse_uint("PORT", arg, 65535));
+                port_seen = true;
+            } else {
+                throw UsageError(fmt::format("unknown argument '{}' (try --help)", arg));
+            }
+        }
+    } catch (const UsageError& e) {
+        out.kind = ParseOutcome::Kind::ExitError;
+        out.message = e.what();
+    }
+    return out;
+}
+
+}  // namespace uvh

@@ -1,0 +1,45 @@
+// Command-line configuration. Parsing is the only place exceptions are
+// used (at start-up, never in a callback); errors become one line on stderr
+// and exit code 2.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace uvh {
+
+constexpr const char* kVersion = "0.1.0";
+
+struct Config {
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::string root = ".";
+
+    // HTTP
+    std::string cache_control;
+    uint64_t max_body_size = 1ull << 30;
+    size_t inline_max = 64 * 1024;
+
+    // Timeouts, in milliseconds (the flags take seconds).
+    uint64_t header_timeout_ms = 10'000;
+    uint64_t idle_timeout_ms = 75'000;
+    uint64_t body_timeout_ms = 60'000;
+    uint64_t send_timeout_ms = 60'000;
+    uint64_t shutdown_timeout_ms = 30'000;
+    uint64_t keepalive_requests = 0;  // 0: unlimited
+
+    // Process
+    bool install_signals = true;  // false for in-process tests
+};
+
+struct ParseOutcome {
+    enum class Kind { Run, ExitOk, ExitError };
+    Kind kind = Kind::Run;
+    std::string message;  // usage/version text or the error line
+};
+
+ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg);
+std::string usage_text();
+
+}  // namespace uvh

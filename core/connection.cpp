@@ -1,0 +1,900 @@
+#include "core/connection.h"
+
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/server.h"
+#include "handlers/router.h"
+#include "protocol/response.h"
+#include "protocol/status.h"
+#include "protocol/target.h"
+
+namespace uvh {
+
+namespace {
+
+// Stop parsing further pipelined requests while this much output waits for
+// a slow reader, and stop reading while this much input waits unparsed.
+constexpr size_t kOutHighWater = 256 * 1024;
+constexpr size_t kPendingLimit = 64 * 1024;
+// A sendfile step on the threadpool sends at most this much before
+// returning, so one fast client cannot hold a worker thread for long.
+constexpr uint64_t kSendStep = 16ull << 20;
+// An unread request body up to this size is read and dropped after an early
+// response, so the connection can stay open; a larger one closes it.
+constexpr uint64_t kDiscardLimit = 64 * 1024;
+// Bytes a lingering close drains before giving up on a polite close.
+constexpr uint64_t kLingerBytes = 1ull << 20;
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+}  // namespace
+
+Connection::Connection(Server& server) : server_(server) {
+    tcp_.data = this;
+    timeout_node.owner = this;
+    parser_.set_limits(server.parser_limits());
+    parser_.set_body_sink(&Connection::on_body_bytes, this);
+}
+
+Connection::~Connection() = default;
+
+const Site& Connection::site() const { return server_.site(); }
+time_t Connection::now() const { return server_.date().now(); }
+
+// ---------------------------------------------------------------- lifecycle
+
+void Connection::start(uv_stream_t* listener) {
+    if (uv_tcp_init(server_.loop(), &tcp_) != 0) {
+        // Never initialised: nothing to close, no callback will come.
+        unref();
+        return;
+    }
+    if (uv_accept(listener, stream()) != 0) {
+        abort();
+        return;
+    }
+    uv_tcp_nodelay(&tcp_, 1);
+    arm(server_.header_timeouts);
+    update_reading();
+}
+
+void Connection::abort() {
+    if (closing_ == Closing::Closed) return;
+    closing_ = Closing::Closed;
+    disarm();
+    if (reading_) {
+        uv_read_stop(stream());
+        reading_ = false;
+    }
+    if (poll_) {
+        uv_close(reinterpret_cast<uv_handle_t*>(poll_), on_poll_close);
+        poll_ = nullptr;
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+}
+
+void Connection::on_close(uv_handle_t* h) { static_cast<Connection*>(h->data)->unref(); }
+
+void Connection::on_poll_close(uv_handle_t* h) {
+    auto* c = static_cast<Connection*>(h->data);
+    delete reinterpret_cast<uv_poll_t*>(h);
+    c->unref();
+}
+
+void Connection::unref() {
+    if (--refs_ > 0) return;
+    // The handle is closed and no libuv request points at us any more.
+    if (tx_fd_ >= 0) close_fd_async(tx_fd_);
+    tx_fd_ = -1;
+    if (s_) {
+        release_job_resources();
+        parser_.attach(nullptr);
+        server_.pool().put(s_);
+        s_ = nullptr;
+    }
+    if (sock_dup_ >= 0) close(sock_dup_);
+    server_.connection_destroyed(this);
+    delete this;
+}
+
+void Connection::drain() {
+    if (closing_ != Closing::No) return;
+    bool busy = in_exchange_ || parser_.message_in_progress() || (s_ && !s_->pending.empty());
+    if (!busy) {
+        begin_graceful_close();
+        after_processing();
+    } else {
+        close_after_ = true;
+    }
+}
+
+void Connection::begin_graceful_close() {
+    if (closing_ != Closing::No) return;
+    closing_ = Closing::Graceful;
+    body_bytes_ = 0;  // counts what the lingering close drains
+    disarm();
+    arm(server_.send_timeouts);
+    if (reading_) {
+        uv_read_stop(stream());
+        reading_ = false;
+    }
+    continue_closing();
+}
+
+void Connection::continue_closing() {
+    if (closing_ != Closing::Graceful) return;
+    flush();
+    if (closing_ != Closing::Graceful) return;
+    if (writing_ || tx_active_ || (s_ && !s_->out.empty())) return;
+    // Everything is handed to the kernel. Half-close, then drain what the
+    // client still sends for a moment: closing with unread input would send
+    // an RST that can destroy the response before the client reads it.
+    closing_ = Closing::Lingering;
+    ensure_scratch();
+    s_->shutdown_req.data = this;
+    if (uv_shutdown(&s_->shutdown_req, stream(), on_shutdown) != 0) {
+        abort();
+        return;
+    }
+    ++refs_;
+}
+
+void Connection::on_shutdown(uv_shutdown_t* req, int status) {
+    auto* c = static_cast<Connection*>(req->data);
+    if (c->closing_ == Closing::Lingering) {
+        if (status < 0 || c->peer_eof_) {
+            c->abort();
+        } else {
+            c->arm(c->server_.linger_timeouts);
+            if (!c->reading_ && uv_read_start(c->stream(), on_alloc, on_read) == 0) c->reading_ = true;
+            if (!c->reading_) c->abort();
+        }
+    }
+    c->unref();
+}
+
+void Connection::on_timeout(TimeoutList* which) {
+    if (closing_ == Closing::Closed) return;
+    if (which == &server_.header_timeouts) {
+        if (parser_.message_in_progress() && !in_exchange_) {
+            send_error_and_close(408, "the request head did not arrive in time");
+        } else {
+            abort();  // nothing was sent: nothing to answer
+        }
+    } else if (which == &server_.idle_timeouts) {
+        begin_graceful_close();
+    } else if (which == &server_.body_timeouts) {
+        if (!response_started_ && !work_busy_) {
+            send_error_and_close(408, "the request body stalled");
+        } else {
+            abort();
+        }
+    } else {
+        abort();  // send or linger timeout: the client stopped reading
+    }
+    after_processing();
+}
+
+void Connection::arm(TimeoutList& list) { list.arm(timeout_node, server_.now_ms()); }
+void Connection::disarm() { TimeoutList::disarm(timeout_node); }
+
+void Connection::close_fd_async(int fd) {
+    if (fd < 0) return;
+    auto* req = new uv_fs_t;
+    int rc = uv_fs_close(server_.loop(), req, fd, [](uv_fs_t* done) {
+        uv_fs_req_cleanup(done);
+        delete done;
+    });
+    if (rc != 0) {
+        uv_fs_req_cleanup(req);
+        delete req;
+    }
+}
+
+void Connection::release_job_resources() {
+    FileJob& job = s_->job;
+    if (job.fd >= 0) close_fd_async(job.fd);
+    job.reset();
+}
+
+void Connection::ensure_scratch() {
+    if (s_) return;
+    s_ = server_.pool().get();
+    parser_.attach(&s_->req);
+}
+
+void Connection::maybe_release_scratch() {
+    if (!s_ || closing_ != Closing::No || in_exchange_ || writing_ || work_busy_ || tx_active_ ||
+        parser_.message_in_progress() || !s_->pending.empty() || !s_->out.empty())
+        return;
+    release_job_resources();
+    parser_.attach(nullptr);
+    server_.pool().put(s_);
+    s_ = nullptr;
+}
+
+// ------------------------------------------------------------------- input
+
+void Connection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    // One buffer for the whole loop: reads are processed to the end before
+    // the next one, and whatever must outlive the read is copied out.
+    auto* c = static_cast<Connection*>(h->data);
+    *buf = uv_buf_init(c->server_.read_buffer(), Server::kReadBufferSize);
+}
+
+void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+    auto* c = static_cast<Connection*>(s->data);
+    if (nread > 0) {
+        c->server_.stats().bytes_in += static_cast<uint64_t>(nread);
+        if (c->closing_ == Closing::Lingering) {
+            // Draining before the close; a client that keeps sending is cut off.
+            c->body_bytes_ += static_cast<uint64_t>(nread);
+            if (c->body_bytes_ > kLingerBytes) c->abort();
+            return;
+        }
+        c->feed(buf->base, static_cast<size_t>(nread));
+    } else if (nread == UV_EOF) {
+        c->on_eof();
+    } else if (nread < 0) {
+        c->abort();
+    }
+}
+
+void Connection::on_eof() {
+    peer_eof_ = true;
+    if (reading_) {
+        uv_read_stop(stream());
+        reading_ = false;
+    }
+    if (closing_ == Closing::Lingering) {
+        abort();
+        return;
+    }
+    if (closing_ != Closing::No) return;
+    // A half-closed client still gets the answers to what it sent;
+    // after_processing() closes once nothing more can complete.
+    kick();
+}
+
+void Connection::feed(const char* data, size_t len) {
+    if (closing_ != Closing::No) return;
+    ensure_scratch();
+    if (!in_exchange_ && !parser_.message_in_progress() &&
+        timeout_node.list != &server_.header_timeouts)
+        arm(server_.header_timeouts);
+    in_feed_ = true;
+    if (!s_->pending.empty()) {
+        s_->pending.append(data, len);
+        size_t used = run_parser(s_->pending.data(), s_->pending.size());
+        if (s_) s_->pending.erase(0, used);
+    } else {
+        size_t used = run_parser(data, len);
+        if (used < len && closing_ == Closing::No) s_->pending.assign(data + used, len - used);
+    }
+    in_feed_ = false;
+    after_processing();
+}
+
+void Connection::kick() {
+    if (closing_ == Closing::Closed || in_feed_) return;
+    in_feed_ = true;
+    if (tx_active_ && !tx_busy_ && !work_busy_) pump_body();
+    if (closing_ == Closing::No && s_) {
+        size_t used = run_parser(s_->pending.data(), s_->pending.size());
+        if (s_) s_->pending.erase(0, std::min(used, s_->pending.size()));
+    }
+    in_feed_ = false;
+    after_processing();
+}
+
+void Connection::after_processing() {
+    if (closing_ == Closing::Closed) return;
+    flush();
+    if (closing_ == Closing::No && !in_exchange_ && parser_.message_in_progress() &&
+        timeout_node.list != &server_.header_timeouts)
+        arm(server_.header_timeouts);  // a pipelined head arrived in part
+    if (closing_ == Closing::No && peer_eof_ && !in_exchange_) {
+        // The client half-closed and no request is waiting for an answer.
+        begin_graceful_close();
+    }
+    continue_closing();
+    update_reading();
+    maybe_release_scratch();
+}
+
+void Connection::update_reading() {
+    if (closing_ != Closing::No) return;
+    bool want = !peer_eof_;
+    if (s_ && (s_->pending.size() >= kPendingLimit || (writing_ && s_->out.size() >= kOutHighWater)))
+        want = false;
+    if (want && !reading_) {
+        if (uv_read_start(stream(), on_alloc, on_read) == 0) {
+            reading_ = true;
+        } else {
+            abort();
+        }
+    } else if (!want && reading_) {
+        uv_read_stop(stream());
+        reading_ = false;
+    }
+}
+
+bool Connection::parse_blocked() const {
+    if (paused_at_head_ || msg_complete_) return true;
+    if (body_mode_ == BodyMode::Deliver && reader_busy_ && s_->body.size() >= reader_.chunk) return true;
+    if (writing_ && s_->out.size() >= kOutHighWater) return true;
+    return false;
+}
+
+size_t Connection::run_parser(const char* data, size_t len) {
+    size_t pos = 0;
+    while (closing_ == Closing::No && !parse_blocked()) {
+        size_t used = 0;
+        RequestParser::Event ev = parser_.execute(data + pos, len - pos, used);
+        pos += used;
+        if (in_exchange_ && !msg_complete_) {
+            uint64_t max = server_.site().max_body_size;
+            if (max != 0 && body_bytes_ > max) {
+                send_error_and_close(413, "request body larger than --max-body-size");
+                return len;
+            }
+            if (body_mode_ == BodyMode::Deliver) deliver_body();
+        }
+        switch (ev) {
+        case RequestParser::Event::NeedMore:
+            return pos;
+        case RequestParser::Event::Head:
+            on_head();
+            break;
+        case RequestParser::Event::Complete:
+            on_message_complete();
+            break;
+        case RequestParser::Event::Error:
+            on_parse_error();
+            return len;
+        }
+    }
+    return pos;
+}
+
+void Connection::on_body_bytes(void* ctx, const char* data, size_t len) {
+    auto* c = static_cast<Connection*>(ctx);
+    c->body_bytes_ += len;
+    if (c->body_mode_ == BodyMode::Deliver && !c->abandoned_) c->s_->body.append(data, len);
+    if (!c->work_busy_) c->arm(c->server_.body_timeouts);
+}
+
+int Connection::validate_head(const char*& why) {
+    const Request& r = request();
+    if (r.http_major != 1 || r.http_minor > 1) {
+        why = "only HTTP/1.0 and HTTP/1.1 are supported";
+        return 505;
+    }
+    // RFC 9112 §3.2: exactly one valid Host in HTTP/1.1.
+    if (r.host_count > 1) {
+        why = "more than one Host header field";
+        return 400;
+    }
+    if (r.host_count == 0 && r.http_minor == 1) {
+        why = "missing Host header field";
+        return 400;
+    }
+    if (r.host.data() && !valid_host(r.host)) {
+        why = "invalid Host header field";
+        return 400;
+    }
+    if (r.transfer_encoding.data()) {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+        if (r.http10()) {
+            why = "Transfer-Encoding in an HTTP/1.0 request";
+            return 400;
+        }
+        // RFC 9112 §6.1: a coding we do not understand is a 501.
+        if (!iequals_ascii(trim(r.transfer_encoding), "chunked")) {
+            why = "transfer coding not implemented";
+            return 501;
+        }
+    }
+    switch (r.parsed.form) {
+    case TargetForm::Invalid:
+        why = "malformed request-target";
+        return 400;
+    case TargetForm::Asterisk:
+        // RFC 9112 §3.2.4: asterisk-form is only for OPTIONS.
+        if (r.method != Method::Options) {
+            why = "the '*' target is only valid for OPTIONS";
+            return 400;
+        }
+        s_->path.assign("*");
+        break;
+    case TargetForm::Origin:
+    case TargetForm::Absolute: {
+        PathStatus ps = normalize_path(r.parsed.path, s_->path);
+        if (ps != PathStatus::Ok) {
+            why = path_status_message(ps).data();
+            return 400;
+        }
+        break;
+    }
+    }
+    if (r.expect.data() && !r.http10()) {
+        // RFC 9110 §10.1.1: 100-continue is the only expectation; HTTP/1.0
+        // requests have theirs ignored.
+        if (!iequals_ascii(trim(r.expect), "100-continue")) {
+            why = "only the 100-continue expectation is supported";
+            return 417;
+        }
+        expect_continue_ = r.has_body();
+    }
+    return 0;
+}
+
+void Connection::on_head() {
+    in_exchange_ = true;
+    paused_at_head_ = true;
+    msg_complete_ = false;
+    response_started_ = response_done_ = false;
+    abandoned_ = false;
+    expect_continue_ = continue_sent_ = false;
+    body_mode_ = BodyMode::Undecided;
+    reader_busy_ = reader_ended_ = false;
+    body_bytes_ = 0;
+    response_status_ = 0;
+    disarm();
+    const char* why = nullptr;
+    int status = validate_head(why);
+    if (status != 0) {
+        send_error_and_close(status, why ? why : "");
+        return;
+    }
+    dispatch(*this);
+}
+
+void Connection::on_message_complete() {
+    msg_complete_ = true;
+    if (timeout_node.list == &server_.body_timeouts) disarm();
+    if (body_mode_ == BodyMode::Deliver) deliver_body();
+    if (response_done_) finish_exchange();
+}
+
+void Connection::on_parse_error() {
+    int status = parser_.error_status();
+    std::string_view why = parser_.error_message();
+    if (response_started_) {
+        abort();  // a second response cannot follow the first mid-stream
+        return;
+    }
+    send_error_and_close(status ? status : 400, why);
+}
+
+// ------------------------------------------------------- handler interface
+
+void Connection::offload(WorkFn work, DoneFn done) {
+    work_fn_ = work;
+    done_fn_ = done;
+    work_is_sendfile_ = false;
+    s_->work_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
+        respond_error(*this, 503, "cannot queue work on the threadpool");
+        return;
+    }
+    work_busy_ = true;
+    ++refs_;
+    // Time spent on our own disk work is not the client's stall.
+    if (timeout_node.list == &server_.body_timeouts) disarm();
+}
+
+void Connection::on_work(uv_work_t* req) {
+    auto* c = static_cast<Connection*>(req->data);
+    if (c->work_is_sendfile_) {
+        c->sendfile_step();
+    } else {
+        c->work_fn_(c->s_->job);
+    }
+}
+
+void Connection::on_after_work(uv_work_t* req, int status) {
+    auto* c = static_cast<Connection*>(req->data);
+    c->work_busy_ = false;
+    if (c->work_is_sendfile_) {
+        c->work_is_sendfile_ = false;
+        c->tx_busy_ = false;
+        if (status == 0) c->after_sendfile();
+    } else if (c->closing_ == Closing::Closed || c->abandoned_ || status != 0) {
+        // The client is gone or was already answered: drop the result.
+        if (c->s_ && c->s_->job.fd >= 0) {
+            c->close_fd_async(c->s_->job.fd);
+            c->s_->job.fd = -1;
+        }
+        c->after_processing();
+    } else {
+        DoneFn done = c->done_fn_;
+        done(*c);
+        c->kick();
+    }
+    c->unref();
+}
+
+void Connection::discard_body() {
+    if (body_mode_ != BodyMode::Undecided) return;
+    body_mode_ = BodyMode::Discard;
+    if (paused_at_head_) {
+        paused_at_head_ = false;
+        parser_.resume();
+        if (request().has_body()) arm(server_.body_timeouts);
+    }
+    kick();
+}
+
+void Connection::read_body(const BodyReader& reader) {
+    if (body_mode_ != BodyMode::Undecided) return;
+    reader_ = reader;
+    body_mode_ = BodyMode::Deliver;
+    if (expect_continue_ && !continue_sent_) {
+        // RFC 9110 §10.1.1: only now, after every check passed.
+        s_->out.append(kContinue);
+        continue_sent_ = true;
+    }
+    if (paused_at_head_) {
+        paused_at_head_ = false;
+        parser_.resume();
+        if (request().has_body()) arm(server_.body_timeouts);
+    }
+    kick();
+}
+
+void Connection::body_consumed() {
+    reader_busy_ = false;
+    s_->body_handed.clear();
+    deliver_body();
+    kick();
+}
+
+void Connection::deliver_body() {
+    if (body_mode_ != BodyMode::Deliver || reader_busy_ || reader_ended_ || abandoned_ ||
+        closing_ != Closing::No || response_started_)
+        return;
+    if (!s_->body.empty() && (s_->body.size() >= reader_.chunk || msg_complete_)) {
+        s_->body_handed.swap(s_->body);
+        s_->body.clear();
+        reader_busy_ = true;
+        reader_.data(*this, s_->body_handed);
+        return;
+    }
+    if (msg_complete_ && s_->body.empty()) {
+        reader_ended_ = true;
+        reader_.end(*this);
+    }
+}
+
+void Connection::respond(const ResponseHead& head, const Body& body) {
+    if (abandoned_ || closing_ != Closing::No || response_started_) {
+        if (body.fd >= 0) close_fd_async(body.fd);
+        return;
+    }
+    response_started_ = true;
+    response_status_ = head.status;
+    const Request& r = request();
+
+    if (body_mode_ == BodyMode::Undecided) {
+        // Answered without looking at the body (an error, a failed
+        // precondition). A client told to wait for 100 will not send it, and
+        // a large body is not worth reading: close instead (RFC 9110
+        // §10.1.1). A small one is read and dropped to keep the connection.
+        if (r.has_body() && (expect_continue_ || r.chunked || r.content_length > kDiscardLimit)) {
+            close_after_ = true;
+        } else {
+            body_mode_ = BodyMode::Discard;
+            paused_at_head_ = false;
+            parser_.resume();
+        }
+    } else if (body_mode_ == BodyMode::Deliver && !msg_complete_) {
+        close_after_ = true;  // answered mid-upload
+    }
+    const Config& cfg = server_.config();
+    bool keep = r.keep_alive && !head.close && !close_after_ && !server_.draining() &&
+                (cfg.keepalive_requests == 0 || requests_ + 1 < cfg.keepalive_requests);
+    if (!keep) close_after_ = true;
+
+    write_response_head(s_->out, head, Framing{keep, r.http10()}, server_.date().header_line(),
+                        server_.site().server_line);
+
+    bool head_only = r.method == Method::Head || !status_allows_body(head.status);
+    if (head_only || body.kind == Body::Kind::None) {
+        if (body.fd >= 0) close_fd_async(body.fd);
+        response_done();
+        return;
+    }
+    switch (body.kind) {
+    case Body::Kind::Memory:
+        s_->out.append(body.memory);
+        response_done();
+        return;
+    case Body::Kind::File:
+    case Body::Kind::Multipart:
+        tx_fd_ = body.fd;
+        tx_layout_ = body.kind == Body::Kind::Multipart ? body.layout : nullptr;
+        tx_offset_ = body.offset;
+        tx_length_ = body.length;
+        tx_segment_ = 0;
+        tx_done_ = 0;
+        tx_active_ = true;
+        pump_body();
+        return;
+    case Body::Kind::None:
+        break;
+    }
+}
+
+void Connection::send_error_and_close(int status, std::string_view detail) {
+    if (response_started_) {
+        abort();
+        return;
+    }
+    ensure_scratch();
+    abandoned_ = in_exchange_;  // a handler still at work is no longer heard
+    in_exchange_ = true;
+    close_after_ = true;
+    response_started_ = true;
+    response_status_ = status;
+    std::string& body = s_->text;
+    format_error_body(body, status, detail);
+    ResponseHead head;
+    head.status = status;
+    head.content_type = "text/plain; charset=utf-8";
+    head.content_length = body.size();
+    head.close = true;
+    write_response_head(s_->out, head, Framing{false, false}, server_.date().header_line(),
+                        server_.site().server_line);
+    s_->out.append(body);
+    response_done();
+}
+
+// ------------------------------------------------------------------ output
+
+void Connection::flush() {
+    if (!s_ || writing_ || s_->out.empty() || closing_ == Closing::Closed) return;
+    uv_buf_t buf = uv_buf_init(s_->out.data(), static_cast<unsigned>(s_->out.size()));
+    int r = uv_try_write(stream(), &buf, 1);
+    if (r == UV_EAGAIN) r = 0;
+    if (r < 0) {
+        abort();
+        return;
+    }
+    server_.stats().bytes_out += static_cast<uint64_t>(r);
+    if (static_cast<size_t>(r) == s_->out.size()) {
+        s_->out.clear();
+        return;
+    }
+    // The kernel took part of it: queue the rest and keep it pinned in
+    // `writing` until the callback.
+    s_->writing.swap(s_->out);
+    s_->out.clear();
+    if (r > 0) s_->writing.erase(0, static_cast<size_t>(r));
+    uv_buf_t rest = uv_buf_init(s_->writing.data(), static_cast<unsigned>(s_->writing.size()));
+    s_->write_req.data = this;
+    if (uv_write(&s_->write_req, stream(), &rest, 1, on_write) != 0) {
+        abort();
+        return;
+    }
+    writing_ = true;
+    ++refs_;
+    arm(server_.send_timeouts);
+}
+
+void Connection::on_write(uv_write_t* req, int status) {
+    auto* c = static_cast<Connection*>(req->data);
+    c->writing_ = false;
+    if (status < 0) {
+        c->abort();
+    } else if (c->closing_ != Closing::Closed) {
+        c->server_.stats().bytes_out += c->s_->writing.size();
+        c->s_->writing.clear();
+        if (c->timeout_node.list == &c->server_.send_timeouts && c->closing_ == Closing::No) c->disarm();
+        c->kick();
+    }
+    c->unref();
+}
+
+void Connection::response_done() {
+    response_done_ = true;
+    if (msg_complete_ || close_after_) finish_exchange();
+    kick();
+}
+
+void Connection::finish_exchange() {
+    if (!in_exchange_) return;
+    release_job_resources();
+    in_exchange_ = false;
+    msg_complete_ = false;
+    paused_at_head_ = false;
+    body_mode_ = BodyMode::Undecided;
+    reader_ = {};
+    reader_busy_ = reader_ended_ = false;
+    s_->body.clear();
+    s_->body_handed.clear();
+    response_started_ = response_done_ = false;
+    abandoned_ = false;
+    ++requests_;
+    ++server_.stats().requests;
+    if (close_after_) {
+        begin_graceful_close();
+        return;
+    }
+    parser_.next_message();
+    arm(server_.idle_timeouts);
+}
+
+void Connection::pump_body() {
+    while (tx_active_ && closing_ != Closing::Closed) {
+        // Segment k of a multipart body: even k is the head of part k/2 (or
+        // the closing delimiter), odd k the file range of part k/2.
+        std::string_view memory;
+        uint64_t file_off = 0, file_len = 0;
+        bool is_file = false, end = false;
+        if (tx_layout_) {
+            size_t part = tx_segment_ / 2;
+            if (tx_segment_ % 2 == 0) {
+                if (part < tx_layout_->parts.size()) {
+                    const auto& p = tx_layout_->parts[part];
+                    memory = std::string_view(tx_layout_->text).substr(p.head_offset, p.head_length);
+                } else if (part == tx_layout_->parts.size()) {
+                    memory = std::string_view(tx_layout_->text)
+                                 .substr(tx_layout_->tail_offset, tx_layout_->tail_length);
+                } else {
+                    end = true;
+                }
+            } else {
+                const ByteRange& br = tx_layout_->parts[part].range;
+                is_file = true;
+                file_off = br.first;
+                file_len = br.length();
+            }
+        } else if (tx_segment_ == 0) {
+            is_file = true;
+            file_off = tx_offset_;
+            file_len = tx_length_;
+        } else {
+            end = true;
+        }
+
+        if (end) {
+            tx_active_ = false;
+            close_fd_async(tx_fd_);
+            tx_fd_ = -1;
+            if (timeout_node.list == &server_.send_timeouts) disarm();
+            response_done();
+            return;
+        }
+        if (!is_file) {
+            s_->out.append(memory);
+            ++tx_segment_;
+            continue;
+        }
+        if (tx_done_ >= file_len) {
+            ++tx_segment_;
+            tx_done_ = 0;
+            continue;
+        }
+        // Earlier bytes (the head) must be on the socket before sendfile
+        // writes to it from a worker thread.
+        flush();
+        if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
+        start_sendfile(file_off + tx_done_, file_len - tx_done_);
+        return;
+    }
+}
+
+void Connection::start_sendfile(uint64_t offset, uint64_t length) {
+    if (sock_dup_ < 0) {
+        // The worker writes through its own descriptor for the socket, so
+        // the loop closing the handle can never leave a worker writing to
+        // a reused descriptor number.
+        uv_os_fd_t fd = -1;
+        if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0 ||
+            (sock_dup_ = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            abort();
+            return;
+        }
+    }
+    send_off_ = offset;
+    send_left_ = length;
+    work_is_sendfile_ = true;
+    s_->work_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
+        work_is_sendfile_ = false;
+        abort();
+        return;
+    }
+    tx_busy_ = true;
+    work_busy_ = true;
+    ++refs_;
+    if (timeout_node.list != &server_.send_timeouts) arm(server_.send_timeouts);
+}
+
+void Connection::sendfile_step() {
+    auto off = static_cast<off_t>(send_off_);
+    uint64_t left = send_left_;
+    int64_t sent = 0;
+    send_errno_ = 0;
+    send_again_ = false;
+    while (left > 0 && static_cast<uint64_t>(sent) < kSendStep) {
+        size_t want = static_cast<size_t>(std::min<uint64_t>(left, kSendStep - static_cast<uint64_t>(sent)));
+        ssize_t n = sendfile(sock_dup_, tx_fd_, &off, want);
+        if (n > 0) {
+            sent += n;
+            left -= static_cast<uint64_t>(n);
+            continue;
+        }
+        if (n == 0) {
+            send_errno_ = EIO;  // the file shrank under us
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+            send_again_ = true;
+            break;
+        }
+        send_errno_ = errno;
+        break;
+    }
+    send_result_ = sent;
+}
+
+void Connection::after_sendfile() {
+    if (closing_ == Closing::Closed) return;
+    server_.stats().bytes_out += static_cast<uint64_t>(send_result_);
+    tx_done_ += static_cast<uint64_t>(send_result_);
+    if (send_errno_ != 0) {
+        // The peer went away, or the file was truncated while we sent it:
+        // the promised Content-Length can no longer be kept.
+        abort();
+        return;
+    }
+    if (send_result_ > 0) arm(server_.send_timeouts);
+    if (send_again_) {
+        wait_writable();
+        return;
+    }
+    kick();
+}
+
+void Connection::wait_writable() {
+    if (!poll_) {
+        poll_ = new uv_poll_t;
+        if (uv_poll_init_socket(server_.loop(), poll_, sock_dup_) != 0) {
+            delete poll_;
+            poll_ = nullptr;
+            abort();
+            return;
+        }
+        poll_->data = this;
+        ++refs_;
+    }
+    tx_busy_ = true;
+    if (uv_poll_start(poll_, UV_WRITABLE, on_poll) != 0) abort();
+}
+
+void Connection::on_poll(uv_poll_t* p, int status, int) {
+    auto* c = static_cast<Connection*>(p->data);
+    uv_poll_stop(p);
+    c->tx_busy_ = false;
+    if (status < 0) {
+        c->abort();
+        return;
+    }
+    c->kick();
+}
+
+}  // namespace uvh

@@ -1,0 +1,165 @@
+// One client connection: owns its uv_tcp_t (handle.data = this) and is
+// freed only after the close callback and every outstanding libuv request
+// has come back. Feeds bytes through the RequestParser, hands complete heads
+// to the router, and writes the responses of one read batch in one write.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/scratch.h"
+#include "core/timeouts.h"
+#include "handlers/exchange.h"
+#include "protocol/request_parser.h"
+
+namespace uvh {
+
+class Server;
+
+class Connection final : public Exchange {
+public:
+    explicit Connection(Server& server);
+    ~Connection() override;
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Accepts from the listener and starts reading. On failure the
+    // connection closes itself.
+    void start(uv_stream_t* listener);
+
+    // The server is shutting down: close now if idle, else after the
+    // current response (which then says Connection: close).
+    void drain();
+    // Drops the connection at once (errors, shutdown deadline).
+    void abort();
+    // A timeout in one of the server's lists expired for this connection.
+    void on_timeout(TimeoutList* which);
+
+    // ---- Exchange ----
+    const Request& request() const override { return s_->req.request; }
+    const Site& site() const override;
+    time_t now() const override;
+    std::string_view path() const override { return s_->path; }
+    FileJob& job() override { return s_->job; }
+    std::string& text() override { return s_->text; }
+    MultipartLayout& multipart() override { return s_->multipart; }
+    void offload(WorkFn work, DoneFn done) override;
+    void respond(const ResponseHead& head, const Body& body) override;
+    void read_body(const BodyReader& reader) override;
+    void body_consumed() override;
+    void discard_body() override;
+
+    TimeoutNode timeout_node;
+    Connection* prev = nullptr;  // server's list of live connections
+    Connection* next = nullptr;
+
+private:
+    enum class BodyMode : uint8_t { Undecided, Discard, Deliver };
+    enum class Closing : uint8_t { No, Graceful, Lingering, Closed };
+
+    static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+    static void on_write(uv_write_t* req, int status);
+    static void on_close(uv_handle_t* h);
+    static void on_work(uv_work_t* req);
+    static void on_after_work(uv_work_t* req, int status);
+    static void on_shutdown(uv_shutdown_t* req, int status);
+    static void on_poll(uv_poll_t* p, int status, int events);
+    static void on_poll_close(uv_handle_t* h);
+    static void on_body_bytes(void* ctx, const char* data, size_t len);
+
+    uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+    // Input
+    void ensure_scratch();
+    void feed(const char* data, size_t len);
+    size_t run_parser(const char* data, size_t len);
+    bool parse_blocked() const;
+    void on_head();
+    int validate_head(const char*& why);
+    void on_message_complete();
+    void on_parse_error();
+    void on_eof();
+    void update_reading();
+
+    // Output
+    void flush();
+    void pump_body();
+    void start_sendfile(uint64_t offset, uint64_t length);
+    void sendfile_step();  // worker thread
+    void after_sendfile();
+    void wait_writable();
+    void response_done();
+    void finish_exchange();
+    void send_error_and_close(int status, std::string_view detail);
+    void deliver_body();
+
+    // Lifecycle
+    void kick();  // continue after an asynchronous event
+    void after_processing();
+    void begin_graceful_close();
+    void continue_closing();
+    void close_fd_async(int fd);
+    void release_job_resources();
+    void maybe_release_scratch();
+    void unref();
+    void arm(TimeoutList& list);
+    void disarm();
+
+    uv_tcp_t tcp_{};
+    Server& server_;
+    RequestParser parser_;
+    Scratch* s_ = nullptr;
+    uv_poll_t* poll_ = nullptr;  // write readiness while sendfile waits
+    int sock_dup_ = -1;          // the socket for threadpool sendfile
+
+    uint32_t refs_ = 1;  // the handle itself, plus each libuv request in flight
+    uint32_t requests_ = 0;
+
+    Closing closing_ = Closing::No;
+    BodyMode body_mode_ = BodyMode::Undecided;
+    bool reading_ = false;
+    bool peer_eof_ = false;
+    bool in_feed_ = false;         // inside feed(): asynchronous paths must not re-enter
+    bool in_exchange_ = false;     // a request head was dispatched and not finished
+    bool paused_at_head_ = false;  // parser paused after the head, body mode pending
+    bool msg_complete_ = false;    // the whole request (body included) was parsed
+    bool response_started_ = false;
+    bool response_done_ = false;   // every response byte is queued or sent
+    bool close_after_ = false;     // close once this response is out
+    bool abandoned_ = false;       // the handler's later callbacks are ignored
+    bool expect_continue_ = false;
+    bool continue_sent_ = false;
+    bool work_busy_ = false;
+    bool writing_ = false;
+    bool tx_active_ = false;       // a file body is being sent
+    bool tx_busy_ = false;         // sendfile job in flight or waiting for POLLOUT
+    bool reader_busy_ = false;
+    bool reader_ended_ = false;
+
+    // Transmission of a file body: segments are alternately memory (part
+    // heads of multipart/byteranges) and file ranges.
+    int tx_fd_ = -1;
+    const MultipartLayout* tx_layout_ = nullptr;
+    uint64_t tx_offset_ = 0, tx_length_ = 0;  // single range
+    uint32_t tx_segment_ = 0;
+    uint64_t tx_done_ = 0;  // bytes of the current file segment sent
+    uint64_t send_off_ = 0, send_left_ = 0;  // the sendfile step in flight
+
+    // Offloaded work: either a handler job or a sendfile step.
+    WorkFn work_fn_ = nullptr;
+    DoneFn done_fn_ = nullptr;
+    bool work_is_sendfile_ = false;
+    int64_t send_result_ = 0;  // bytes sent by the last step
+    int send_errno_ = 0;
+    bool send_again_ = false;
+
+    BodyReader reader_{};
+    int response_status_ = 0;
+    uint64_t body_bytes_ = 0;
+};
+
+}  // namespace uvh

@@ -1,0 +1,53 @@
+// Per-connection working memory that only an active connection needs:
+// request storage, input not yet parsed, output being assembled, the
+// handler's job, and the libuv requests that point into it. Connections take
+// one from the pool when bytes arrive and give it back when they fall idle,
+// so an idle keep-alive connection costs a few hundred bytes, and a busy
+// server reuses the same buffers request after request without allocating.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "handlers/file_job.h"
+#include "protocol/range.h"
+#include "protocol/request_parser.h"
+
+namespace uvh {
+
+struct Scratch {
+    RequestStorage req;
+    std::string path;         // normalised URL path of the current request
+    std::string pending;      // input received but not yet parsed
+    std::string out;          // response bytes not yet handed to the kernel
+    std::string writing;      // bytes of the uv_write in flight
+    std::string text;         // handler scratch: error bodies, headers
+    std::string body;         // request body bytes waiting for the reader
+    std::string body_handed;  // the piece the reader is working on
+    FileJob job;
+    MultipartLayout multipart;
+    uv_write_t write_req{};
+    uv_work_t work_req{};
+    uv_shutdown_t shutdown_req{};
+
+    // Drops content, keeps capacity up to a bound.
+    void reset(size_t keep);
+};
+
+class ScratchPool {
+public:
+    explicit ScratchPool(size_t max_free = 1024) : max_free_(max_free) {}
+    ~ScratchPool();
+    Scratch* get();
+    void put(Scratch* s);
+    size_t free_count() const { return free_.size(); }
+
+private:
+    size_t max_free_;
+    std::vector<Scratch*> free_;
+};
+
+}  // namespace uvh

@@ -1,0 +1,293 @@
+#include "handlers/get_head.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "handlers/fs_ops.h"
+#include "handlers/listing.h"
+#include "protocol/etag.h"
+#include "protocol/mime.h"
+#include "protocol/negotiate.h"
+#include "protocol/percent.h"
+#include "protocol/preconditions.h"
+#include "protocol/range.h"
+
+namespace uvh {
+
+namespace {
+
+constexpr int kOpenFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
+
+// Opens `rel` + suffix if it is a regular file; -1 otherwise.
+int open_variant(int root_fd, const std::string& rel, const char* suffix, struct stat& st) {
+    std::string path = rel + suffix;
+    int fd = open_beneath(root_fd, path, kOpenFlags);
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// Picks the precompressed variant the client prefers, if any exists.
+void choose_variant(FileJob& job) {
+    struct stat st_br {}, st_gz {};
+    int br = open_variant(job.root_fd, job.rel2, ".br", st_br);
+    int gz = open_variant(job.root_fd, job.rel2, ".gz", st_gz);
+    job.has_variants = br >= 0 || gz >= 0;
+    int pick = -1;
+    struct stat* pick_st = nullptr;
+    // Brotli wins a tie: it is smaller for the same content.
+    if (br >= 0 && job.q_br > 0 && job.q_br >= job.q_gzip) {
+        pick = br;
+        pick_st = &st_br;
+        job.encoding = "br";
+    } else if (gz >= 0 && job.q_gzip > 0) {
+        pick = gz;
+        pick_st = &st_gz;
+        job.encoding = "gzip";
+    } else if (br >= 0 && job.q_br > 0) {
+        pick = br;
+        pick_st = &st_br;
+        job.encoding = "br";
+    }
+    if (br >= 0 && br != pick) close(br);
+    if (gz >= 0 && gz != pick) close(gz);
+    if (pick >= 0) {
+        close(job.fd);
+        job.fd = pick;
+        job.st = *pick_st;
+    }
+}
+
+// Reads a small file whole, so it leaves with its head in one write. The
+// version is checked again afterwards: bytes and validators must agree.
+void read_inline(FileJob& job) {
+    auto size = static_cast<size_t>(job.st.st_size);
+    if (size > job.inline_max) return;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        if (!read_exact(job.fd, 0, size, job.data)) break;
+        struct stat after {};
+        if (fstat(job.fd, &after) == 0 && same_version(after, job.st)) return;
+        job.st = after;
+        size = static_cast<size_t>(after.st_size);
+        if (size > job.inline_max) break;
+    }
+    job.data.clear();  // send from the descriptor instead
+}
+
+std::string make_boundary() {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r) r = static_cast<uint64_t>(time(nullptr));
+    return fmt::format("uvhttpd-{:016x}", r);
+}
+
+void serve_file(Exchange& ex) {
+    FileJob& job = ex.job();
+    const Request& req = ex.request();
+    const Site& site = ex.site();
+    const uint64_t size = static_cast<uint64_t>(job.st.st_size);
+
+    std::string etag = make_etag({static_cast<uint64_t>(job.st.st_ino), size, job.st.st_mtim.tv_sec,
+                                  job.st.st_mtim.tv_nsec});
+    Representation rep{true, etag, job.st.st_mtim.tv_sec};
+
+    ResponseHead head;
+    head.etag = etag;
+    head.cache_control = site.cache_control;
+    if (job.has_variants) head.vary = "Accept-Encoding";
+
+    switch (evaluate_preconditions(req.conditionals(), true, rep, ex.now())) {
+    case Precondition::Failed:
+        return respond_error(ex, 412, "If-Match or If-Unmodified-Since failed");
+    case Precondition::NotModified:
+        head.status = 304;
+        return ex.respond(head, Body::none());
+    case Precondition::Proceed:
+        break;
+    }
+
+    head.content_type = mime_type_for(job.rel2);
+    head.html = head.content_type.starts_with("text/html");
+    head.content_encoding = job.encoding;
+    head.last_modified = job.st.st_mtim.tv_sec;
+    head.accept_ranges = true;
+
+    std::vector<ByteRange> ranges;
+    RangeOutcome outcome = RangeOutcome::Full;
+    // Range handling is defined for GET only (RFC 9110 §14.2).
+    if (req.method == Method::Get && req.range.data() && if_range_allows_partial(req.if_range, rep))
+        outcome = evaluate_range(req.range, size, ranges);
+
+    std::string content_range_value;
+    if (outcome == RangeOutcome::Unsatisfiable) {
+        content_range_value = unsatisfied_range(size);
+        std::string& body = ex.text();
+        format_error_body(body, 416, "no satisfiable range");
+        ResponseHead h416;
+        h416.status = 416;
+        h416.content_type = "text/plain; charset=utf-8";
+        h416.content_length = body.size();
+        h416.content_range = content_range_value;
+        h416.etag = etag;
+        h416.vary = head.vary;
+        return ex.respond(h416, Body::mem(body));
+    }
+
+    const bool inline_data = job.data.size() == size && (size > 0 || job.data.empty());
+    if (outcome == RangeOutcome::Partial && ranges.size() == 1) {
+        const ByteRange& r = ranges.front();
+        content_range_value = content_range(r, size);
+        head.status = 206;
+        head.content_range = content_range_value;
+        head.content_length = r.length();
+        if (inline_data) {
+            return ex.respond(head, Body::mem(std::string_view(job.data).substr(r.first, r.length())));
+        }
+        int fd = job.fd;
+        job.fd = -1;
+        return ex.respond(head, Body::file(fd, r.first, r.length()));
+    }
+    if (outcome == RangeOutcome::Partial) {
+        MultipartLayout& layout = ex.multipart();
+        layout_multipart(ranges, head.content_type, size, make_boundary(), layout);
+        head.status = 206;
+        head.content_type = layout.content_type;
+        head.html = false;
+        head.content_length = layout.content_length;
+        int fd = job.fd;
+        job.fd = -1;
+        return ex.respond(head, Body::multipart(fd, &layout));
+    }
+
+    head.content_length = size;
+    if (inline_data) return ex.respond(head, Body::mem(job.data));
+    int fd = job.fd;
+    job.fd = -1;
+    ex.respond(head, Body::file(fd, 0, size));
+}
+
+void get_opened(Exchange& ex) {
+    FileJob& job = ex.job();
+    if (job.err != 0) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
+    switch (job.kind) {
+    case FileJob::Kind::Redirect: {
+        // RFC 9110 §15.4.2; the Location keeps the client's encoding.
+        const Request& req = ex.request();
+        std::string& loc = ex.text();
+        loc.assign(req.parsed.path);
+        loc.push_back('/');
+        if (!req.parsed.query.empty()) {
+            loc.push_back('?');
+            loc.append(req.parsed.query);
+        }
+        std::string body;
+        format_error_body(body, 301, loc);
+        ResponseHead head;
+        head.status = 301;
+        head.location = loc;
+        head.content_type = "text/plain; charset=utf-8";
+        head.content_length = body.size();
+        return ex.respond(head, Body::mem(body));
+    }
+    case FileJob::Kind::Listing: {
+        ResponseHead head;
+        head.content_type = job.listing_format == 1 ? "application/json" : "text/html; charset=utf-8";
+        head.html = job.listing_format != 1;
+        head.cache_control = "no-cache";
+        head.vary = "Accept";
+        head.content_length = job.data.size();
+        return ex.respond(head, Body::mem(job.data));
+    }
+    case FileJob::Kind::File:
+        return serve_file(ex);
+    case FileJob::Kind::None:
+        break;
+    }
+    respond_error(ex, 500, "unexpected file type");
+}
+
+}  // namespace
+
+void open_for_get(FileJob& job) {
+    // The handler passes the listing form's action in `data`; take it out
+    // before `data` is used for file bytes.
+    std::string form_action;
+    form_action.swap(job.data);
+    int fd = open_beneath(job.root_fd, job.rel, kOpenFlags);
+    if (fd < 0) {
+        job.err = errno;
+        return;
+    }
+    job.fd = fd;
+    if (fstat(fd, &job.st) != 0) {
+        job.err = errno;
+        return;
+    }
+    job.rel2 = job.rel;
+    if (S_ISDIR(job.st.st_mode)) {
+        if (!job.trailing_slash) {
+            job.kind = FileJob::Kind::Redirect;
+            return;
+        }
+        std::string index = job.rel == "." ? std::string("index.html") : job.rel + "/index.html";
+        struct stat ist {};
+        int ifd = open_beneath(job.root_fd, index, kOpenFlags);
+        if (ifd >= 0 && fstat(ifd, &ist) == 0 && S_ISREG(ist.st_mode)) {
+            close(job.fd);
+            job.fd = ifd;
+            job.st = ist;
+            job.rel2 = index;
+        } else {
+            if (ifd >= 0) close(ifd);
+            std::vector<DirEntry>& entries = job.entries;
+            if (!read_directory(job.root_fd, job.fd, job.rel, entries)) {
+                job.err = errno;
+                return;
+            }
+            sort_entries(entries);
+            if (job.listing_format == 1) {
+                render_listing_json(job.url_path, entries, job.data);
+            } else {
+                render_listing_html(job.url_path, entries, form_action, job.data);
+            }
+            job.kind = FileJob::Kind::Listing;
+            return;
+        }
+    } else if (!S_ISREG(job.st.st_mode)) {
+        job.err = EACCES;  // devices, FIFOs and sockets are never served
+        return;
+    }
+    job.kind = FileJob::Kind::File;
+    choose_variant(job);
+    read_inline(job);
+}
+
+void handle_get(Exchange& ex) {
+    const Request& req = ex.request();
+    const Site& site = ex.site();
+    FileJob& job = ex.job();
+    std::string_view path = ex.path();
+
+    job.root_fd = site.root_fd;
+    job.rel = relative_path(path);
+    job.url_path.assign(path);
+    job.trailing_slash = path.back() == '/';
+    job.inline_max = req.method == Method::Head ? 0 : site.inline_max;
+    job.q_gzip = coding_quality(req.accept_encoding, "gzip");
+    job.q_br = coding_quality(req.accept_encoding, "br");
+    std::string format;
+    bool json = (query_param(req.parsed.query, "format", format) && format == "json") ||
+                (!format.size() && choose_media_type(req.accept, {"text/html", "application/json"}) == 1);
+    job.listing_format = json ? 1 : 0;
+    job.data.assign(site.database_url);  // the listing form's action
+    ex.offload(open_for_get, get_opened);
+}
+
+}  // namespace uvh

@@ -1,0 +1,17 @@
+// GET and HEAD of files and directories.
+#pragma once
+
+#include "handlers/exchange.h"
+
+namespace uvh {
+
+// Serves ex.path(): a file (validators, conditional requests, ranges,
+// precompressed variants), a directory's index.html or listing, or a 301 to
+// the slash form of a directory URL. HEAD gets GET's head.
+void handle_get(Exchange& ex);
+
+// Blocking part, on a worker thread: open the path beneath the root and
+// decide what it is. Exposed for tests.
+void open_for_get(FileJob& job);
+
+}  // namespace uvh

@@ -1,0 +1,40 @@
+// What handlers know about the site they serve: settings from the command
+// line and the long-lived services (cache, record store, metrics). Owned by
+// the server; handlers only read it (the services have their own methods).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace uvh {
+
+class FileCache;
+class RecordStore;
+class Metrics;
+
+struct Site {
+    int root_fd = -1;          // O_PATH descriptor of the served root
+    std::string root_path;     // as given, for messages
+    std::string server_line;   // "Server: uvhttpd/x.y.z\r\n"
+
+    std::string cache_control;  // --cache-control; empty: none
+    size_t inline_max = 64 * 1024;  // files up to this size are read, not sent with sendfile
+
+    // Writes (PUT, DELETE, MKCOL, POST).
+    bool writes_enabled = true;  // false with --read-only
+    std::string write_token;     // --write-token; empty: no authentication
+    uint64_t max_body_size = 1ull << 30;  // --max-body-size; 0: unlimited
+    bool create_dirs = false;    // --create-dirs
+    std::string database_url = "/database.txt";  // URL path of the record store
+
+    // Operational endpoints; an empty path turns one off.
+    std::string health_path = "/healthz";
+    std::string ready_path = "/readyz";
+    std::string metrics_path = "/metrics";
+
+    FileCache* cache = nullptr;
+    RecordStore* records = nullptr;
+    Metrics* metrics = nullptr;
+};
+
+}  // namespace uvh

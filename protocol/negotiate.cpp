@@ -1,0 +1,122 @@
+#include "protocol/negotiate.h"
+
+#include <cstdlib>
+#include <string>
+
+namespace uvh {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+// One member of a comma-separated list: the value and its q parameter.
+struct Member {
+    std::string_view value;
+    double q = 1.0;
+};
+
+// Parses "gzip;q=0.5" / "text/html; level=1; q=0.3". Malformed q values
+// count as 0 so a broken field never selects something by accident.
+Member parse_member(std::string_view m) {
+    Member out;
+    size_t semi = m.find(';');
+    out.value = trim(m.substr(0, semi));
+    while (semi != std::string_view::npos) {
+        m = m.substr(semi + 1);
+        semi = m.find(';');
+        std::string_view param = trim(m.substr(0, semi));
+        if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+            std::string_view v = param.substr(2);
+            if (v.empty() || v.size() > 5) return {out.value, 0.0};
+            std::string tmp(v);
+            char* end = nullptr;
+            double q = std::strtod(tmp.c_str(), &end);
+            if (end != tmp.c_str() + tmp.size() || q < 0 || q > 1) return {out.value, 0.0};
+            out.q = q;
+        }
+    }
+    return out;
+}
+
+template <typename F>
+void for_each_member(std::string_view list, F&& f) {
+    while (!list.empty()) {
+        size_t comma = list.find(',');
+        std::string_view piece = trim(list.substr(0, comma));
+        if (!piece.empty()) f(parse_member(piece));
+        if (comma == std::string_view::npos) break;
+        list = list.substr(comma + 1);
+    }
+}
+
+}  // namespace
+
+double coding_quality(std::string_view accept_encoding, std::string_view coding) {
+    if (!accept_encoding.data()) return 0.0;
+    double specific = -1, wildcard = -1;
+    for_each_member(accept_encoding, [&](const Member& m) {
+        if (iequals(m.value, coding)) {
+            specific = m.q;
+        } else if (m.value == "*") {
+            wildcard = m.q;
+        }
+    });
+    if (specific >= 0) return specific;
+    if (wildcard >= 0) return wildcard;
+    return 0.0;
+}
+
+int choose_media_type(std::string_view accept, std::initializer_list<std::string_view> candidates) {
+    if (!accept.data() || trim(accept).empty()) return candidates.size() ? 0 : -1;
+    int best = -1;
+    double best_q = 0;
+    int best_spec = -1;
+    int index = 0;
+    for (std::string_view cand : candidates) {
+        size_t slash = cand.find('/');
+        std::string_view type = cand.substr(0, slash), sub = cand.substr(slash + 1);
+        double q = -1;
+        int spec = -1;
+        for_each_member(accept, [&](const Member& m) {
+            size_t s = m.value.find('/');
+            if (s == std::string_view::npos) return;
+            std::string_view mt = m.value.substr(0, s), ms = m.value.substr(s + 1);
+            int this_spec = -1;
+            if (iequals(mt, type) && iequals(ms, sub)) {
+                this_spec = 2;
+            } else if (iequals(mt, type) && ms == "*") {
+                this_spec = 1;
+            } else if (mt == "*" && ms == "*") {
+                this_spec = 0;
+            }
+            if (this_spec > spec) {
+                spec = this_spec;
+                q = m.q;
+            }
+        });
+        if (spec >= 0 && q > 0 && (q > best_q || (q == best_q && spec > best_spec))) {
+            best = index;
+            best_q = q;
+            best_spec = spec;
+        }
+        ++index;
+    }
+    return best;
+}
+
+}  // namespace uvh

@@ -1,0 +1,144 @@
+// The bridge from llhttp's callbacks to a Request. One static settings
+// table; the callbacks recover the RequestParser from the embedded llhttp_t
+// (as Node's node_http_parser.cc does). The parser pauses after the head and
+// after each message, so the connection handles one request at a time and
+// pipelined requests stay in order.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/request.h"
+
+namespace uvh {
+
+struct ParserLimits {
+    size_t max_target = 8 * 1024;         // 414 beyond
+    size_t max_header_bytes = 16 * 1024;  // 431 beyond (names + values)
+    size_t max_header_count = 100;        // 431 beyond
+};
+
+// Per-request byte storage. Header bytes are copied here as they arrive, so
+// the request survives the read buffer being reused and a head that spans
+// several reads. Pooled by the connection layer and released while a
+// connection is idle.
+struct RequestStorage {
+    Request request;
+    std::string bytes;     // target, then names and values back to back
+    std::string combined;  // list-valued fields that came on several lines
+    struct Span {
+        uint32_t name_off, name_len, value_off, value_len;
+    };
+    std::vector<Span> spans;
+    std::vector<Header> headers;
+
+    void clear() {
+        request = Request{};
+        bytes.clear();
+        combined.clear();
+        spans.clear();
+        headers.clear();
+    }
+    // Gives memory back when a pathological request grew it.
+    void trim(size_t keep);
+};
+
+class RequestParser {
+public:
+    enum class Event {
+        NeedMore,  // all bytes consumed, waiting for more
+        Head,      // request head complete: request() is valid; call resume()
+        Complete,  // message complete (body delivered): call next_message()
+        Error,     // error_status() / error_message() say what to answer
+    };
+    using BodyFn = void (*)(void* ctx, const char* data, size_t len);
+
+    RequestParser();
+    RequestParser(const RequestParser&) = delete;
+    RequestParser& operator=(const RequestParser&) = delete;
+
+    void set_limits(const ParserLimits& l) { limits_ = l; }
+    void set_body_sink(BodyFn fn, void* ctx) {
+        body_fn_ = fn;
+        body_ctx_ = ctx;
+    }
+    // Storage must be attached before execute() and stay attached while a
+    // message is in progress.
+    void attach(RequestStorage* s) { storage_ = s; }
+    RequestStorage* storage() const { return storage_; }
+
+    // Parses from `data`; stops at the first event. `consumed` tells how
+    // many bytes were used; the rest must be offered again (after resume()
+    // or next_message()). Calling with len == 0 is valid and completes a
+    // message whose last byte was already seen.
+    Event execute(const char* data, size_t len, size_t& consumed);
+
+    void resume();        // after Head
+    void next_message();  // after Complete
+
+    const Request& request() const { return storage_->request; }
+    int error_status() const { return error_status_; }
+    std::string_view error_message() const { return error_message_ ? error_message_ : ""; }
+
+    // True when bytes of a request have been received but its head is not
+    // complete (used for the header timeout and to decide whether an EOF is
+    // an abort).
+    bool head_in_progress() const { return started_ && !head_done_; }
+    bool message_in_progress() const { return started_; }
+
+    // Bytes of request heads and bodies received in total.
+    uint64_t bytes_parsed() const { return bytes_parsed_; }
+
+private:
+    static const llhttp_settings_t kSettings;
+    static RequestParser& self(llhttp_t* p) { return *static_cast<RequestParser*>(p->data); }
+
+    static int on_message_begin(llhttp_t* p);
+    static int on_url(llhttp_t* p, const char* at, size_t len);
+    static int on_header_field(llhttp_t* p, const char* at, size_t len);
+    static int on_header_field_complete(llhttp_t* p);
+    static int on_header_value(llhttp_t* p, const char* at, size_t len);
+    static int on_headers_complete(llhttp_t* p);
+    static int on_body(llhttp_t* p, const char* at, size_t len);
+    static int on_message_complete(llhttp_t* p);
+    static int on_chunk_extension(llhttp_t* p, const char* at, size_t len);
+
+    int fail(int status, const char* message);
+    bool count_header_bytes(size_t len);
+    void build_request();
+    void classify_method_error();
+    Event sniff_method(const char* data, size_t len, size_t& consumed);
+
+    llhttp_t parser_{};
+    ParserLimits limits_;
+    RequestStorage* storage_ = nullptr;
+    BodyFn body_fn_ = nullptr;
+    void* body_ctx_ = nullptr;
+
+    // Per-message state.
+    bool started_ = false;
+    bool head_done_ = false;
+    bool in_value_ = false;   // last header callback was a value
+    bool value_seen_ = false; // current header already has value bytes
+    size_t header_bytes_ = 0;
+    size_t chunk_ext_bytes_ = 0;
+    Event pending_ = Event::NeedMore;
+    const char* exec_begin_ = nullptr;  // the buffer given to execute()
+    char prev_tail_ = 0;                // last byte of the previous buffer
+
+    // The first bytes of the message, to tell an unknown method (501) from
+    // garbage (400) even when the request arrives a byte at a time.
+    char line_[32] = {};
+    size_t line_len_ = 0;
+    bool sniffing_ = false;
+
+    int error_status_ = 0;
+    const char* error_message_ = nullptr;  // static text (ours or llhttp's)
+    uint64_t bytes_parsed_ = 0;
+};
+
+}  // namespace uvh

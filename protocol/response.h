@@ -1,0 +1,58 @@
+// The response head writer: status line, the fields every response carries,
+// the handler's fields, framing and connection management, appended to the
+// connection's output buffer in one pass (RFC 9110 §6, RFC 9112 §4, §6).
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <string>
+#include <string_view>
+
+namespace uvh {
+
+struct ResponseHead {
+    int status = 200;
+    std::string_view content_type;
+    // The representation length announced in Content-Length (for HEAD the
+    // length GET would send). Never sent for 1xx, 204 or 304.
+    uint64_t content_length = 0;
+    std::string_view etag;
+    time_t last_modified = -1;  // -1: no Last-Modified
+    std::string_view location;
+    std::string_view allow;
+    std::string_view cache_control;
+    std::string_view vary;
+    std::string_view content_encoding;
+    std::string_view content_range;
+    bool accept_ranges = false;  // "Accept-Ranges: bytes"
+    bool html = false;           // adds X-Frame-Options: DENY
+    bool close = false;          // the server wants to close after this
+
+    // Already formatted field lines, each ending in CRLF (from caches).
+    std::string_view fragment;
+
+    struct Field {
+        std::string_view name, value;
+    };
+    static constexpr int kMaxExtra = 6;
+    Field extra[kMaxExtra];
+    int extra_count = 0;
+    void add(std::string_view name, std::string_view value) {
+        if (extra_count < kMaxExtra) extra[extra_count++] = {name, value};
+    }
+};
+
+// Whether the connection stays open and how to say so.
+struct Framing {
+    bool keep_alive = true;  // decided by the connection: request and server state
+    bool http10 = false;     // an HTTP/1.0 client needs "Connection: keep-alive"
+};
+
+// Appends the head; `date_line` and `server_line` are complete field lines.
+void write_response_head(std::string& out, const ResponseHead& head, const Framing& framing,
+                         std::string_view date_line, std::string_view server_line);
+
+// The standard one-line text/plain error body: "404 Not Found: detail\n".
+void format_error_body(std::string& out, int status, std::string_view detail);
+
+}  // namespace uvh

@@ -1,0 +1,187 @@
+#include "protocol/target.h"
+
+#include <vector>
+
+namespace uvh {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+void split_query(std::string_view rest, Target& t) {
+    // A fragment never reaches a server (RFC 9110 §4.2.5); drop one if a
+    // careless client sent it.
+    size_t hash = rest.find('#');
+    if (hash != std::string_view::npos) rest = rest.substr(0, hash);
+    size_t q = rest.find('?');
+    if (q == std::string_view::npos) {
+        t.path = rest;
+    } else {
+        t.path = rest.substr(0, q);
+        t.query = rest.substr(q + 1);
+    }
+}
+
+}  // namespace
+
+Target parse_target(std::string_view raw) {
+    Target t;
+    if (raw.empty()) return t;
+    if (raw == "*") {
+        t.form = TargetForm::Asterisk;
+        return t;
+    }
+    if (raw.front() == '/') {
+        t.form = TargetForm::Origin;
+        split_query(raw, t);
+        return t;
+    }
+    size_t colon = raw.find("://");
+    if (colon == std::string_view::npos) return t;
+    std::string_view scheme = raw.substr(0, colon);
+    if (!iequals(scheme, "http") && !iequals(scheme, "https")) return t;
+    std::string_view rest = raw.substr(colon + 3);
+    size_t end = rest.find_first_of("/?#");
+    t.authority = rest.substr(0, end);
+    if (t.authority.empty() || t.authority.find('@') != std::string_view::npos) return t;
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+    t.form = TargetForm::Absolute;
+    split_query(rest, t);
+    if (t.path.empty()) t.path = "/";
+    return t;
+}
+
+PathStatus normalize_path(std::string_view raw, std::string& out) {
+    // Decode first, refusing the bytes that would let a segment carry a
+    // separator; then resolve dot segments on the decoded segments. Decoding
+    // before resolving is what makes "%2e%2e" as harmless as "..".
+    std::string decoded;
+    decoded.reserve(raw.size());
+    for (size_t i = 0; i < raw.size(); ++i) {
+        char c = raw[i];
+        if (c == '%') {
+            if (i + 2 >= raw.size()) return PathStatus::BadEncoding;
+            int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
+            if (hi < 0 || lo < 0) return PathStatus::BadEncoding;
+            c = static_cast<char>(hi * 16 + lo);
+            i += 2;
+            if (c == '/') return PathStatus::EncodedSlash;
+        }
+        if (c == '\0') return PathStatus::NulByte;
+        if (c == '\\') return PathStatus::Backslash;
+        decoded.push_back(c);
+    }
+
+    std::vector<std::string_view> segments;
+    bool trailing_slash = false;
+    std::string_view rest = decoded;
+    while (!rest.empty()) {
+        size_t slash = rest.find('/');
+        std::string_view seg = rest.substr(0, slash);
+        bool last = slash == std::string_view::npos;
+        rest = last ? std::string_view{} : rest.substr(slash + 1);
+        if (seg.empty() || seg == ".") {
+            trailing_slash = true;
+            continue;
+        }
+        if (seg == "..") {
+            if (segments.empty()) return PathStatus::Escapes;
+            segments.pop_back();
+            trailing_slash = true;
+            continue;
+        }
+        segments.push_back(seg);
+        trailing_slash = !last;
+    }
+
+    out.clear();
+    for (std::string_view seg : segments) {
+        out.push_back('/');
+        out.append(seg);
+    }
+    if (segments.empty() || trailing_slash) out.push_back('/');
+    return PathStatus::Ok;
+}
+
+bool has_hidden_segment(std::string_view p) {
+    for (size_t i = 0; i + 1 < p.size(); ++i)
+        if (p[i] == '/' && p[i + 1] == '.') return true;
+    return false;
+}
+
+std::string relative_path(std::string_view p) {
+    while (!p.empty() && p.front() == '/') p.remove_prefix(1);
+    while (!p.empty() && p.back() == '/') p.remove_suffix(1);
+    if (p.empty()) return ".";
+    return std::string(p);
+}
+
+bool valid_host(std::string_view host) {
+    if (host.empty()) return true;  // allowed when the URI has no authority
+    std::string_view name = host;
+    std::string_view port;
+    if (host.front() == '[') {
+        size_t close = host.find(']');
+        if (close == std::string_view::npos || close == 1) return false;
+        for (char c : host.substr(1, close - 1)) {
+            bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                      c == ':' || c == '.';
+            if (!ok) return false;
+        }
+        std::string_view after = host.substr(close + 1);
+        if (!after.empty()) {
+            if (after.front() != ':') return false;
+            port = after.substr(1);
+        }
+        name = {};
+    } else {
+        size_t colon = host.rfind(':');
+        if (colon != std::string_view::npos) {
+            name = host.substr(0, colon);
+            port = host.substr(colon + 1);
+        }
+    }
+    for (char c : port)
+        if (c < '0' || c > '9') return false;
+    if (port.size() > 5) return false;
+    for (char ch : name) {
+        auto c = static_cast<unsigned char>(ch);
+        // reg-name = *( unreserved / pct-encoded / sub-delims )
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '.' || c == '_' || c == '~' || c == '%' || c == '!' ||
+                  c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
+                  c == '+' || c == ',' || c == ';' || c == '=';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+std::string_view path_status_message(PathStatus s) {
+    switch (s) {
+    case PathStatus::Ok: return "ok";
+    case PathStatus::BadEncoding: return "bad percent-encoding in the path";
+    case PathStatus::EncodedSlash: return "encoded slash (%2F) in the path";
+    case PathStatus::NulByte: return "NUL byte in the path";
+    case PathStatus::Backslash: return "backslash in the path";
+    case PathStatus::Escapes: return "path escapes the root";
+    }
+    return "bad path";
+}
+
+}  // namespace uvh
