@@ -400,8 +400,17 @@ int Connection::validate_head(const char*& why) {
             why = "Transfer-Encoding in an HTTP/1.0 request";
             return 400;
         }
+        // RFC 9112 §6.3: unless chunked is the final coding the body length
+        // cannot be known: 400 and close.
+        std::string_view te = trim(r.transfer_encoding);
+        size_t comma = te.rfind(',');
+        std::string_view last = trim(comma == std::string_view::npos ? te : te.substr(comma + 1));
+        if (!iequals_ascii(last, "chunked")) {
+            why = "Transfer-Encoding does not end in chunked";
+            return 400;
+        }
         // RFC 9112 §6.1: a coding we do not understand is a 501.
-        if (!iequals_ascii(trim(r.transfer_encoding), "chunked")) {
+        if (!iequals_ascii(te, "chunked")) {
             why = "transfer coding not implemented";
             return 501;
         }

@@ -54,8 +54,12 @@ bool read_directory(int root_fd, int dir_fd, const std::string& rel, std::vector
         errno = e;
         return false;
     }
-    errno = 0;
-    while (struct dirent* d = readdir(dir)) {
+    // readdir() reports errors only through errno, so clear it before every
+    // call: the checks inside the loop may leave it set.
+    for (;;) {
+        errno = 0;
+        struct dirent* d = readdir(dir);
+        if (!d) break;
         if (d->d_name[0] == '.') continue;  // ".", ".." and dotfiles
         struct stat st {};
         if (fstatat(dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;

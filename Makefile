@@ -1,0 +1,57 @@
+# uvhttpd: the two commands are `make run` and `make test`.
+# Both install what they need from Debian first (as root, or through sudo).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PORT       ?= 8080
+JOBS       ?= $(shell nproc)
+DEMO_SITE  ?= $(BUILD)/demo-site
+
+# Build and test dependencies, all from Debian.
+PACKAGES := cmake g++ make pkgconf python3 curl \
+            libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
+            wrk apache2-utils nghttp2-client
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build asan run test test-release test-asan bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DUVH_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Serves a copy of the demo site, so posting records leaves the tree clean.
+run: build
+	@mkdir -p $(DEMO_SITE) && cp -rn docs/demo/. $(DEMO_SITE)/
+	./$(BUILD)/uvhttpd --port $(PORT) --root $(DEMO_SITE)
+
+test: test-release test-asan
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE load
+
+bench: build
+	bench/run
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

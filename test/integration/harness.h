@@ -1,0 +1,125 @@
+// In-process server tests: the real Server on its own loop, port 0, a
+// temporary root, and a raw-socket client. The test thread drives the loop
+// with spin_until(), which runs it until a condition holds or a deadline
+// passes; nothing sleeps to synchronise. Teardown shuts the server down and
+// requires uv_loop_close() == 0, so a leaked handle or request fails the test.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/server.h"
+
+namespace uvh::test {
+
+// A temporary directory, removed with everything in it at destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    // Writes a file (creating parent directories) and returns its full path.
+    std::string write(std::string_view rel, std::string_view content) const;
+    std::string mkdir(std::string_view rel) const;
+    std::string read(std::string_view rel) const;
+    bool exists(std::string_view rel) const;
+
+private:
+    std::string path_;
+};
+
+struct HttpResponse {
+    int status = 0;
+    std::string reason;
+    std::string version;
+    std::multimap<std::string, std::string> headers;  // lower-case names
+    std::string body;
+    std::string raw;  // everything received for this response
+
+    bool has(std::string_view name) const;
+    std::string header(std::string_view name) const;  // "" when absent
+    size_t count(std::string_view name) const;
+};
+
+class TestServer;
+
+// A blocking-connect, non-blocking-read client socket.
+class RawClient {
+public:
+    explicit RawClient(TestServer& server);
+    ~RawClient();
+    RawClient(const RawClient&) = delete;
+    RawClient& operator=(const RawClient&) = delete;
+
+    // Sends all bytes, spinning the loop while the socket buffer is full.
+    void send(std::string_view bytes);
+    // Reads one response. `head_only` for HEAD and the like: no body
+    // follows whatever Content-Length says. nullopt on timeout or EOF
+    // before a complete response.
+    std::optional<HttpResponse> read_response(bool head_only = false,
+                                              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // True when the server closed the connection (EOF or reset) within
+    // the timeout, after any data still unread is drained.
+    bool wait_closed(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // Bytes received and not yet consumed by read_response.
+    const std::string& buffered() const { return buf_; }
+    void shutdown_write();
+    void reset();  // close with SO_LINGER 0: the peer sees an RST
+    int fd() const { return fd_; }
+
+private:
+    bool fill();  // one non-blocking read; false on EOF/error
+    TestServer& server_;
+    int fd_ = -1;
+    std::string buf_;
+    bool eof_ = false;
+};
+
+class TestServer {
+public:
+    // `configure` may change the Config before start (root and port are
+    // already set to the temporary root and 0).
+    explicit TestServer(std::function<void(Config&)> configure = {});
+    ~TestServer();
+    TestServer(const TestServer&) = delete;
+    TestServer& operator=(const TestServer&) = delete;
+
+    TempDir& root() { return root_; }
+    Server& server() { return *server_; }
+    uv_loop_t* loop() { return &loop_; }
+    uint16_t port() const { return server_->port(); }
+
+    // Runs the loop until pred() or the deadline; returns pred().
+    bool spin_until(const std::function<bool()>& pred,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // Runs the loop for a while regardless (for "nothing happens" checks).
+    void spin_for(std::chrono::milliseconds duration);
+
+    // One request on a fresh connection; the whole response.
+    HttpResponse get(std::string_view target, std::string_view extra_headers = {});
+    HttpResponse request(std::string_view raw, bool head_only = false);
+
+    // Stops the server gracefully and waits for it to finish.
+    void stop();
+
+private:
+    TempDir root_;
+    uv_loop_t loop_{};
+    std::unique_ptr<Server> server_;
+    bool stopped_ = false;
+};
+
+// Open descriptors of this process (for leak checks).
+size_t open_fd_count();
+
+}  // namespace uvh::test
