@@ -59,6 +59,12 @@ std::string usage_text() {
         "  PORT, --port N          port to listen on (default 8080; 0 picks a free one)\n"
         "  --host ADDR             address to bind (default 127.0.0.1; IPv6 literals work)\n"
         "  --root DIR              directory to serve (default: the current directory)\n"
+        "  --read-only             refuse PUT, DELETE, MKCOL and POST (405)\n"
+        "  --write-token TOKEN     writes need Authorization: Bearer TOKEN (or Basic\n"
+        "                          auth with TOKEN as the password: curl -u :TOKEN)\n"
+        "  --allow-anonymous-writes  allow writes without a token on a non-loopback address\n"
+        "  --create-dirs           PUT creates missing parent directories (default: 409)\n"
+        "  --database PATH         the record store file (default: database.txt in the root)\n"
         "  --cache-control VALUE   Cache-Control for files (default: none)\n"
         "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
         "  --inline-max SIZE       files up to SIZE are read and sent with their head;\n"
@@ -116,6 +122,22 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
             } else if (arg == "--root") {
                 cfg.root = need();
                 if (cfg.root.empty()) throw UsageError("--root needs a directory");
+            } else if (arg == "--read-only") {
+                cfg.read_only = true;
+            } else if (arg == "--write-token") {
+                cfg.write_token = need();
+                if (cfg.write_token.empty()) throw UsageError("--write-token needs a non-empty token");
+                for (char c : cfg.write_token)
+                    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+                        throw UsageError("--write-token must be printable, without spaces");
+            } else if (arg == "--allow-anonymous-writes") {
+                cfg.allow_anonymous_writes = true;
+            } else if (arg == "--create-dirs") {
+                cfg.create_dirs = true;
+            } else if (arg == "--database") {
+                cfg.database = need();
+                if (cfg.database.empty() || cfg.database.back() == '/')
+                    throw UsageError("--database needs a file path");
             } else if (arg == "--cache-control") {
                 cfg.cache_control = need();
                 for (char c : cfg.cache_control)

@@ -16,6 +16,13 @@ struct Config {
     int port = 8080;
     std::string root = ".";
 
+    // Writes
+    bool read_only = false;
+    std::string write_token;
+    bool allow_anonymous_writes = false;
+    bool create_dirs = false;
+    std::string database = "database.txt";  // relative to the root, or absolute
+
     // HTTP
     std::string cache_control;
     uint64_t max_body_size = 1ull << 30;

@@ -205,6 +205,19 @@ void Connection::close_fd_async(int fd) {
 void Connection::release_job_resources() {
     FileJob& job = s_->job;
     if (job.fd >= 0) close_fd_async(job.fd);
+    if (job.dir_fd >= 0) close_fd_async(job.dir_fd);
+    if (!job.temp_rel.empty()) {
+        // A named temporary file of an upload that did not finish.
+        auto* req = new uv_fs_t;
+        std::string path = server_.site().root_path + "/" + job.temp_rel;
+        if (uv_fs_unlink(server_.loop(), req, path.c_str(), [](uv_fs_t* r) {
+                uv_fs_req_cleanup(r);
+                delete r;
+            }) != 0) {
+            uv_fs_req_cleanup(req);
+            delete req;
+        }
+    }
     job.reset();
 }
 
@@ -344,8 +357,10 @@ size_t Connection::run_parser(const char* data, size_t len) {
         RequestParser::Event ev = parser_.execute(data + pos, len - pos, used);
         pos += used;
         if (in_exchange_ && !msg_complete_) {
+            // Bodies without a declared length are held to the limit as they
+            // arrive (declared ones were refused before reading).
             uint64_t max = server_.site().max_body_size;
-            if (max != 0 && body_bytes_ > max) {
+            if (max != 0 && body_bytes_ > max && !response_started_) {
                 send_error_and_close(413, "request body larger than --max-body-size");
                 return len;
             }
@@ -520,12 +535,9 @@ void Connection::on_after_work(uv_work_t* req, int status) {
         c->work_is_sendfile_ = false;
         c->tx_busy_ = false;
         if (status == 0) c->after_sendfile();
-    } else if (c->closing_ == Closing::Closed || c->abandoned_ || status != 0) {
+    } else if (c->closing_ != Closing::No || c->abandoned_ || status != 0) {
         // The client is gone or was already answered: drop the result.
-        if (c->s_ && c->s_->job.fd >= 0) {
-            c->close_fd_async(c->s_->job.fd);
-            c->s_->job.fd = -1;
-        }
+        if (c->s_) c->release_job_resources();
         c->after_processing();
     } else {
         DoneFn done = c->done_fn_;
@@ -561,6 +573,18 @@ void Connection::read_body(const BodyReader& reader) {
         if (request().has_body()) arm(server_.body_timeouts);
     }
     kick();
+}
+
+void Connection::hold() { ++refs_; }
+
+void Connection::release(DoneFn done) {
+    if (closing_ == Closing::No && !abandoned_ && s_) {
+        done(*this);
+        kick();
+    } else if (s_) {
+        release_job_resources();
+    }
+    unref();
 }
 
 void Connection::body_consumed() {

@@ -51,6 +51,8 @@ public:
     void read_body(const BodyReader& reader) override;
     void body_consumed() override;
     void discard_body() override;
+    void hold() override;
+    void release(DoneFn done) override;
 
     TimeoutNode timeout_node;
     Connection* prev = nullptr;  // server's list of live connections

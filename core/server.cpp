@@ -12,6 +12,8 @@
 
 #include "core/connection.h"
 
+#include <netinet/in.h>
+
 namespace uvh {
 
 namespace {
@@ -31,7 +33,19 @@ Server::Server(uv_loop_t* loop, Config config)
 }
 
 Server::~Server() {
+    if (database_fd_owned_ && site_.database_dir_fd >= 0) close(site_.database_dir_fd);
     if (site_.root_fd >= 0) close(site_.root_fd);
+}
+
+bool is_loopback(const std::string& host) {
+    struct sockaddr_in v4 {};
+    struct sockaddr_in6 v6 {};
+    if (uv_ip4_addr(host.c_str(), 0, &v4) == 0) return (ntohl(v4.sin_addr.s_addr) >> 24) == 127;
+    if (uv_ip6_addr(host.c_str(), 0, &v6) == 0) {
+        if (IN6_IS_ADDR_LOOPBACK(&v6.sin6_addr)) return true;
+        if (IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr)) return v6.sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
 }
 
 std::string Server::url() const {
@@ -54,6 +68,35 @@ bool Server::start(std::string& error) {
     site_.cache_control = config_.cache_control;
     site_.inline_max = config_.inline_max;
     site_.max_body_size = config_.max_body_size;
+    site_.writes_enabled = !config_.read_only;
+    site_.write_token = config_.write_token;
+    site_.create_dirs = config_.create_dirs;
+
+    if (!config_.read_only && config_.write_token.empty() && !config_.allow_anonymous_writes &&
+        !is_loopback(config_.host)) {
+        error = fmt::format(
+            "refusing anonymous writes on non-loopback address {}: give --write-token, "
+            "--read-only or --allow-anonymous-writes",
+            config_.host);
+        return false;
+    }
+
+    // The record store's file: relative paths live beneath the root.
+    if (config_.database.front() == '/') {
+        size_t slash = config_.database.rfind('/');
+        std::string dir = slash == 0 ? std::string("/") : config_.database.substr(0, slash);
+        int dfd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+            error = fmt::format("cannot use --database '{}': {}", config_.database, std::strerror(errno));
+            return false;
+        }
+        site_.database_dir_fd = dfd;
+        database_fd_owned_ = true;
+        site_.database_rel = config_.database.substr(slash + 1);
+    } else {
+        site_.database_dir_fd = root;
+        site_.database_rel = config_.database;
+    }
 
     struct sockaddr_storage addr {};
     bool v6 = config_.host.find(':') != std::string::npos;

@@ -20,6 +20,9 @@ namespace uvh {
 
 class Connection;
 
+// True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x addresses.
+bool is_loopback(const std::string& host);
+
 struct ServerStats {
     uint64_t connections_accepted = 0;
     uint64_t requests = 0;
@@ -94,6 +97,7 @@ private:
     bool finished_ = false;
     bool closing_handles_ = false;
     bool timers_ = false;
+    bool database_fd_owned_ = false;
     int open_handles_ = 0;
     uint16_t port_ = 0;
 

@@ -97,6 +97,13 @@ public:
     virtual void read_body(const BodyReader& reader) = 0;
     virtual void body_consumed() = 0;
     virtual void discard_body() = 0;
+
+    // For services that finish on their own schedule (the record store's
+    // group commit): hold() keeps the exchange alive; release(done) ends
+    // the hold and runs done(*this) on the loop thread unless the client
+    // has gone away.
+    virtual void hold() = 0;
+    virtual void release(DoneFn done) = 0;
 };
 
 // The one-line text/plain error answer every handler uses.

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,12 +33,19 @@ struct FileJob {
     int listing_format = 0;     // 0 html, 1 json
     int flags = 0;              // operation-specific
     uint64_t number = 0;        // operation-specific
+    std::string_view chunk;     // request body bytes to write (PUT)
+    const void* request = nullptr;  // the Request, for checks re-run on the worker
+    time_t now = 0;
 
     // ---- outputs (worker thread) ----
     enum class Kind { None, File, Listing, Redirect };
     Kind kind = Kind::None;
     int err = 0;                // errno of the failing step, 0 on success
     int fd = -1;                // an open descriptor handed to the loop
+    int dir_fd = -1;            // the target's parent directory (writes)
+    bool created = false;       // a write created the target
+    int status = 0;             // a status the worker decided (412, 409, ...)
+    std::string temp_rel;       // a named temporary file to remove if the request dies
     struct stat st {};          // of fd (or of the target)
     bool exists = false;
     bool has_variants = false;  // .gz or .br next to the file: Vary needed
@@ -58,9 +66,16 @@ struct FileJob {
         listing_format = 0;
         flags = 0;
         number = 0;
+        chunk = {};
+        request = nullptr;
+        now = 0;
         kind = Kind::None;
         err = 0;
         fd = -1;
+        dir_fd = -1;
+        created = false;
+        status = 0;
+        temp_rel.clear();
         st = {};
         exists = false;
         has_variants = false;

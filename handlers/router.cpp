@@ -1,6 +1,8 @@
 #include "handlers/router.h"
 
 #include "handlers/get_head.h"
+#include "handlers/write_ops.h"
+#include "protocol/auth.h"
 #include "protocol/target.h"
 
 namespace uvh {
@@ -8,6 +10,7 @@ namespace uvh {
 namespace {
 
 constexpr std::string_view kReadMethods = "GET, HEAD, OPTIONS";
+constexpr std::string_view kAllMethods = "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST";
 
 void handle_options(Exchange& ex) {
     // RFC 9110 §9.3.7: 204 with Allow, for a resource or for "*".
@@ -17,9 +20,36 @@ void handle_options(Exchange& ex) {
     ex.respond(head, Body::none());
 }
 
+bool is_write(Method m) {
+    return m == Method::Put || m == Method::Delete || m == Method::Mkcol || m == Method::Post;
+}
+
+// Writes need the token when one is configured (RFC 9110 §11.6.2).
+bool authorized(const Exchange& ex) {
+    const std::string& token = ex.site().write_token;
+    if (token.empty()) return true;
+    std::string secret;
+    if (!authorization_secret(ex.request().authorization, secret)) return false;
+    return constant_time_equals(secret, token);
+}
+
+void respond_unauthorized(Exchange& ex) {
+    std::string& body = ex.text();
+    format_error_body(body, 401, "writes need the server's token (Authorization: Bearer TOKEN)");
+    ResponseHead head;
+    head.status = 401;
+    head.content_type = "text/plain; charset=utf-8";
+    head.content_length = body.size();
+    // Basic first, so browsers offer their login prompt; curl -u :TOKEN
+    // and Bearer clients both work.
+    head.add("WWW-Authenticate", "Basic realm=\"uvhttpd\", charset=\"UTF-8\"");
+    head.add("WWW-Authenticate", "Bearer realm=\"uvhttpd\"");
+    ex.respond(head, Body::mem(body));
+}
+
 }  // namespace
 
-std::string_view allowed_methods(const Site&) { return kReadMethods; }
+std::string_view allowed_methods(const Site& site) { return site.writes_enabled ? kAllMethods : kReadMethods; }
 
 void respond_error(Exchange& ex, int status, std::string_view detail, std::string_view allow) {
     std::string& body = ex.text();
@@ -41,22 +71,36 @@ void dispatch(Exchange& ex) {
         ex.discard_body();
         return handle_options(ex);
     }
+    if (req.method == Method::Other) return respond_error(ex, 501, "method not implemented");
 
     std::string_view path = ex.path();
+    if (has_hidden_segment(path)) {
+        // Dotfiles (and the server's own temporary files) do not exist as
+        // far as clients can tell, whatever the method.
+        return respond_error(ex, 404, "no such file");
+    }
+    if (is_write(req.method)) {
+        if (!site.writes_enabled) return respond_error(ex, 405, "this server is read-only", kReadMethods);
+        if (!authorized(ex)) return respond_unauthorized(ex);
+    }
+
     switch (req.method) {
     case Method::Get:
     case Method::Head:
         ex.discard_body();
-        if (has_hidden_segment(path)) return respond_error(ex, 404, "no such file");
         return handle_get(ex);
     case Method::Options:
         ex.discard_body();
         return handle_options(ex);
     case Method::Put:
+        return handle_put(ex);
     case Method::Delete:
+        ex.discard_body();
+        return handle_delete(ex);
     case Method::Mkcol:
+        return handle_mkcol(ex);
     case Method::Post:
-        return respond_error(ex, 405, "this server does not accept writes", allowed_methods(site));
+        return respond_error(ex, 405, "POST is accepted by the record store only", allowed_methods(site));
     case Method::Other:
         break;
     }

@@ -26,6 +26,8 @@ struct Site {
     uint64_t max_body_size = 1ull << 30;  // --max-body-size; 0: unlimited
     bool create_dirs = false;    // --create-dirs
     std::string database_url = "/database.txt";  // URL path of the record store
+    int database_dir_fd = -1;    // directory holding the record file
+    std::string database_rel;    // the record file, relative to database_dir_fd
 
     // Operational endpoints; an empty path turns one off.
     std::string health_path = "/healthz";

@@ -1,0 +1,208 @@
+// The record store behind POST/GET/PUT/DELETE on /database.txt: the seed's
+// "database.txt" in the served directory, done properly (shared/seed/NOTES.md).
+//
+// Format: one line per record, the id, one space, then the fields as
+// application/x-www-form-urlencoded with form_encode for names and values, so
+// newlines, '&', '=', '%' and any other byte round-trip exactly:
+//
+//     17 mis=17&name=Akshay&email=akshay%40gmail.com\n
+//
+// Three layers: pure line formatting; RecordFile, the blocking file
+// operations (durable, safe between processes sharing one root); and
+// RecordStore, which runs RecordFile on the libuv threadpool with group
+// commit, so concurrent POSTs share one fdatasync.
+#pragma once
+
+#include <sys/stat.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "protocol/percent.h"
+
+namespace uvh {
+
+struct Record {
+    std::string id;
+    FormFields fields;
+};
+
+// 1 to 64 of [A-Za-z0-9._-], and neither "." nor ".." (the id also names a
+// URL path segment, /database.txt/ID, where those two would be dot segments).
+bool valid_record_id(std::string_view id);
+
+// "ID name=value&...\n". The id must be valid (callers check it first).
+std::string format_record_line(const Record& r);
+
+// Parses one line without its '\n'. False (and `out` unspecified) for a
+// missing space, an invalid id, a byte form_encode never produces, a piece
+// without '=', or bad percent-encoding.
+bool parse_record_line(std::string_view line, Record& out);
+
+// Blocking operations on the record file. Called from one thread at a time
+// (RecordStore guarantees it), never from the loop thread: every call may
+// block on a lock held by another process and on fdatasync.
+//
+// Concurrency between processes: every operation opens the path, takes an
+// exclusive flock(2) on it and then checks that the path still names the
+// locked inode (a put()/remove() elsewhere may have renamed a new file over
+// it meanwhile; then it retries). Writers only ever append whole lines with
+// one write() or replace the file with rename(), so a reader under the lock
+// sees whole lines.
+//
+// No method throws; failures are HTTP statuses (507 for ENOSPC, EDQUOT and
+// EFBIG with the file left as it was, 500 otherwise).
+class RecordFile {
+public:
+    // The file is `path` resolved against dir_fd: AT_FDCWD with an absolute
+    // (or working-directory relative) --database path, or the served root's
+    // O_PATH descriptor with a relative path like "database.txt" and
+    // beneath = true, so the kernel refuses to leave the root (open_beneath).
+    // dir_fd must stay open for the object's lifetime.
+    RecordFile(int dir_fd, std::string path, bool beneath);
+    ~RecordFile();
+    RecordFile(const RecordFile&) = delete;
+    RecordFile& operator=(const RecordFile&) = delete;
+
+    // In: rec (an empty id asks for the next number). Out: status 201 (and
+    // rec.id set), 400 (invalid explicit id), 409 (the id exists in the file
+    // or earlier in the batch), 507 or 500 (and rec.id as it came in).
+    struct Append {
+        Record rec;
+        int status = 0;
+    };
+
+    // Appends every acceptable record with ONE write() of all their lines to
+    // the O_APPEND descriptor, then one fdatasync() (and an fsync of the
+    // directory the first time this process appends to this inode, so a just
+    // created file's name is durable too). Statuses are set only after the
+    // sync succeeded. Empty ids get the next integer after the largest
+    // all-digit id in the file, in batch order. A torn final line (a crash
+    // mid-write) is cut off first. On failure the file is truncated back to
+    // its previous size and every accepted record gets 507/500.
+    void append_batch(std::vector<Append*>& batch);
+
+    // 200 with `out` filled, 404 (no such record or no file), or an error
+    // status (500 for a record line that does not parse).
+    int get(std::string_view id, Record& out);
+
+    // Replaces the record with rec.id in place (204, created = false) or
+    // appends it at the end (201, created = true), by rewriting the file:
+    // a ".uvhttpd-tmp-" file in the same directory, fdatasync, rename over
+    // the database, fsync of the directory. 400 for an invalid id, 507/500
+    // with the file unchanged.
+    int put(const Record& rec, bool& created);
+
+    // Removes the record (204) by the same rewrite, 404 if there is none,
+    // 507/500 with the file unchanged.
+    int remove(std::string_view id);
+
+    // Cuts a torn final line left by a crash (append_batch also does so
+    // under the lock). Called once at start-up. Returns 0 (also when the
+    // file does not exist yet) or the errno of the failing step.
+    int recover();
+
+    // For tests and metrics: ids known to this process's index.
+    size_t indexed() const { return ids_.size(); }
+
+private:
+    struct Locked;
+    int lock(bool write, bool create, Locked& lk);
+    int refresh_index(Locked& lk);
+    int read_all(Locked& lk, std::string& content);
+    int rewrite(Locked& lk, const std::string& content);
+    int open_parent_dir();
+    void rebuild_index(std::string_view content, const struct stat& st);
+    void adopt(int fd, const struct stat& st);
+    void note_id(std::string_view id);
+    std::string next_id() const;
+
+    int dir_fd_;
+    std::string path_;
+    bool beneath_;
+
+    // The index of the file this process last saw: ids and the largest
+    // all-digit id (canonical, no leading zeros; empty for none), for the
+    // first `scanned_` bytes of the inode held open in `held_fd_`. Holding
+    // the inode open means its number cannot be reused by another file, so
+    // "same inode" really means "same file, maybe grown".
+    int held_fd_ = -1;
+    struct stat held_st_ {};
+    uint64_t scanned_ = 0;
+    bool dir_synced_ = false;  // this process fsynced the directory for held_st_'s inode
+    std::unordered_set<std::string> ids_;
+    std::string max_numeric_;
+    uint64_t tmp_counter_ = 0;
+};
+
+// Runs RecordFile operations on the libuv threadpool, from the loop thread.
+//
+// Group commit: at most one threadpool job is in flight. When idle, submit()
+// starts a job with everything queued; ops that arrive while a job runs wait
+// and all go together in the next job, so many concurrent clients share one
+// fdatasync per batch. Inside a job, ops run in arrival order, each maximal
+// run of consecutive Appends as one append_batch. done() callbacks run in
+// submission order on the loop thread. Uses no libuv handle (only uv_work_t
+// requests), so uv_loop_close() succeeds once no job is in flight.
+class RecordStore {
+public:
+    struct Op {
+        enum class Kind { Append, Get, Put, Delete } kind = Kind::Append;
+        Record rec;            // in (and out for Get, and for Append: the assigned id)
+        int status = 0;        // out: HTTP status (503 when submitted after close())
+        bool created = false;  // out, for Put
+        void* ctx = nullptr;   // the caller's
+        void (*done)(Op& op) = nullptr;  // called on the loop thread when the op finished
+    };
+
+    RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file);
+    // Must not run while a job is in flight: close() and wait for `closed`.
+    ~RecordStore();
+    RecordStore(const RecordStore&) = delete;
+    RecordStore& operator=(const RecordStore&) = delete;
+
+    // The caller owns op until done() runs; done() is never called
+    // synchronously inside submit(). May be called from done().
+    void submit(Op* op);
+
+    // Stops accepting (later ops finish with 503, still asynchronously);
+    // calls `closed` on the loop thread, never inside close(), once no work
+    // is in flight.
+    void close(std::function<void()> closed);
+
+    uint64_t appended() const { return appended_; }  // records appended by this process
+    uint64_t batches() const { return batches_; }    // append_batch calls (= append fdatasyncs)
+    uint64_t jobs() const { return jobs_; }          // threadpool jobs run
+
+private:
+    static void work_cb(uv_work_t* req);
+    static void after_cb(uv_work_t* req, int status);
+    void start_job();
+    void run_job();  // on the threadpool
+
+    uv_loop_t* loop_;
+    std::unique_ptr<RecordFile> file_;
+    uv_work_t work_ {};
+    bool busy_ = false;
+    bool closing_ = false;
+    std::function<void()> closed_;
+    std::vector<Op*> queued_;   // loop thread only
+    std::vector<Op*> running_;  // the job's; the loop touches it only when no job is in flight
+
+    // Worker scratch, reused job after job.
+    std::vector<RecordFile::Append> scratch_;
+    std::vector<RecordFile::Append*> scratch_ptrs_;
+    uint64_t job_batches_ = 0;  // written by the job, read in after_cb
+
+    uint64_t appended_ = 0;
+    uint64_t batches_ = 0;
+    uint64_t jobs_ = 0;
+};
+
+}  // namespace uvh
