@@ -69,6 +69,9 @@ std::string usage_text() {
         "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
         "  --inline-max SIZE       files up to SIZE are read and sent with their head;\n"
         "                          larger ones go out with sendfile (default 64K)\n"
+        "  --cache-size SIZE       memory for the small-file cache (default 64M; 0 = off)\n"
+        "  --cache-revalidate S    re-read a cached file older than S seconds (default 0.5),\n"
+        "                          so changes made by other programs show within S\n"
         "  --header-timeout S      seconds to receive a request head (default 10)\n"
         "  --idle-timeout S        seconds a keep-alive connection may idle (default 75)\n"
         "  --body-timeout S        seconds a request body may stall (default 60)\n"
@@ -147,6 +150,10 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
             } else if (arg == "--inline-max") {
                 cfg.inline_max = parse_size(arg, need());
                 if (cfg.inline_max > (64ull << 20)) throw UsageError("--inline-max is at most 64M");
+            } else if (arg == "--cache-size") {
+                cfg.cache_size = parse_size(arg, need());
+            } else if (arg == "--cache-revalidate") {
+                cfg.cache_revalidate_ms = parse_seconds(arg, need());
             } else if (arg == "--header-timeout") {
                 cfg.header_timeout_ms = parse_seconds(arg, need());
             } else if (arg == "--idle-timeout") {

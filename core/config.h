@@ -27,6 +27,8 @@ struct Config {
     std::string cache_control;
     uint64_t max_body_size = 1ull << 30;
     size_t inline_max = 64 * 1024;
+    size_t cache_size = 64ull << 20;  // 0: no small-file cache
+    uint64_t cache_revalidate_ms = 500;
 
     // Timeouts, in milliseconds (the flags take seconds).
     uint64_t header_timeout_ms = 10'000;

@@ -51,6 +51,7 @@ Connection::~Connection() = default;
 
 const Site& Connection::site() const { return server_.site(); }
 time_t Connection::now() const { return server_.date().now(); }
+uint64_t Connection::now_ms() const { return server_.now_ms(); }
 
 // ---------------------------------------------------------------- lifecycle
 

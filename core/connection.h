@@ -42,6 +42,7 @@ public:
     const Request& request() const override { return s_->req.request; }
     const Site& site() const override;
     time_t now() const override;
+    uint64_t now_ms() const override;
     std::string_view path() const override { return s_->path; }
     FileJob& job() override { return s_->job; }
     std::string& text() override { return s_->text; }

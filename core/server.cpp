@@ -71,6 +71,10 @@ bool Server::start(std::string& error) {
     site_.writes_enabled = !config_.read_only;
     site_.write_token = config_.write_token;
     site_.create_dirs = config_.create_dirs;
+    if (config_.cache_size > 0) {
+        cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
+        site_.cache = cache_.get();
+    }
 
     if (!config_.read_only && config_.write_token.empty() && !config_.allow_anonymous_writes &&
         !is_loopback(config_.host)) {

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/scratch.h"
 #include "core/timeouts.h"
+#include "handlers/file_cache.h"
 #include "handlers/site.h"
 #include "protocol/http_date.h"
 #include "protocol/request_parser.h"
@@ -62,6 +63,7 @@ public:
     const ParserLimits& parser_limits() const { return limits_; }
     bool draining() const { return draining_; }
     ServerStats& stats() { return stats_; }
+    FileCache* cache() { return cache_.get(); }
     uint64_t now_ms() const { return uv_now(loop_); }
 
     TimeoutList header_timeouts, idle_timeouts, body_timeouts, send_timeouts, linger_timeouts;
@@ -85,6 +87,7 @@ private:
     DateCache date_;
     ScratchPool pool_;
     std::unique_ptr<char[]> read_buffer_;
+    std::unique_ptr<FileCache> cache_;
     ServerStats stats_;
 
     uv_tcp_t listener_{};

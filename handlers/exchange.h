@@ -74,6 +74,7 @@ public:
     virtual const Request& request() const = 0;
     virtual const Site& site() const = 0;
     virtual time_t now() const = 0;
+    virtual uint64_t now_ms() const = 0;  // the loop's monotonic clock
 
     // The normalised URL path (percent-decoded, dot segments resolved).
     virtual std::string_view path() const = 0;

@@ -36,6 +36,7 @@ struct FileJob {
     std::string_view chunk;     // request body bytes to write (PUT)
     const void* request = nullptr;  // the Request, for checks re-run on the worker
     time_t now = 0;
+    uint64_t started_generation = 0;  // of the file cache, when the read began
 
     // ---- outputs (worker thread) ----
     enum class Kind { None, File, Listing, Redirect };
@@ -69,6 +70,7 @@ struct FileJob {
         chunk = {};
         request = nullptr;
         now = 0;
+        started_generation = 0;
         kind = Kind::None;
         err = 0;
         fd = -1;

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
+#include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/listing.h"
 #include "protocol/etag.h"
@@ -22,6 +24,25 @@ namespace uvh {
 namespace {
 
 constexpr int kOpenFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
+// FileJob::flags for GET.
+constexpr int kDatabaseFile = 1;  // the record store's file
+constexpr int kInMemory = 2;      // job.data holds the whole file
+
+// Everything needed to answer for one representation of a file, whether it
+// comes from the cache (bytes in memory, no descriptor) or from the disk
+// (a descriptor, and the bytes too when the file is small).
+struct FileView {
+    uint64_t size = 0;
+    std::string_view etag;
+    time_t last_modified = 0;
+    std::string_view content_type;
+    std::string_view encoding;
+    bool has_variants = false;
+    bool database = false;
+    bool in_memory = false;  // `data` holds all `size` bytes
+    std::string_view data;
+    int fd = -1;  // owned by the job; taken when sent with sendfile
+};
 
 // Opens `rel` + suffix if it is a regular file; -1 otherwise.
 int open_variant(int root_fd, const std::string& rel, const char* suffix, struct stat& st) {
@@ -36,11 +57,13 @@ int open_variant(int root_fd, const std::string& rel, const char* suffix, struct
 }
 
 // Picks the precompressed variant the client prefers, if any exists.
+// job.number records which variants exist (bit 1 gzip, bit 2 br).
 void choose_variant(FileJob& job) {
     struct stat st_br {}, st_gz {};
     int br = open_variant(job.root_fd, job.rel2, ".br", st_br);
     int gz = open_variant(job.root_fd, job.rel2, ".gz", st_gz);
     job.has_variants = br >= 0 || gz >= 0;
+    job.number = (gz >= 0 ? 2u : 0u) | (br >= 0 ? 4u : 0u);
     int pick = -1;
     struct stat* pick_st = nullptr;
     // Brotli wins a tie: it is smaller for the same content.
@@ -74,7 +97,10 @@ void read_inline(FileJob& job) {
     for (int attempt = 0; attempt < 3; ++attempt) {
         if (!read_exact(job.fd, 0, size, job.data)) break;
         struct stat after {};
-        if (fstat(job.fd, &after) == 0 && same_version(after, job.st)) return;
+        if (fstat(job.fd, &after) == 0 && same_version(after, job.st)) {
+            job.flags |= kInMemory;
+            return;
+        }
         job.st = after;
         size = static_cast<size_t>(after.st_size);
         if (size > job.inline_max) break;
@@ -88,46 +114,62 @@ std::string make_boundary() {
     return fmt::format("uvhttpd-{:016x}", r);
 }
 
-void serve_file(Exchange& ex) {
-    FileJob& job = ex.job();
+CachedEntry::Variant variant_of(std::string_view encoding) {
+    if (encoding == "gzip") return CachedEntry::kGzip;
+    if (encoding == "br") return CachedEntry::kBrotli;
+    return CachedEntry::kIdentity;
+}
+
+// The representation the client prefers among those that exist.
+CachedEntry::Variant preferred(const CachedEntry& e, double q_gzip, double q_br) {
+    bool br = e.variant_exists[CachedEntry::kBrotli] && q_br > 0;
+    bool gz = e.variant_exists[CachedEntry::kGzip] && q_gzip > 0;
+    if (br && (!gz || q_br >= q_gzip)) return CachedEntry::kBrotli;
+    if (gz) return CachedEntry::kGzip;
+    return CachedEntry::kIdentity;
+}
+
+// Answers for one representation: preconditions (RFC 9110 §13.2.2), then
+// ranges (§14), then the whole thing. Shared by the cache and the disk.
+void serve_view(Exchange& ex, FileView& v) {
     const Request& req = ex.request();
     const Site& site = ex.site();
-    const uint64_t size = static_cast<uint64_t>(job.st.st_size);
-
-    std::string etag = make_etag({static_cast<uint64_t>(job.st.st_ino), size, job.st.st_mtim.tv_sec,
-                                  job.st.st_mtim.tv_nsec});
-    Representation rep{true, etag, job.st.st_mtim.tv_sec};
+    Representation rep{true, v.etag, v.last_modified};
 
     ResponseHead head;
-    head.etag = etag;
-    head.cache_control = site.cache_control;
-    if (job.has_variants) head.vary = "Accept-Encoding";
+    head.etag = v.etag;
+    // The record store changes under its URL all the time: always revalidate.
+    head.cache_control = v.database ? std::string_view("no-cache") : std::string_view(site.cache_control);
+    if (v.has_variants) head.vary = "Accept-Encoding";
 
     switch (evaluate_preconditions(req.conditionals(), true, rep, ex.now())) {
     case Precondition::Failed:
         return respond_error(ex, 412, "If-Match or If-Unmodified-Since failed");
     case Precondition::NotModified:
+        // RFC 9110 §15.4.5: the validators and caching fields a 200 would
+        // carry, no body, no Content-Length.
         head.status = 304;
         return ex.respond(head, Body::none());
     case Precondition::Proceed:
         break;
     }
 
-    head.content_type = mime_type_for(job.rel2);
-    head.html = head.content_type.starts_with("text/html");
-    head.content_encoding = job.encoding;
-    head.last_modified = job.st.st_mtim.tv_sec;
+    head.content_type = v.content_type;
+    head.html = v.content_type.starts_with("text/html");
+    head.content_encoding = v.encoding;
+    head.last_modified = v.last_modified;
     head.accept_ranges = true;
 
     std::vector<ByteRange> ranges;
     RangeOutcome outcome = RangeOutcome::Full;
-    // Range handling is defined for GET only (RFC 9110 §14.2).
+    // Range handling is defined for GET only (RFC 9110 §14.2); If-Range
+    // turns a stale range request into a full one (§13.1.5).
     if (req.method == Method::Get && req.range.data() && if_range_allows_partial(req.if_range, rep))
-        outcome = evaluate_range(req.range, size, ranges);
+        outcome = evaluate_range(req.range, v.size, ranges);
 
-    std::string content_range_value;
     if (outcome == RangeOutcome::Unsatisfiable) {
-        content_range_value = unsatisfied_range(size);
+        // RFC 9110 §15.5.17: 416 says how long the representation is.
+        std::string content_range_value = unsatisfied_range(v.size);
         std::string& body = ex.text();
         format_error_body(body, 416, "no satisfiable range");
         ResponseHead h416;
@@ -135,42 +177,82 @@ void serve_file(Exchange& ex) {
         h416.content_type = "text/plain; charset=utf-8";
         h416.content_length = body.size();
         h416.content_range = content_range_value;
-        h416.etag = etag;
+        h416.etag = v.etag;
         h416.vary = head.vary;
+        h416.accept_ranges = true;
         return ex.respond(h416, Body::mem(body));
     }
 
-    const bool inline_data = job.data.size() == size && (size > 0 || job.data.empty());
     if (outcome == RangeOutcome::Partial && ranges.size() == 1) {
         const ByteRange& r = ranges.front();
-        content_range_value = content_range(r, size);
+        std::string content_range_value = content_range(r, v.size);
         head.status = 206;
         head.content_range = content_range_value;
         head.content_length = r.length();
-        if (inline_data) {
-            return ex.respond(head, Body::mem(std::string_view(job.data).substr(r.first, r.length())));
-        }
-        int fd = job.fd;
-        job.fd = -1;
+        if (v.in_memory) return ex.respond(head, Body::mem(v.data.substr(r.first, r.length())));
+        int fd = v.fd;
+        ex.job().fd = -1;
         return ex.respond(head, Body::file(fd, r.first, r.length()));
     }
     if (outcome == RangeOutcome::Partial) {
         MultipartLayout& layout = ex.multipart();
-        layout_multipart(ranges, head.content_type, size, make_boundary(), layout);
+        layout_multipart(ranges, v.content_type, v.size, make_boundary(), layout);
         head.status = 206;
         head.content_type = layout.content_type;
         head.html = false;
         head.content_length = layout.content_length;
-        int fd = job.fd;
-        job.fd = -1;
+        if (v.in_memory) {
+            // A cached file is small: assemble the parts in memory.
+            std::string& body = ex.text();
+            body.clear();
+            for (const auto& part : layout.parts) {
+                body.append(layout.text, part.head_offset, part.head_length);
+                body.append(v.data.substr(part.range.first, part.range.length()));
+            }
+            body.append(layout.text, layout.tail_offset, layout.tail_length);
+            return ex.respond(head, Body::mem(body));
+        }
+        int fd = v.fd;
+        ex.job().fd = -1;
         return ex.respond(head, Body::multipart(fd, &layout));
     }
 
-    head.content_length = size;
-    if (inline_data) return ex.respond(head, Body::mem(job.data));
-    int fd = job.fd;
-    job.fd = -1;
-    ex.respond(head, Body::file(fd, 0, size));
+    head.content_length = v.size;
+    if (v.in_memory) return ex.respond(head, Body::mem(v.data));
+    int fd = v.fd;
+    ex.job().fd = -1;
+    ex.respond(head, Body::file(fd, 0, v.size));
+}
+
+void serve_opened_file(Exchange& ex) {
+    FileJob& job = ex.job();
+    const uint64_t size = static_cast<uint64_t>(job.st.st_size);
+    std::string etag = make_etag({static_cast<uint64_t>(job.st.st_ino), size, job.st.st_mtim.tv_sec,
+                                  job.st.st_mtim.tv_nsec});
+    FileView v;
+    v.size = size;
+    v.etag = etag;
+    v.last_modified = job.st.st_mtim.tv_sec;
+    v.content_type = mime_type_for(job.rel2);
+    v.encoding = job.encoding;
+    v.has_variants = job.has_variants;
+    v.database = (job.flags & kDatabaseFile) != 0;
+    v.in_memory = (job.flags & kInMemory) != 0 && job.data.size() == size;
+    v.data = job.data;
+    v.fd = job.fd;
+
+    FileCache* cache = ex.site().cache;
+    if (cache && v.in_memory && !v.database && ex.request().method == Method::Get) {
+        CachedRep rep;
+        rep.content = job.data;
+        rep.etag = etag;
+        rep.content_type = v.content_type;
+        rep.encoding = v.encoding;
+        rep.last_modified = v.last_modified;
+        bool exists[3] = {true, (job.number & 2) != 0, (job.number & 4) != 0};
+        cache->store(ex.path(), variant_of(v.encoding), std::move(rep), exists, job.started_generation, ex.now_ms());
+    }
+    serve_view(ex, v);
 }
 
 void get_opened(Exchange& ex) {
@@ -180,14 +262,13 @@ void get_opened(Exchange& ex) {
     case FileJob::Kind::Redirect: {
         // RFC 9110 §15.4.2; the Location keeps the client's encoding.
         const Request& req = ex.request();
-        std::string& loc = ex.text();
-        loc.assign(req.parsed.path);
+        std::string loc(req.parsed.path);
         loc.push_back('/');
         if (!req.parsed.query.empty()) {
             loc.push_back('?');
             loc.append(req.parsed.query);
         }
-        std::string body;
+        std::string& body = ex.text();
         format_error_body(body, 301, loc);
         ResponseHead head;
         head.status = 301;
@@ -206,11 +287,30 @@ void get_opened(Exchange& ex) {
         return ex.respond(head, Body::mem(job.data));
     }
     case FileJob::Kind::File:
-        return serve_file(ex);
+        return serve_opened_file(ex);
     case FileJob::Kind::None:
         break;
     }
     respond_error(ex, 500, "unexpected file type");
+}
+
+// Serves a fresh cache entry at once, with no threadpool round trip.
+// Returns false when the entry lacks the representation the client wants.
+bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
+    CachedEntry::Variant want = preferred(e, q_gzip, q_br);
+    CachedRep& rep = e.reps[want];
+    if (!rep.present) return false;
+    FileView v;
+    v.size = rep.content.size();
+    v.etag = rep.etag;
+    v.last_modified = rep.last_modified;
+    v.content_type = rep.content_type;
+    v.encoding = rep.encoding;
+    v.has_variants = e.has_variants();
+    v.in_memory = true;
+    v.data = rep.content;
+    serve_view(ex, v);
+    return true;
 }
 
 }  // namespace
@@ -263,6 +363,9 @@ void open_for_get(FileJob& job) {
     } else if (!S_ISREG(job.st.st_mode)) {
         job.err = EACCES;  // devices, FIFOs and sockets are never served
         return;
+    } else if (job.trailing_slash) {
+        job.err = ENOTDIR;  // "/file.txt/" names a directory that is not there
+        return;
     }
     job.kind = FileJob::Kind::File;
     choose_variant(job);
@@ -272,19 +375,38 @@ void open_for_get(FileJob& job) {
 void handle_get(Exchange& ex) {
     const Request& req = ex.request();
     const Site& site = ex.site();
-    FileJob& job = ex.job();
     std::string_view path = ex.path();
+    double q_gzip = coding_quality(req.accept_encoding, "gzip");
+    double q_br = coding_quality(req.accept_encoding, "br");
 
-    job.root_fd = site.root_fd;
-    job.rel = relative_path(path);
+    if (site.cache) {
+        if (CachedEntry* e = site.cache->find(path, ex.now_ms())) {
+            if (serve_cached(ex, *e, q_gzip, q_br)) {
+                site.cache->count_hit();
+                return;
+            }
+        }
+    }
+
+    FileJob& job = ex.job();
+    if (site.cache) job.started_generation = site.cache->generation();
+    if (path == site.database_url) {
+        // Wherever --database put it, the record file is served at its URL.
+        job.root_fd = site.database_dir_fd;
+        job.rel = site.database_rel;
+        job.flags |= kDatabaseFile;
+    } else {
+        job.root_fd = site.root_fd;
+        job.rel = relative_path(path);
+    }
     job.url_path.assign(path);
     job.trailing_slash = path.back() == '/';
     job.inline_max = req.method == Method::Head ? 0 : site.inline_max;
-    job.q_gzip = coding_quality(req.accept_encoding, "gzip");
-    job.q_br = coding_quality(req.accept_encoding, "br");
+    job.q_gzip = q_gzip;
+    job.q_br = q_br;
     std::string format;
     bool json = (query_param(req.parsed.query, "format", format) && format == "json") ||
-                (!format.size() && choose_media_type(req.accept, {"text/html", "application/json"}) == 1);
+                (format.empty() && choose_media_type(req.accept, {"text/html", "application/json"}) == 1);
     job.listing_format = json ? 1 : 0;
     job.data.assign(site.database_url);  // the listing form's action
     ex.offload(open_for_get, get_opened);

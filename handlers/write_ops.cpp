@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/router.h"
 #include "protocol/etag.h"
@@ -195,8 +196,13 @@ void put_commit(FileJob& job) {
     if (fstat(job.fd, &job.st) != 0) job.err = errno;
 }
 
+void invalidate(Exchange& ex) {
+    if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
+}
+
 void put_committed(Exchange& ex) {
     FileJob& job = ex.job();
+    invalidate(ex);  // even a failed commit may have changed nothing or something: drop it
     if (job.status) return respond_error(ex, job.status, job.status == 412 ? "precondition failed" : "conflict");
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
     std::string etag;
@@ -280,6 +286,7 @@ void delete_work(FileJob& job) {
 
 void delete_done(Exchange& ex) {
     FileJob& job = ex.job();
+    invalidate(ex);
     if (job.status == 409) return respond_error(ex, 409, "the directory is not empty");
     if (job.status == 412) return respond_error(ex, 412, "precondition failed");
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
@@ -306,6 +313,7 @@ void mkcol_work(FileJob& job) {
 
 void mkcol_done(Exchange& ex) {
     FileJob& job = ex.job();
+    invalidate(ex);
     if (job.status == 405) return respond_error(ex, 405, "something already exists there", allowed_methods(ex.site()));
     if (job.status == 409) return respond_error(ex, 409, "the parent directory does not exist");
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));

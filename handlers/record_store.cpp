@@ -1,0 +1,640 @@
+#include "handlers/record_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "handlers/fs_ops.h"
+
+namespace uvh {
+
+namespace {
+
+constexpr size_t kMaxIdLength = 64;
+constexpr size_t kScanChunk = 1 << 20;
+constexpr int kLockAttempts = 64;
+constexpr std::string_view kTmpPrefix = ".uvhttpd-tmp-";
+
+bool is_id_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+// The bytes form_encode produces, plus the separators serialize_form adds.
+bool is_form_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '+' || c == '%' || c == '&' || c == '=';
+}
+
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// "007" -> "7", "000" -> "0": all-digit ids compare as numbers of any length.
+std::string_view canonical_number(std::string_view digits) {
+    size_t nz = digits.find_first_not_of('0');
+    return nz == std::string_view::npos ? digits.substr(digits.size() - 1) : digits.substr(nz);
+}
+
+bool number_greater(std::string_view a, std::string_view b) {  // both canonical
+    return a.size() != b.size() ? a.size() > b.size() : a > b;
+}
+
+std::string increment_number(std::string n) {  // canonical in, canonical out
+    size_t i = n.size();
+    while (i > 0 && n[i - 1] == '9') n[--i] = '0';
+    if (i == 0)
+        n.insert(n.begin(), '1');
+    else
+        ++n[i - 1];
+    return n;
+}
+
+// The id of a stored line: everything before the first space (the whole
+// line if there is none), whether or not the rest parses, so that even a
+// hand-damaged line keeps its id taken.
+std::string_view line_id(std::string_view line) { return line.substr(0, line.find(' ')); }
+
+// Calls fn(line) for every complete line of `content` (without its '\n');
+// returns the length of the complete lines (a torn tail is not visited).
+template <typename Fn>
+size_t for_each_line(std::string_view content, Fn&& fn) {
+    size_t start = 0;
+    for (;;) {
+        size_t nl = content.find('\n', start);
+        if (nl == std::string_view::npos) return start;
+        fn(content.substr(start, nl - start));
+        start = nl + 1;
+    }
+}
+
+// The status for a failed store operation (issue: 507 for a full disk or
+// quota with the file unchanged, 500 for everything else).
+int store_status(int err) {
+    switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+int flock_retry(int fd, int op) {
+    while (flock(fd, op) < 0) {
+        if (errno != EINTR) return errno;
+    }
+    return 0;
+}
+
+// Cuts the file back to `size` after a failed append and makes that durable
+// too, so a crash cannot bring back lines whose clients were told they failed.
+// Best effort: the error being reported is the original one.
+void truncate_back(int fd, uint64_t size) {
+    if (ftruncate(fd, static_cast<off_t>(size)) == 0) fdatasync(fd);
+}
+
+}  // namespace
+
+bool valid_record_id(std::string_view id) {
+    if (id.empty() || id.size() > kMaxIdLength || id == "." || id == "..") return false;
+    return std::all_of(id.begin(), id.end(), is_id_char);
+}
+
+std::string format_record_line(const Record& r) {
+    std::string line;
+    line.reserve(r.id.size() + 2 + 16 * r.fields.size());
+    line.append(r.id);
+    line.push_back(' ');
+    bool first = true;
+    for (const auto& [name, value] : r.fields) {
+        if (!first) line.push_back('&');
+        first = false;
+        form_encode(name, line);
+        line.push_back('=');
+        form_encode(value, line);
+    }
+    line.push_back('\n');
+    return line;
+}
+
+bool parse_record_line(std::string_view line, Record& out) {
+    size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) return false;
+    std::string_view id = line.substr(0, sp);
+    std::string_view form = line.substr(sp + 1);
+    if (!valid_record_id(id)) return false;
+    if (!std::all_of(form.begin(), form.end(), is_form_char)) return false;
+    // serialize_form writes "name=value" pieces joined by '&': no empty
+    // pieces, none without '='.
+    if (!form.empty()) {
+        size_t start = 0;
+        for (;;) {
+            size_t amp = form.find('&', start);
+            std::string_view piece = form.substr(start, amp == std::string_view::npos ? amp : amp - start);
+            if (piece.find('=') == std::string_view::npos) return false;
+            if (amp == std::string_view::npos) break;
+            start = amp + 1;
+        }
+    }
+    out.id.assign(id);
+    out.fields.clear();
+    return parse_form(form, out.fields);
+}
+
+// ---------------------------------------------------------------- RecordFile
+
+// The database descriptor of one operation, exclusively flocked. A rewrite
+// adds the new file's descriptor, locked from before its rename until the
+// directory is synced, so no other process appends to a file whose name is
+// not yet durable.
+struct RecordFile::Locked {
+    int fd = -1;
+    struct stat st {};
+    bool created = false;
+    int new_fd = -1;  // a rewrite's file, now held_fd_: unlocked here, not closed
+
+    Locked() = default;
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+    ~Locked() {
+        if (new_fd >= 0) flock(new_fd, LOCK_UN);
+        if (fd >= 0) {
+            flock(fd, LOCK_UN);
+            close(fd);
+        }
+    }
+};
+
+RecordFile::RecordFile(int dir_fd, std::string path, bool beneath)
+    : dir_fd_(dir_fd), path_(std::move(path)), beneath_(beneath) {}
+
+RecordFile::~RecordFile() {
+    if (held_fd_ >= 0) close(held_fd_);
+}
+
+// Opens the database, flocks it, and makes sure the path still names the
+// locked inode: a rewrite in another process may have renamed a new file
+// over it while we waited for the lock (then the old inode is garbage and we
+// start over with the new one). Returns 0 or an errno.
+int RecordFile::lock(bool write, bool create, Locked& lk) {
+    auto open_path = [&](int flags, mode_t mode) {
+        return beneath_ ? open_beneath(dir_fd_, path_, flags, mode)
+                        : openat(dir_fd_, path_.c_str(), flags | O_CLOEXEC, mode);
+    };
+    int flags = write ? (O_RDWR | O_APPEND) : O_RDONLY;
+    for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
+        bool created = false;
+        int fd = open_path(flags, 0);
+        if (fd < 0 && errno == ENOENT && create) {
+            fd = open_path(flags | O_CREAT | O_EXCL, 0644);
+            if (fd < 0 && errno == EEXIST) continue;  // another process created it first
+            created = fd >= 0;
+        }
+        if (fd < 0) return errno;
+        if (int err = flock_retry(fd, LOCK_EX)) {
+            close(fd);
+            return err;
+        }
+        struct stat st, path_st;
+        if (fstat(fd, &st) < 0) {
+            int err = errno;
+            close(fd);
+            return err;
+        }
+        if (fstatat(dir_fd_, path_.c_str(), &path_st, 0) == 0 && path_st.st_ino == st.st_ino &&
+            path_st.st_dev == st.st_dev) {
+            lk.fd = fd;
+            lk.st = st;
+            lk.created = created;
+            return 0;
+        }
+        flock(fd, LOCK_UN);  // renamed over or removed meanwhile: try the new one
+        close(fd);
+    }
+    return EAGAIN;
+}
+
+void RecordFile::note_id(std::string_view id) {
+    if (!valid_record_id(id)) return;
+    ids_.emplace(id);
+    if (all_digits(id)) {
+        std::string_view n = canonical_number(id);
+        if (max_numeric_.empty() || number_greater(n, max_numeric_)) max_numeric_.assign(n);
+    }
+}
+
+std::string RecordFile::next_id() const {
+    return max_numeric_.empty() ? std::string("1") : increment_number(max_numeric_);
+}
+
+// Keeps `fd`'s inode open as the one the index describes.
+void RecordFile::adopt(int fd, const struct stat& st) {
+    if (held_fd_ >= 0) close(held_fd_);
+    held_fd_ = fd;
+    held_st_ = st;
+}
+
+void RecordFile::rebuild_index(std::string_view content, const struct stat& st) {
+    ids_.clear();
+    max_numeric_.clear();
+    scanned_ = for_each_line(content, [&](std::string_view line) { note_id(line_id(line)); });
+    held_st_ = st;
+}
+
+// Brings the index up to date with the locked file: only the bytes appended
+// since the last scan when it is the same inode (held open, so the number
+// was not reused), everything when a rewrite replaced the file or it shrank.
+// Afterwards scanned_ is the end of the last complete line.
+int RecordFile::refresh_index(Locked& lk) {
+    uint64_t size = static_cast<uint64_t>(lk.st.st_size);
+    bool same = held_fd_ >= 0 && held_st_.st_ino == lk.st.st_ino && held_st_.st_dev == lk.st.st_dev &&
+                size >= scanned_;
+    if (!same) {
+        int dup_fd = fcntl(lk.fd, F_DUPFD_CLOEXEC, 0);
+        if (dup_fd < 0) return errno;
+        adopt(dup_fd, lk.st);
+        ids_.clear();
+        max_numeric_.clear();
+        scanned_ = 0;
+        dir_synced_ = false;
+    }
+    // Chunks of the new bytes; `pending` holds a line cut by a chunk end.
+    std::string chunk, pending;
+    uint64_t off = scanned_;
+    while (off < size) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(kScanChunk, size - off));
+        if (!read_exact(lk.fd, off, n, chunk)) return errno;
+        off += n;
+        pending.append(chunk);
+        size_t used = for_each_line(pending, [&](std::string_view line) {
+            note_id(line_id(line));
+            scanned_ += line.size() + 1;
+        });
+        pending.erase(0, used);
+    }
+    return 0;
+}
+
+int RecordFile::read_all(Locked& lk, std::string& content) {
+    if (!read_exact(lk.fd, 0, static_cast<size_t>(lk.st.st_size), content)) return errno;
+    return 0;
+}
+
+int RecordFile::open_parent_dir() {
+    std::string parent, name;
+    split_parent(path_, parent, name);
+    if (parent.empty()) parent = "/";  // "/database.txt"
+    return beneath_ ? open_beneath(dir_fd_, parent, O_RDONLY | O_DIRECTORY)
+                    : openat(dir_fd_, parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+// Replaces the locked file with `content` (complete lines): a temporary file
+// in the same directory, fdatasync, rename over the database, fsync of the
+// directory. On failure before the rename the database is untouched and the
+// temporary file removed. Returns 0 or an errno.
+int RecordFile::rewrite(Locked& lk, const std::string& content) {
+    int dfd = open_parent_dir();
+    if (dfd < 0) return errno;
+    std::string parent, base;
+    split_parent(path_, parent, base);
+
+    int tfd = -1;
+    std::string tmp;
+    for (int attempt = 0; attempt < 16 && tfd < 0; ++attempt) {
+        tmp.assign(kTmpPrefix);
+        tmp.append(base);
+        tmp.append(".");
+        tmp.append(std::to_string(getpid()));
+        tmp.append(".");
+        tmp.append(std::to_string(++tmp_counter_));
+        tfd = openat(dfd, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (tfd < 0 && errno != EEXIST) break;
+    }
+    if (tfd < 0) {
+        int err = errno;
+        close(dfd);
+        return err;
+    }
+    auto fail = [&](int err, bool unlink_tmp) {
+        if (unlink_tmp) unlinkat(dfd, tmp.c_str(), 0);
+        close(tfd);
+        close(dfd);
+        return err;
+    };
+    // The replacement keeps the database's permission bits (0600 until then,
+    // so a half-written file is never readable by others).
+    fchmod(tfd, lk.st.st_mode & 07777);
+    if (int err = flock_retry(tfd, LOCK_EX)) return fail(err, true);
+    if (!write_all(tfd, content.data(), content.size()) || fdatasync(tfd) < 0)
+        return fail(errno, true);
+    struct stat st;
+    if (fstat(tfd, &st) < 0) return fail(errno, true);
+    if (renameat(dfd, tmp.c_str(), dfd, base.c_str()) < 0) return fail(errno, true);
+    // The path now names the new file whatever happens next, so the index
+    // follows it even if the directory sync fails.
+    adopt(tfd, st);
+    lk.new_fd = tfd;
+    rebuild_index(content, st);
+    int err = fsync(dfd) < 0 ? errno : 0;
+    close(dfd);
+    dir_synced_ = err == 0;
+    return err;
+}
+
+void RecordFile::append_batch(std::vector<Append*>& batch) {
+    for (Append* a : batch) a->status = 0;
+    auto fail_all = [&](int status) {
+        for (Append* a : batch)
+            if (a->status == 0) a->status = status;
+    };
+    std::vector<bool> auto_id(batch.size(), false);
+    auto fail_accepted = [&](int status) {
+        for (size_t i = 0; i < batch.size(); ++i) {
+            if (batch[i]->status != 0) continue;
+            batch[i]->status = status;
+            if (auto_id[i]) batch[i]->rec.id.clear();
+        }
+    };
+    try {
+        Locked lk;
+        if (int err = lock(true, true, lk)) return fail_all(store_status(err));
+        if (int err = refresh_index(lk)) return fail_all(store_status(err));
+        // A torn final line (a crash or a kill in the middle of a write) is
+        // cut off, so it is never glued to the next line.
+        if (static_cast<uint64_t>(lk.st.st_size) > scanned_ &&
+            ftruncate(lk.fd, static_cast<off_t>(scanned_)) < 0)
+            return fail_all(store_status(errno));
+
+        std::string buf;
+        std::unordered_set<std::string> batch_ids;
+        std::string max = max_numeric_;
+        for (size_t i = 0; i < batch.size(); ++i) {
+            Record& rec = batch[i]->rec;
+            if (rec.id.empty()) {
+                rec.id = max.empty() ? std::string("1") : increment_number(max);
+                auto_id[i] = true;
+                if (rec.id.size() > kMaxIdLength) {  // 64 nines used up
+                    rec.id.clear();
+                    auto_id[i] = false;
+                    batch[i]->status = 507;
+                    continue;
+                }
+            } else if (!valid_record_id(rec.id)) {
+                batch[i]->status = 400;
+                continue;
+            } else if (ids_.count(rec.id) || batch_ids.count(rec.id)) {
+                batch[i]->status = 409;
+                continue;
+            }
+            if (all_digits(rec.id)) {
+                std::string_view n = canonical_number(rec.id);
+                if (max.empty() || number_greater(n, max)) max.assign(n);
+            }
+            batch_ids.insert(rec.id);
+            buf.append(format_record_line(rec));
+        }
+        if (buf.empty()) return;
+
+        // One write() of every line and one fdatasync() for the batch: this
+        // is the group commit. The file size before it is scanned_.
+        uint64_t before = scanned_;
+        if (!write_all(lk.fd, buf.data(), buf.size()) || fdatasync(lk.fd) < 0) {
+            int err = errno;
+            truncate_back(lk.fd, before);
+            return fail_accepted(store_status(err));
+        }
+        if (!dir_synced_) {
+            int dfd = open_parent_dir();
+            int err = dfd < 0 ? errno : (fsync(dfd) < 0 ? errno : 0);
+            if (dfd >= 0) close(dfd);
+            if (err != 0) {
+                truncate_back(lk.fd, before);
+                return fail_accepted(store_status(err));
+            }
+            dir_synced_ = true;
+        }
+        scanned_ = before + buf.size();
+        max_numeric_ = std::move(max);
+        for (size_t i = 0; i < batch.size(); ++i) {
+            if (batch[i]->status != 0) continue;
+            batch[i]->status = 201;
+            ids_.insert(batch[i]->rec.id);
+        }
+    } catch (...) {  // std::bad_alloc: nothing was written for the accepted ones
+        fail_accepted(500);
+    }
+}
+
+int RecordFile::get(std::string_view id, Record& out) {
+    if (!valid_record_id(id)) return 404;
+    try {
+        Locked lk;
+        if (int err = lock(false, false, lk)) return err == ENOENT ? 404 : store_status(err);
+        std::string content;
+        if (int err = read_all(lk, content)) return store_status(err);
+        int status = 404;
+        for_each_line(content, [&](std::string_view line) {
+            if (status != 404 || line_id(line) != id) return;
+            status = parse_record_line(line, out) ? 200 : 500;
+        });
+        return status;
+    } catch (...) {
+        return 500;
+    }
+}
+
+int RecordFile::put(const Record& rec, bool& created) {
+    created = false;
+    if (!valid_record_id(rec.id)) return 400;
+    try {
+        Locked lk;
+        if (int err = lock(true, true, lk)) return store_status(err);
+        std::string content;
+        if (int err = read_all(lk, content)) return store_status(err);
+        std::string line = format_record_line(rec);
+        std::string out;
+        out.reserve(content.size() + line.size());
+        bool replaced = false;
+        for_each_line(content, [&](std::string_view l) {
+            if (line_id(l) == rec.id) {
+                if (!replaced) out.append(line);  // in place; a duplicate would be dropped
+                replaced = true;
+                return;
+            }
+            out.append(l);
+            out.push_back('\n');
+        });
+        if (!replaced) out.append(line);
+        if (int err = rewrite(lk, out)) return store_status(err);
+        created = !replaced;
+        return created ? 201 : 204;
+    } catch (...) {
+        return 500;
+    }
+}
+
+int RecordFile::remove(std::string_view id) {
+    if (!valid_record_id(id)) return 404;
+    try {
+        Locked lk;
+        if (int err = lock(true, false, lk)) return err == ENOENT ? 404 : store_status(err);
+        std::string content;
+        if (int err = read_all(lk, content)) return store_status(err);
+        std::string out;
+        out.reserve(content.size());
+        bool found = false;
+        for_each_line(content, [&](std::string_view l) {
+            if (line_id(l) == id) {
+                found = true;
+                return;
+            }
+            out.append(l);
+            out.push_back('\n');
+        });
+        if (!found) return 404;
+        if (int err = rewrite(lk, out)) return store_status(err);
+        return 204;
+    } catch (...) {
+        return 500;
+    }
+}
+
+int RecordFile::recover() {
+    try {
+        Locked lk;
+        if (int err = lock(true, false, lk)) return err == ENOENT ? 0 : err;
+        if (int err = refresh_index(lk)) return err;
+        if (static_cast<uint64_t>(lk.st.st_size) > scanned_) {
+            if (ftruncate(lk.fd, static_cast<off_t>(scanned_)) < 0 || fdatasync(lk.fd) < 0)
+                return errno;
+        }
+        return 0;
+    } catch (const std::bad_alloc&) {
+        return ENOMEM;
+    }
+}
+
+// --------------------------------------------------------------- RecordStore
+
+RecordStore::RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file)
+    : loop_(loop), file_(std::move(file)) {
+    work_.data = this;
+}
+
+RecordStore::~RecordStore() {
+    if (busy_) {
+        // The job would write into freed memory; there is no safe way on.
+        std::fputs("uvhttpd: RecordStore destroyed with a job in flight\n", stderr);
+        std::abort();
+    }
+}
+
+void RecordStore::submit(Op* op) {
+    op->status = closing_ ? 503 : 0;  // a refused op still completes through a job
+    op->created = false;
+    queued_.push_back(op);
+    if (!busy_) start_job();
+}
+
+void RecordStore::close(std::function<void()> closed) {
+    closing_ = true;
+    closed_ = std::move(closed);
+    // An empty job when idle, so that `closed` runs later on the loop and
+    // never inside close().
+    if (!busy_) start_job();
+}
+
+void RecordStore::start_job() {
+    running_.swap(queued_);  // queued_ takes the (empty) vector of the last job
+    busy_ = true;
+    ++jobs_;
+    job_batches_ = 0;
+    // Fails only without a work callback.
+    uv_queue_work(loop_, &work_, work_cb, after_cb);
+}
+
+void RecordStore::work_cb(uv_work_t* req) { static_cast<RecordStore*>(req->data)->run_job(); }
+
+void RecordStore::run_job() {
+    try {
+        size_t n = running_.size();
+        for (size_t i = 0; i < n;) {
+            Op* op = running_[i];
+            if (op->status != 0) {  // refused after close()
+                ++i;
+                continue;
+            }
+            switch (op->kind) {
+            case Op::Kind::Append: {
+                size_t j = i;
+                while (j < n && running_[j]->kind == Op::Kind::Append && running_[j]->status == 0) ++j;
+                scratch_.resize(j - i);
+                scratch_ptrs_.clear();
+                scratch_ptrs_.reserve(j - i);
+                for (size_t k = 0; k < j - i; ++k) {
+                    scratch_[k].rec = std::move(running_[i + k]->rec);
+                    scratch_[k].status = 0;
+                    scratch_ptrs_.push_back(&scratch_[k]);
+                }
+                file_->append_batch(scratch_ptrs_);
+                ++job_batches_;
+                for (size_t k = 0; k < j - i; ++k) {
+                    running_[i + k]->rec = std::move(scratch_[k].rec);
+                    running_[i + k]->status = scratch_[k].status;
+                }
+                i = j;
+                break;
+            }
+            case Op::Kind::Get: {
+                Record out;
+                op->status = file_->get(op->rec.id, out);
+                if (op->status == 200) op->rec.fields = std::move(out.fields);
+                ++i;
+                break;
+            }
+            case Op::Kind::Put:
+                op->status = file_->put(op->rec, op->created);
+                ++i;
+                break;
+            case Op::Kind::Delete:
+                op->status = file_->remove(op->rec.id);
+                ++i;
+                break;
+            }
+        }
+    } catch (...) {  // std::bad_alloc in the scratch vectors
+        for (Op* op : running_)
+            if (op->status == 0) op->status = 500;
+    }
+}
+
+void RecordStore::after_cb(uv_work_t* req, int /*status: never cancelled*/) {
+    auto* self = static_cast<RecordStore*>(req->data);
+    self->batches_ += self->job_batches_;
+    // busy_ stays set while the callbacks run: an op submitted from done()
+    // queues for the next job instead of disturbing running_.
+    for (Op* op : self->running_) {
+        if (op->kind == Op::Kind::Append && op->status == 201) ++self->appended_;
+        if (op->done) op->done(*op);  // may free op
+    }
+    self->running_.clear();
+    self->busy_ = false;
+    if (!self->queued_.empty()) {
+        self->start_job();
+    } else if (self->closing_ && self->closed_) {
+        auto closed = std::move(self->closed_);
+        self->closed_ = nullptr;
+        closed();
+    }
+}
+
+}  // namespace uvh
