@@ -283,6 +283,9 @@ void Connection::on_eof() {
 
 void Connection::feed(const char* data, size_t len) {
     if (closing_ != Closing::No) return;
+    // Date must never lag the clock the files' Last-Modified come from; the
+    // refresh is one vDSO call and does nothing within the same second.
+    server_.refresh_date();
     ensure_scratch();
     if (!in_exchange_ && !parser_.message_in_progress() &&
         timeout_node.list != &server_.header_timeouts)

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,7 @@ public:
     const Config& config() const { return config_; }
     const Site& site() const { return site_; }
     const DateCache& date() const { return date_; }
+    void refresh_date() { date_.refresh(std::time(nullptr)); }
     ScratchPool& pool() { return pool_; }
     char* read_buffer() { return read_buffer_.get(); }
     static constexpr size_t kReadBufferSize = 64 * 1024;

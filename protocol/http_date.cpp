@@ -58,8 +58,12 @@ struct Cursor {
 std::optional<time_t> finish(struct tm& tm) {
     if (tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_mday < 1 || tm.tm_mday > 31)
         return std::nullopt;
-    time_t t = timegm(&tm);
-    if (t == static_cast<time_t>(-1)) return std::nullopt;
+    struct tm copy = tm;
+    time_t t = timegm(&copy);
+    // -1 is also the valid answer for 1969-12-31 23:59:59.
+    bool epoch_minus_one = tm.tm_year == 69 && tm.tm_mon == 11 && tm.tm_mday == 31 && tm.tm_hour == 23 &&
+                           tm.tm_min == 59 && tm.tm_sec == 59;
+    if (t == static_cast<time_t>(-1) && !epoch_minus_one) return std::nullopt;
     return t;
 }
 

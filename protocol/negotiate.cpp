@@ -1,6 +1,5 @@
 #include "protocol/negotiate.h"
 
-#include <cstdlib>
 #include <string>
 
 namespace uvh {
@@ -24,6 +23,23 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
+// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )  (RFC 9110
+// §12.4.2); -1 when malformed.
+double parse_qvalue(std::string_view v) {
+    if (v.empty() || v.size() > 5 || (v[0] != '0' && v[0] != '1')) return -1;
+    double q = v[0] - '0';
+    if (v.size() == 1) return q;
+    if (v[1] != '.') return -1;
+    double scale = 0.1;
+    for (char c : v.substr(2)) {
+        if (c < '0' || c > '9') return -1;
+        if (v[0] == '1' && c != '0') return -1;
+        q += (c - '0') * scale;
+        scale /= 10;
+    }
+    return q;
+}
+
 // One member of a comma-separated list: the value and its q parameter.
 struct Member {
     std::string_view value;
@@ -41,13 +57,8 @@ Member parse_member(std::string_view m) {
         semi = m.find(';');
         std::string_view param = trim(m.substr(0, semi));
         if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
-            std::string_view v = param.substr(2);
-            if (v.empty() || v.size() > 5) return {out.value, 0.0};
-            std::string tmp(v);
-            char* end = nullptr;
-            double q = std::strtod(tmp.c_str(), &end);
-            if (end != tmp.c_str() + tmp.size() || q < 0 || q > 1) return {out.value, 0.0};
-            out.q = q;
+            out.q = parse_qvalue(param.substr(2));
+            if (out.q < 0) return {out.value, 0.0};
         }
     }
     return out;

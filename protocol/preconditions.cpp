@@ -42,11 +42,10 @@ bool if_range_allows_partial(std::string_view if_range, const Representation& r)
         if_range.remove_prefix(1);
     while (!if_range.empty() && (if_range.back() == ' ' || if_range.back() == '\t'))
         if_range.remove_suffix(1);
-    if (!if_range.empty() && (if_range.front() == '"' || if_range.front() == 'W')) {
-        // An entity-tag: strong comparison, so a weak tag never matches.
-        if (if_range.front() == 'W') return false;
-        return if_range == r.etag;
-    }
+    // An entity-tag starts with a quote or W/"; a date starts with a day
+    // name (which may well be "Wed").
+    if (if_range.starts_with("W/\"")) return false;  // strong comparison: weak never matches
+    if (if_range.starts_with("\"")) return if_range == r.etag;
     auto date = parse_http_date(if_range);
     return date && *date == r.last_modified;
 }

@@ -121,7 +121,7 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
     if (s.spans.empty() || self.in_value_) {
         if (s.spans.size() >= self.limits_.max_header_count)
             return self.fail(431, "too many header fields");
-        s.spans.push_back({static_cast<uint32_t>(s.bytes.size()), 0, 0, 0});
+        s.spans.push_back({static_cast<uint32_t>(s.bytes.size()), 0, 0, 0, -1});
         self.in_value_ = false;
         self.value_seen_ = false;
     }
@@ -136,7 +136,11 @@ int RequestParser::on_header_field_complete(llhttp_t* p) {
     // RFC 9112 §5.1: whitespace between the field name and the colon must
     // be rejected (llhttp keeps it in the name instead).
     const RequestStorage& s = *self.storage_;
-    if (!s.spans.empty()) {
+    // No field bytes since the last value: the name is empty, which RFC 9110
+    // §5.1 does not allow (a field name is a token of at least one char).
+    if (s.spans.empty() || self.in_value_ || s.spans.back().name_len == 0)
+        return self.fail(400, "empty header field name");
+    {
         const auto& sp = s.spans.back();
         if (sp.name_len > 0) {
             char last = s.bytes[sp.name_off + sp.name_len - 1];
@@ -155,6 +159,9 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
     RequestStorage& s = *self.storage_;
     if (s.spans.empty()) return 0;
     auto& sp = s.spans.back();
+    // llhttp reports an empty value as an empty span right after the line
+    // break; it carries nothing, and must not look like obs-fold below.
+    if (len == 0) return 0;
     // A value span that starts right after a line break is obs-fold (CRLF
     // then whitespace); a span split by a read boundary starts after a value
     // byte instead. RFC 9112 §5.2 lets a server reject obs-fold with 400,
@@ -201,6 +208,53 @@ int RequestParser::on_chunk_extension(llhttp_t* p, const char*, size_t len) {
     return 0;
 }
 
+namespace {
+
+// How a known field is kept when it arrives on several lines.
+enum class Multi : uint8_t {
+    First,       // keep the first line (Host duplicates are counted separately)
+    List,        // a list: combine the lines with ", " (RFC 9110 §5.3)
+    IgnoreAll,   // more than one member makes the field invalid: drop it
+    DropRanges,  // an ambiguous Range or If-Range: serve the whole thing
+};
+
+struct KnownField {
+    std::string_view name;  // lower case
+    std::string_view Request::*member;
+    Multi multi;
+};
+
+constexpr KnownField kKnownFields[] = {
+    {"host", &Request::host, Multi::First},
+    {"range", &Request::range, Multi::DropRanges},
+    {"if-range", &Request::if_range, Multi::DropRanges},
+    {"accept", &Request::accept, Multi::List},
+    {"expect", &Request::expect, Multi::List},
+    {"referer", &Request::referer, Multi::First},
+    {"if-match", &Request::if_match, Multi::List},
+    {"forwarded", &Request::forwarded, Multi::List},
+    {"user-agent", &Request::user_agent, Multi::First},
+    {"content-type", &Request::content_type, Multi::First},
+    {"x-request-id", &Request::x_request_id, Multi::First},
+    {"if-none-match", &Request::if_none_match, Multi::List},
+    {"authorization", &Request::authorization, Multi::First},
+    {"content-range", &Request::content_range, Multi::First},
+    {"accept-encoding", &Request::accept_encoding, Multi::List},
+    {"x-forwarded-for", &Request::x_forwarded_for, Multi::List},
+    {"if-modified-since", &Request::if_modified_since, Multi::IgnoreAll},
+    {"transfer-encoding", &Request::transfer_encoding, Multi::List},
+    {"if-unmodified-since", &Request::if_unmodified_since, Multi::IgnoreAll},
+};
+constexpr int kKnownCount = static_cast<int>(sizeof kKnownFields / sizeof kKnownFields[0]);
+
+int classify_field(std::string_view name) {
+    for (int k = 0; k < kKnownCount; ++k)
+        if (kKnownFields[k].name.size() == name.size() && iequals_ascii(kKnownFields[k].name, name)) return k;
+    return -1;
+}
+
+}  // namespace
+
 void RequestParser::build_request() {
     RequestStorage& s = *storage_;
     Request& r = s.request;
@@ -214,98 +268,70 @@ void RequestParser::build_request() {
     r.target = std::string_view(s.bytes.data(), url_len);
     r.parsed = parse_target(r.target);
 
-    // Reserve once so views into `combined` never move.
-    s.combined.reserve(s.bytes.size() + 2 * s.spans.size() + 1);
+    // Pass 1: views, which known field each line is, how often each occurs.
     s.headers.resize(s.spans.size());
-    bool range_dup = false;
+    int count[kKnownCount] = {};
+    size_t value_bytes[kKnownCount] = {};
     for (size_t i = 0; i < s.spans.size(); ++i) {
-        const auto& sp = s.spans[i];
+        auto& sp = s.spans[i];
         Header& h = s.headers[i];
         h.name = std::string_view(s.bytes.data() + sp.name_off, sp.name_len);
-        h.value = sp.value_len ? trim_ows(std::string_view(s.bytes.data() + sp.value_off, sp.value_len))
-                               : kEmpty;
+        h.value = sp.value_len ? trim_ows(std::string_view(s.bytes.data() + sp.value_off, sp.value_len)) : kEmpty;
         if (h.value.empty()) h.value = kEmpty;
+        int k = classify_field(h.name);
+        sp.known = static_cast<int8_t>(k);
+        if (k < 0) continue;
+        ++count[k];
+        value_bytes[k] += h.value.size();
+    }
 
-        std::string_view* list_field = nullptr;
-        std::string_view* single_field = nullptr;
-        switch (h.name.size()) {
-        case 4:
-            if (iequals_ascii(h.name, "host")) {
-                ++r.host_count;
-                single_field = &r.host;
-            }
+    // Combined list values get exactly the room they need, reserved before
+    // the first append, so no view into `combined` ever moves.
+    size_t need = 0;
+    for (int k = 0; k < kKnownCount; ++k)
+        if (kKnownFields[k].multi == Multi::List && count[k] > 1)
+            need += value_bytes[k] + 2 * static_cast<size_t>(count[k] - 1);
+    s.combined.clear();
+    s.combined.reserve(need);
+
+    // Pass 2: assign each known field according to how it combines.
+    bool drop_ranges = false;
+    for (size_t i = 0; i < s.spans.size(); ++i) {
+        int k = s.spans[i].known;
+        if (k < 0) continue;
+        const KnownField& f = kKnownFields[k];
+        std::string_view& field = r.*(f.member);
+        const std::string_view value = s.headers[i].value;
+        if (f.member == &Request::host) ++r.host_count;
+        switch (f.multi) {
+        case Multi::First:
+            if (!field.data()) field = value;
             break;
-        case 5:
-            if (iequals_ascii(h.name, "range")) {
-                if (r.range.data()) range_dup = true;
-                single_field = &r.range;
-            }
+        case Multi::IgnoreAll:
+            // More than one member: ignore the field (RFC 9110 §13.1.3-4).
+            if (count[k] == 1) field = value;
             break;
-        case 6:
-            if (iequals_ascii(h.name, "accept")) list_field = &r.accept;
-            else if (iequals_ascii(h.name, "expect")) list_field = &r.expect;
+        case Multi::DropRanges:
+            if (count[k] > 1) drop_ranges = true;
+            field = value;
             break;
-        case 7:
-            if (iequals_ascii(h.name, "referer")) single_field = &r.referer;
-            break;
-        case 8:
-            if (iequals_ascii(h.name, "if-match")) list_field = &r.if_match;
-            else if (iequals_ascii(h.name, "if-range")) {
-                if (r.if_range.data()) range_dup = true;
-                single_field = &r.if_range;
-            }
-            break;
-        case 9:
-            if (iequals_ascii(h.name, "forwarded")) list_field = &r.forwarded;
-            break;
-        case 10:
-            if (iequals_ascii(h.name, "user-agent")) single_field = &r.user_agent;
-            break;
-        case 12:
-            if (iequals_ascii(h.name, "content-type")) single_field = &r.content_type;
-            else if (iequals_ascii(h.name, "x-request-id")) single_field = &r.x_request_id;
-            break;
-        case 13:
-            if (iequals_ascii(h.name, "if-none-match")) list_field = &r.if_none_match;
-            else if (iequals_ascii(h.name, "authorization")) single_field = &r.authorization;
-            else if (iequals_ascii(h.name, "content-range")) single_field = &r.content_range;
-            break;
-        case 15:
-            if (iequals_ascii(h.name, "accept-encoding")) list_field = &r.accept_encoding;
-            else if (iequals_ascii(h.name, "x-forwarded-for")) list_field = &r.x_forwarded_for;
-            break;
-        case 17:
-            if (iequals_ascii(h.name, "if-modified-since")) single_field = &r.if_modified_since;
-            else if (iequals_ascii(h.name, "transfer-encoding")) list_field = &r.transfer_encoding;
-            break;
-        case 19:
-            if (iequals_ascii(h.name, "if-unmodified-since")) single_field = &r.if_unmodified_since;
-            break;
-        default:
-            break;
-        }
-        if (list_field) {
-            if (!list_field->data()) {
-                *list_field = h.value;
-            } else {
+        case Multi::List:
+            if (count[k] == 1) {
+                field = value;
+            } else if (!field.data()) {
+                // First line of a repeated list: gather all its lines now.
                 size_t off = s.combined.size();
-                s.combined.append(*list_field);
-                s.combined.append(", ");
-                s.combined.append(h.value);
-                *list_field = std::string_view(s.combined.data() + off, s.combined.size() - off);
+                for (size_t j = i; j < s.spans.size(); ++j) {
+                    if (s.spans[j].known != k) continue;
+                    if (s.combined.size() > off) s.combined.append(", ");
+                    s.combined.append(s.headers[j].value);
+                }
+                field = std::string_view(s.combined.data() + off, s.combined.size() - off);
             }
-        } else if (single_field) {
-            if (!single_field->data()) {
-                *single_field = h.value;
-            } else if (single_field == &r.if_modified_since || single_field == &r.if_unmodified_since) {
-                // More than one member: ignore the field (RFC 9110 §13.1.3-4).
-                *single_field = std::string_view{};
-            }
-            // Otherwise keep the first; Host duplicates are caught by count.
+            break;
         }
     }
-    if (range_dup) {
-        // An ambiguous Range or If-Range: send the whole representation.
+    if (drop_ranges) {
         r.range = {};
         r.if_range = {};
     }

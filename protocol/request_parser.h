@@ -32,6 +32,7 @@ struct RequestStorage {
     std::string combined;  // list-valued fields that came on several lines
     struct Span {
         uint32_t name_off, name_len, value_off, value_len;
+        int8_t known = -1;  // which well-known field, if any
     };
     std::vector<Span> spans;
     std::vector<Header> headers;

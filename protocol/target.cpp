@@ -160,11 +160,17 @@ bool valid_host(std::string_view host) {
     for (char c : port)
         if (c < '0' || c > '9') return false;
     if (port.size() > 5) return false;
-    for (char ch : name) {
-        auto c = static_cast<unsigned char>(ch);
+    for (size_t i = 0; i < name.size(); ++i) {
+        auto c = static_cast<unsigned char>(name[i]);
+        if (c == '%') {
+            if (i + 2 >= name.size()) return false;
+            if (hex_value(name[i + 1]) < 0 || hex_value(name[i + 2]) < 0) return false;
+            i += 2;
+            continue;
+        }
         // reg-name = *( unreserved / pct-encoded / sub-delims )
         bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.' || c == '_' || c == '~' || c == '%' || c == '!' ||
+                  c == '-' || c == '.' || c == '_' || c == '~' || c == '!' ||
                   c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
                   c == '+' || c == ',' || c == ';' || c == '=';
         if (!ok) return false;
