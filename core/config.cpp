@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "protocol/address.h"
+
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
@@ -78,6 +80,19 @@ std::string usage_text() {
         "  --send-timeout S        seconds a response may stall (default 60)\n"
         "  --shutdown-timeout S    seconds to finish in-flight requests on SIGTERM (default 30)\n"
         "  --keepalive-requests N  close a connection after N requests (default 0: no limit)\n"
+        "  --max-connections N     answer 503 and pause accepting beyond N open connections\n"
+        "                          (default 10000)\n"
+        "  --access-log PATH|-|off where the access log goes (default -, stdout)\n"
+        "  --log-format combined|json  access log format (default combined)\n"
+        "  --health-path PATH      liveness endpoint, 200 while the process runs (default /healthz)\n"
+        "  --ready-path PATH       readiness endpoint, 503 while draining (default /readyz)\n"
+        "  --metrics-path PATH     Prometheus metrics (default /metrics; '' turns it off)\n"
+        "  --metrics-allow CIDR    also serve metrics to these clients (repeatable; loopback always)\n"
+        "  --trust-proxy CIDR      believe X-Forwarded-For / Forwarded from these peers (repeatable)\n"
+        "  --proxy-protocol        expect a HAProxy PROXY header (v1 or v2) on every connection\n"
+        "  --drain-delay S         on SIGTERM keep serving S seconds with /readyz at 503 (default 0)\n"
+        "  --reuse-port            SO_REUSEPORT, so several processes share the port\n"
+        "  --workers N             pre-fork N single-loop workers under a supervisor (default 1)\n"
         "  --help                  this text\n"
         "  --version               the version\n",
         kVersion);
@@ -166,6 +181,39 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 cfg.shutdown_timeout_ms = parse_seconds(arg, need());
             } else if (arg == "--keepalive-requests") {
                 cfg.keepalive_requests = parse_uint(arg, need(), UINT32_MAX);
+            } else if (arg == "--max-connections") {
+                cfg.max_connections = parse_uint(arg, need(), 10'000'000);
+                if (cfg.max_connections == 0) throw UsageError("--max-connections must be at least 1");
+            } else if (arg == "--access-log") {
+                cfg.access_log = need();
+                if (cfg.access_log.empty()) throw UsageError("--access-log needs a path, - or off");
+            } else if (arg == "--log-format") {
+                std::string_view f = need();
+                if (f == "json") {
+                    cfg.log_json = true;
+                } else if (f == "combined") {
+                    cfg.log_json = false;
+                } else {
+                    throw UsageError(fmt::format("--log-format is combined or json, not '{}'", f));
+                }
+            } else if (arg == "--health-path" || arg == "--ready-path" || arg == "--metrics-path") {
+                std::string v(need());
+                if (!v.empty() && v.front() != '/') throw UsageError(fmt::format("{} must start with '/'", arg));
+                (arg == "--health-path" ? cfg.health_path : arg == "--ready-path" ? cfg.ready_path : cfg.metrics_path) = v;
+            } else if (arg == "--metrics-allow" || arg == "--trust-proxy") {
+                std::string v(need());
+                Cidr c;
+                if (!Cidr::parse(v, c)) throw UsageError(fmt::format("{} needs an address or CIDR, got '{}'", arg, v));
+                (arg == "--metrics-allow" ? cfg.metrics_allow : cfg.trust_proxy).push_back(v);
+            } else if (arg == "--proxy-protocol") {
+                cfg.proxy_protocol = true;
+            } else if (arg == "--drain-delay") {
+                cfg.drain_delay_ms = parse_seconds(arg, need());
+            } else if (arg == "--reuse-port") {
+                cfg.reuse_port = true;
+            } else if (arg == "--workers") {
+                cfg.workers = static_cast<int>(parse_uint(arg, need(), 256));
+                if (cfg.workers < 1) throw UsageError("--workers must be at least 1");
             } else if (!arg.empty() && arg.front() != '-' && !port_seen) {
                 // The seed's "httpServer.py [portNumber]".
                 cfg.port = static_cast<int>(parse_uint("PORT", arg, 65535));

@@ -38,6 +38,20 @@ struct Config {
     uint64_t shutdown_timeout_ms = 30'000;
     uint64_t keepalive_requests = 0;  // 0: unlimited
 
+    // Operations
+    std::string access_log = "-";  // path, "-" (stdout) or "off"
+    bool log_json = false;         // --log-format json
+    std::string health_path = "/healthz";
+    std::string ready_path = "/readyz";
+    std::string metrics_path = "/metrics";
+    std::vector<std::string> metrics_allow;  // CIDRs besides loopback
+    std::vector<std::string> trust_proxy;    // CIDRs whose forwarding headers we believe
+    bool proxy_protocol = false;
+    uint64_t drain_delay_ms = 0;
+    size_t max_connections = 10000;
+    bool reuse_port = false;
+    int workers = 1;
+
     // Process
     bool install_signals = true;  // false for in-process tests
 };

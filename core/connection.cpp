@@ -9,6 +9,7 @@
 
 #include "core/server.h"
 #include "handlers/router.h"
+#include "protocol/proxy_protocol.h"
 #include "protocol/response.h"
 #include "protocol/status.h"
 #include "protocol/target.h"
@@ -55,7 +56,7 @@ uint64_t Connection::now_ms() const { return server_.now_ms(); }
 
 // ---------------------------------------------------------------- lifecycle
 
-void Connection::start(uv_stream_t* listener) {
+void Connection::start(uv_stream_t* listener, bool refuse) {
     if (uv_tcp_init(server_.loop(), &tcp_) != 0) {
         // Never initialised: nothing to close, no callback will come.
         unref();
@@ -66,8 +67,40 @@ void Connection::start(uv_stream_t* listener) {
         return;
     }
     uv_tcp_nodelay(&tcp_, 1);
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+        peer_ = PeerAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    if (refuse) {
+        // The seed's MAX_CLIENT_REQUESTS answer: a clear 503, then close.
+        send_error_and_close(503, "too many connections, try again later");
+        after_processing();
+        return;
+    }
+    proxy_pending_ = server_.config().proxy_protocol;
     arm(server_.header_timeouts);
     update_reading();
+}
+
+bool Connection::read_proxy_header() {
+    // The header may arrive in pieces; it is kept in `pending` until whole.
+    PeerAddress source;
+    bool local = false;
+    size_t used = 0;
+    switch (parse_proxy_header(s_->pending, source, local, used)) {
+    case ProxyParse::NeedMore:
+        return false;
+    case ProxyParse::Invalid:
+        s_->pending.clear();
+        send_error_and_close(400, "expected a PROXY protocol header");
+        return false;
+    case ProxyParse::Ok:
+        break;
+    }
+    if (!local) peer_ = source;
+    proxy_pending_ = false;
+    s_->pending.erase(0, used);
+    return true;
 }
 
 void Connection::abort() {
@@ -105,6 +138,7 @@ void Connection::unref() {
         s_ = nullptr;
     }
     if (sock_dup_ >= 0) close(sock_dup_);
+    if (counted_upload_) --server_.metrics().uploads_in_flight;
     server_.connection_destroyed(this);
     delete this;
 }
@@ -250,7 +284,7 @@ void Connection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     auto* c = static_cast<Connection*>(s->data);
     if (nread > 0) {
-        c->server_.stats().bytes_in += static_cast<uint64_t>(nread);
+        c->server_.metrics().bytes_in += static_cast<uint64_t>(nread);
         if (c->closing_ == Closing::Lingering) {
             // Draining before the close; a client that keeps sending is cut off.
             c->body_bytes_ += static_cast<uint64_t>(nread);
@@ -291,8 +325,18 @@ void Connection::feed(const char* data, size_t len) {
         timeout_node.list != &server_.header_timeouts)
         arm(server_.header_timeouts);
     in_feed_ = true;
-    if (!s_->pending.empty()) {
+    if (proxy_pending_) {
         s_->pending.append(data, len);
+        if (!read_proxy_header()) {
+            in_feed_ = false;
+            after_processing();
+            return;
+        }
+        data = nullptr;
+        len = 0;
+    }
+    if (!s_->pending.empty()) {
+        if (len) s_->pending.append(data, len);
         size_t used = run_parser(s_->pending.data(), s_->pending.size());
         if (s_) s_->pending.erase(0, used);
     } else {
@@ -479,7 +523,22 @@ void Connection::on_head() {
     reader_busy_ = reader_ended_ = false;
     body_bytes_ = 0;
     response_status_ = 0;
+    have_request_ = true;
+    start_ns_ = uv_hrtime();
+    response_bytes_ = 0;
     disarm();
+    const Request& r = request();
+    s_->client = server_.trusted_proxies().empty()
+                     ? peer_
+                     : client_address(peer_, server_.trusted_proxies(), r.forwarded, r.x_forwarded_for);
+    // Echo a sane X-Request-Id from the client (a load balancer's), or make one.
+    bool sane = r.x_request_id.size() > 0 && r.x_request_id.size() <= 128;
+    for (char ch : r.x_request_id) sane = sane && ch > ' ' && ch < 0x7f;
+    if (sane) {
+        s_->request_id.assign(r.x_request_id);
+    } else {
+        server_.next_request_id(s_->request_id);
+    }
     const char* why = nullptr;
     int status = validate_head(why);
     if (status != 0) {
@@ -519,6 +578,7 @@ void Connection::offload(WorkFn work, DoneFn done) {
     }
     work_busy_ = true;
     ++refs_;
+    ++server_.metrics().threadpool_jobs;
     // Time spent on our own disk work is not the client's stall.
     if (timeout_node.list == &server_.body_timeouts) disarm();
 }
@@ -535,6 +595,7 @@ void Connection::on_work(uv_work_t* req) {
 void Connection::on_after_work(uv_work_t* req, int status) {
     auto* c = static_cast<Connection*>(req->data);
     c->work_busy_ = false;
+    --c->server_.metrics().threadpool_jobs;
     if (c->work_is_sendfile_) {
         c->work_is_sendfile_ = false;
         c->tx_busy_ = false;
@@ -566,6 +627,10 @@ void Connection::read_body(const BodyReader& reader) {
     if (body_mode_ != BodyMode::Undecided) return;
     reader_ = reader;
     body_mode_ = BodyMode::Deliver;
+    if (request().has_body() && !counted_upload_) {
+        counted_upload_ = true;
+        ++server_.metrics().uploads_in_flight;
+    }
     if (expect_continue_ && !continue_sent_) {
         // RFC 9110 §10.1.1: only now, after every check passed.
         s_->out.append(kContinue);
@@ -644,10 +709,13 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
                 (cfg.keepalive_requests == 0 || requests_ + 1 < cfg.keepalive_requests);
     if (!keep) close_after_ = true;
 
-    write_response_head(s_->out, head, Framing{keep, r.http10()}, server_.date().header_line(),
+    size_t before = s_->out.size();
+    write_response_head(s_->out, head, Framing{keep, r.http10(), s_->request_id}, server_.date().header_line(),
                         server_.site().server_line);
+    response_bytes_ = s_->out.size() - before;
 
     bool head_only = r.method == Method::Head || !status_allows_body(head.status);
+    if (!head_only) response_bytes_ += body.kind == Body::Kind::Memory ? body.memory.size() : head.content_length;
     if (head_only || body.kind == Body::Kind::None) {
         if (body.fd >= 0) close_fd_async(body.fd);
         response_done();
@@ -692,9 +760,16 @@ void Connection::send_error_and_close(int status, std::string_view detail) {
     head.content_type = "text/plain; charset=utf-8";
     head.content_length = body.size();
     head.close = true;
-    write_response_head(s_->out, head, Framing{false, false}, server_.date().header_line(),
+    if (s_->request_id.empty()) server_.next_request_id(s_->request_id);
+    if (!have_request_) {
+        start_ns_ = uv_hrtime();
+        s_->client = peer_;
+    }
+    size_t before = s_->out.size();
+    write_response_head(s_->out, head, Framing{false, false, s_->request_id}, server_.date().header_line(),
                         server_.site().server_line);
     s_->out.append(body);
+    response_bytes_ = s_->out.size() - before;
     response_done();
 }
 
@@ -709,7 +784,7 @@ void Connection::flush() {
         abort();
         return;
     }
-    server_.stats().bytes_out += static_cast<uint64_t>(r);
+    server_.metrics().bytes_out += static_cast<uint64_t>(r);
     if (static_cast<size_t>(r) == s_->out.size()) {
         s_->out.clear();
         return;
@@ -736,7 +811,7 @@ void Connection::on_write(uv_write_t* req, int status) {
     if (status < 0) {
         c->abort();
     } else if (c->closing_ != Closing::Closed) {
-        c->server_.stats().bytes_out += c->s_->writing.size();
+        c->server_.metrics().bytes_out += c->s_->writing.size();
         c->s_->writing.clear();
         if (c->timeout_node.list == &c->server_.send_timeouts && c->closing_ == Closing::No) c->disarm();
         c->kick();
@@ -750,8 +825,39 @@ void Connection::response_done() {
     kick();
 }
 
+void Connection::log_exchange() {
+    Metrics& m = server_.metrics();
+    uint64_t duration_us = (uv_hrtime() - start_ns_) / 1000;
+    const Request* r = have_request_ ? &request() : nullptr;
+    m.request_done(r ? r->method : Method::Other, response_status_, duration_us);
+    AccessLog& log = server_.access_log();
+    if (!log.enabled()) return;
+    LogRecord rec;
+    rec.time = server_.date().now();
+    rec.client = &s_->client;
+    rec.status = response_status_;
+    rec.bytes = response_bytes_;
+    rec.duration_us = duration_us;
+    rec.request_id = s_->request_id;
+    if (r) {
+        rec.method = r->method_name;
+        rec.target = r->target;
+        rec.http_minor = r->http_minor;
+        rec.user_agent = r->user_agent;
+        rec.referer = r->referer;
+    }
+    log.write(rec);
+}
+
 void Connection::finish_exchange() {
     if (!in_exchange_) return;
+    log_exchange();
+    if (counted_upload_) {
+        --server_.metrics().uploads_in_flight;
+        counted_upload_ = false;
+    }
+    have_request_ = false;
+    s_->request_id.clear();
     release_job_resources();
     in_exchange_ = false;
     msg_complete_ = false;
@@ -764,7 +870,6 @@ void Connection::finish_exchange() {
     response_started_ = response_done_ = false;
     abandoned_ = false;
     ++requests_;
-    ++server_.stats().requests;
     if (close_after_) {
         begin_graceful_close();
         return;
@@ -857,6 +962,7 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
     tx_busy_ = true;
     work_busy_ = true;
     ++refs_;
+    ++server_.metrics().threadpool_jobs;
     if (timeout_node.list != &server_.send_timeouts) arm(server_.send_timeouts);
 }
 
@@ -891,7 +997,7 @@ void Connection::sendfile_step() {
 
 void Connection::after_sendfile() {
     if (closing_ == Closing::Closed) return;
-    server_.stats().bytes_out += static_cast<uint64_t>(send_result_);
+    server_.metrics().bytes_out += static_cast<uint64_t>(send_result_);
     tx_done_ += static_cast<uint64_t>(send_result_);
     if (send_errno_ != 0) {
         // The peer went away, or the file was truncated while we sent it:

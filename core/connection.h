@@ -27,8 +27,9 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     // Accepts from the listener and starts reading. On failure the
-    // connection closes itself.
-    void start(uv_stream_t* listener);
+    // connection closes itself. `refuse`: over --max-connections, answer a
+    // short 503 and close.
+    void start(uv_stream_t* listener, bool refuse = false);
 
     // The server is shutting down: close now if idle, else after the
     // current response (which then says Connection: close).
@@ -44,6 +45,7 @@ public:
     time_t now() const override;
     uint64_t now_ms() const override;
     std::string_view path() const override { return s_->path; }
+    const PeerAddress& client() const override { return s_->client; }
     FileJob& job() override { return s_->job; }
     std::string& text() override { return s_->text; }
     MultipartLayout& multipart() override { return s_->multipart; }
@@ -79,6 +81,7 @@ private:
     // Input
     void ensure_scratch();
     void feed(const char* data, size_t len);
+    bool read_proxy_header();
     size_t run_parser(const char* data, size_t len);
     bool parse_blocked() const;
     void on_head();
@@ -97,6 +100,7 @@ private:
     void wait_writable();
     void response_done();
     void finish_exchange();
+    void log_exchange();
     void send_error_and_close(int status, std::string_view detail);
     void deliver_body();
 
@@ -121,6 +125,9 @@ private:
 
     uint32_t refs_ = 1;  // the handle itself, plus each libuv request in flight
     uint32_t requests_ = 0;
+    PeerAddress peer_;          // the TCP peer, or the PROXY header's source
+    uint64_t start_ns_ = 0;        // when the current request head was complete
+    uint64_t response_bytes_ = 0;  // head and body bytes of the current response
 
     Closing closing_ = Closing::No;
     BodyMode body_mode_ = BodyMode::Undecided;
@@ -142,6 +149,9 @@ private:
     bool tx_busy_ = false;         // sendfile job in flight or waiting for POLLOUT
     bool reader_busy_ = false;
     bool reader_ended_ = false;
+    bool proxy_pending_ = false;   // a PROXY header must come first
+    bool have_request_ = false;    // a head was parsed for this exchange
+    bool counted_upload_ = false;  // in Metrics::uploads_in_flight
 
     // Transmission of a file body: segments are alternately memory (part
     // heads of multipart/byteranges) and file ranges.

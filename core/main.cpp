@@ -1,5 +1,7 @@
 // uvhttpd: parse the command line, open the root, listen, run one loop.
+#include <poll.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -20,6 +22,12 @@ void raise_nofile_limit() {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+// Waits up to 10 ms for the loop to have something to do.
+void poll_briefly(uv_loop_t* loop) {
+    struct pollfd p {uv_backend_fd(loop), POLLIN, 0};
+    poll(&p, 1, 10);
 }
 
 }  // namespace
@@ -53,8 +61,25 @@ int main(int argc, char** argv) {
         // Scripts start the server on port 0 and read this line.
         std::printf("listening on %s\n", server.url().c_str());
         std::fflush(stdout);
-        fmt::print(stderr, "uvhttpd {}: serving {} on {}\n", uvh::kVersion, config.root, server.url());
-        uv_run(loop, UV_RUN_DEFAULT);
+        fmt::print(stderr, "uvhttpd {}: serving {} on {}, writes {}, access log {}\n", uvh::kVersion, config.root,
+                   server.url(),
+                   config.read_only ? "off" : (config.write_token.empty() ? "open (no token)" : "need the token"),
+                   config.access_log);
+        while (!server.finished()) uv_run(loop, UV_RUN_ONCE);
+        // Every connection is gone. The last access-log write may still be
+        // on a worker; give it a bounded time (a log pipe nobody reads
+        // would otherwise hold the exit forever).
+        uint64_t deadline = uv_hrtime() + 5'000'000'000ull;
+        while (server.access_log().busy() && uv_hrtime() < deadline) {
+            uv_run(loop, UV_RUN_NOWAIT);
+            poll_briefly(loop);
+        }
+        if (server.access_log().busy()) {
+            fmt::print(stderr, "uvhttpd: the access log did not drain; exiting without it\n");
+            std::fflush(stderr);
+            _exit(0);
+        }
+        server.access_log().flush_blocking();
     }
     // Give pending close requests their callbacks before closing the loop.
     uv_run(loop, UV_RUN_DEFAULT);

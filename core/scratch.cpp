@@ -28,6 +28,8 @@ void Scratch::reset(size_t keep) {
     shrink(text, keep);
     shrink(body, keep);
     shrink(body_handed, keep);
+    request_id.clear();
+    client = PeerAddress{};
     job.reset();
     shrink(job.data, keep);
     if (job.entries.capacity() > 1024) std::vector<DirEntry>().swap(job.entries);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "handlers/file_job.h"
+#include "protocol/address.h"
 #include "protocol/range.h"
 #include "protocol/request_parser.h"
 
@@ -27,6 +28,8 @@ struct Scratch {
     std::string text;         // handler scratch: error bodies, headers
     std::string body;         // request body bytes waiting for the reader
     std::string body_handed;  // the piece the reader is working on
+    std::string request_id;   // X-Request-Id of the current request
+    PeerAddress client;       // the client of the current request
     FileJob job;
     MultipartLayout multipart;
     uv_write_t write_req{};

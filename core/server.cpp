@@ -1,10 +1,14 @@
 #include "core/server.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -12,15 +16,33 @@
 
 #include "core/connection.h"
 
-#include <netinet/in.h>
-
 namespace uvh {
 
 namespace {
 
 constexpr uint64_t kTickMs = 250;
+constexpr int kBacklog = 4096;
+
+// systemd socket activation (sd_listen_fds(3)): the first passed
+// descriptor is 3 when LISTEN_PID is us and LISTEN_FDS >= 1.
+int systemd_socket() {
+    const char* pid = std::getenv("LISTEN_PID");
+    const char* fds = std::getenv("LISTEN_FDS");
+    if (!pid || !fds || std::atol(pid) != static_cast<long>(getpid()) || std::atoi(fds) < 1) return -1;
+    // The variables are for us only; children must not see them.
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    fcntl(3, F_SETFD, FD_CLOEXEC);
+    return 3;
+}
 
 }  // namespace
+
+bool is_loopback(const std::string& host) {
+    PeerAddress a;
+    return PeerAddress::parse(host, a) && a.is_loopback();
+}
 
 Server::Server(uv_loop_t* loop, Config config)
     : loop_(loop), config_(std::move(config)), read_buffer_(new char[kReadBufferSize]) {
@@ -30,34 +52,32 @@ Server::Server(uv_loop_t* loop, Config config)
     send_timeouts.set_duration(config_.send_timeout_ms);
     linger_timeouts.set_duration(2000);
     date_.refresh(std::time(nullptr));
+    if (getrandom(&boot_id_, sizeof boot_id_, GRND_NONBLOCK) != sizeof boot_id_)
+        boot_id_ = static_cast<uint64_t>(std::time(nullptr)) ^ static_cast<uint64_t>(getpid()) << 32;
 }
 
 Server::~Server() {
-    if (database_fd_owned_ && site_.database_dir_fd >= 0) close(site_.database_dir_fd);
-    if (site_.root_fd >= 0) close(site_.root_fd);
-}
-
-bool is_loopback(const std::string& host) {
-    struct sockaddr_in v4 {};
-    struct sockaddr_in6 v6 {};
-    if (uv_ip4_addr(host.c_str(), 0, &v4) == 0) return (ntohl(v4.sin_addr.s_addr) >> 24) == 127;
-    if (uv_ip6_addr(host.c_str(), 0, &v6) == 0) {
-        if (IN6_IS_ADDR_LOOPBACK(&v6.sin6_addr)) return true;
-        if (IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr)) return v6.sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    if (database_fd_owned_ && site_.database_dir_fd >= 0) ::close(site_.database_dir_fd);
+    if (site_.root_fd >= 0) ::close(site_.root_fd);
 }
 
 std::string Server::url() const {
-    if (config_.host.find(':') != std::string::npos)
-        return fmt::format("http://[{}]:{}/", config_.host, port_);
-    return fmt::format("http://{}:{}/", config_.host, port_);
+    if (bound_host_.find(':') != std::string::npos) return fmt::format("http://[{}]:{}/", bound_host_, port_);
+    return fmt::format("http://{}:{}/", bound_host_, port_);
 }
 
-bool Server::start(std::string& error) {
+void Server::next_request_id(std::string& out) {
+    out.clear();
+    // Unique per run without a syscall: a random boot id mixed with a counter.
+    uint64_t v = boot_id_ + 0x9e3779b97f4a7c15ull * ++request_counter_;
+    fmt::format_to(std::back_inserter(out), "{:016x}", v);
+}
+
+bool Server::start(std::string& error, int listen_fd) {
     // Start-up runs before the loop does, so these blocking calls hold up
     // no client.
-    int root = open(config_.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int root = ::open(config_.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) {
         error = fmt::format("cannot serve --root '{}': {}", config_.root, std::strerror(errno));
         return false;
@@ -71,13 +91,25 @@ bool Server::start(std::string& error) {
     site_.writes_enabled = !config_.read_only;
     site_.write_token = config_.write_token;
     site_.create_dirs = config_.create_dirs;
+    site_.health_path = config_.health_path;
+    site_.ready_path = config_.ready_path;
+    site_.metrics_path = config_.metrics_path;
+    site_.metrics = &metrics_;
+    for (const std::string& c : config_.metrics_allow) {
+        Cidr cidr;
+        if (Cidr::parse(c, cidr)) site_.metrics_allow.push_back(cidr);
+    }
+    for (const std::string& c : config_.trust_proxy) {
+        Cidr cidr;
+        if (Cidr::parse(c, cidr)) trust_proxy_.push_back(cidr);
+    }
     if (config_.cache_size > 0) {
         cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
         site_.cache = cache_.get();
     }
 
     if (!config_.read_only && config_.write_token.empty() && !config_.allow_anonymous_writes &&
-        !is_loopback(config_.host)) {
+        !is_loopback(config_.host) && listen_fd < 0 && !std::getenv("LISTEN_FDS")) {
         error = fmt::format(
             "refusing anonymous writes on non-loopback address {}: give --write-token, "
             "--read-only or --allow-anonymous-writes",
@@ -89,7 +121,7 @@ bool Server::start(std::string& error) {
     if (config_.database.front() == '/') {
         size_t slash = config_.database.rfind('/');
         std::string dir = slash == 0 ? std::string("/") : config_.database.substr(0, slash);
-        int dfd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int dfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0) {
             error = fmt::format("cannot use --database '{}': {}", config_.database, std::strerror(errno));
             return false;
@@ -102,71 +134,156 @@ bool Server::start(std::string& error) {
         site_.database_rel = config_.database;
     }
 
-    struct sockaddr_storage addr {};
-    bool v6 = config_.host.find(':') != std::string::npos;
-    int r = v6 ? uv_ip6_addr(config_.host.c_str(), config_.port, reinterpret_cast<sockaddr_in6*>(&addr))
-               : uv_ip4_addr(config_.host.c_str(), config_.port, reinterpret_cast<sockaddr_in*>(&addr));
-    if (r != 0) {
-        error = fmt::format("--host '{}' is not an IPv4 or IPv6 address", config_.host);
-        return false;
-    }
-    uv_tcp_init(loop_, &listener_);
-    listener_.data = this;
-    ++open_handles_;
-    listening_ = true;
-    r = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
-    if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, on_connection);
-    if (r != 0) {
-        error = fmt::format("cannot listen on {}:{}: {}", config_.host, config_.port, uv_strerror(r));
-        close_handle(reinterpret_cast<uv_handle_t*>(&listener_));
-        listening_ = false;
-        // Let the close callback run so the loop can be closed cleanly.
-        uv_run(loop_, UV_RUN_NOWAIT);
-        return false;
-    }
-    struct sockaddr_storage bound {};
-    int len = sizeof bound;
-    uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
-    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    log_ = std::make_unique<AccessLog>(loop_, config_.access_log,
+                                       config_.log_json ? AccessLog::Format::Json : AccessLog::Format::Combined);
+    if (!log_->open(error)) return false;
+
+    if (!open_listener(error, listen_fd)) return false;
 
     uv_timer_init(loop_, &tick_);
-    tick_.data = this;
-    ++open_handles_;
-    uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
     uv_timer_init(loop_, &deadline_);
-    deadline_.data = this;
-    ++open_handles_;
+    uv_timer_init(loop_, &drain_timer_);
+    uv_timer_init(loop_, &resume_timer_);
+    for (uv_timer_t* t : {&tick_, &deadline_, &drain_timer_, &resume_timer_}) t->data = this;
+    open_handles_ += 4;
     timers_ = true;
+    uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
 
     if (config_.install_signals) {
-        uv_signal_init(loop_, &sigint_);
-        uv_signal_init(loop_, &sigterm_);
-        sigint_.data = sigterm_.data = this;
-        open_handles_ += 2;
+        for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) {
+            uv_signal_init(loop_, s);
+            s->data = this;
+        }
+        open_handles_ += 3;
         uv_signal_start(&sigint_, on_signal, SIGINT);
         uv_signal_start(&sigterm_, on_signal, SIGTERM);
+        uv_signal_start(&sighup_, on_signal, SIGHUP);
         signals_ = true;
     }
     return true;
 }
 
+bool Server::open_listener(std::string& error, int listen_fd) {
+    int fd = listen_fd >= 0 ? listen_fd : systemd_socket();
+    if (fd >= 0) {
+        // A socket handed to us (systemd, or the --workers supervisor).
+        listen_fd_ = fd;
+    } else {
+        PeerAddress addr;
+        if (!PeerAddress::parse(config_.host, addr) || config_.host.find('[') != std::string::npos) {
+            error = fmt::format("--host '{}' is not an IPv4 or IPv6 address", config_.host);
+            return false;
+        }
+        sockaddr_storage ss{};
+        bool v6 = !addr.is_v4() || config_.host.find(':') != std::string::npos;
+        if (v6) {
+            uv_ip6_addr(config_.host.c_str(), config_.port, reinterpret_cast<sockaddr_in6*>(&ss));
+        } else {
+            uv_ip4_addr(config_.host.c_str(), config_.port, reinterpret_cast<sockaddr_in*>(&ss));
+        }
+        fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            error = fmt::format("cannot create a socket: {}", std::strerror(errno));
+            return false;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (config_.reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, kBacklog) != 0) {
+            error = fmt::format("cannot listen on {}:{}: {}", config_.host, config_.port,
+                                uv_strerror(uv_translate_sys_error(errno)));
+            ::close(fd);
+            return false;
+        }
+        listen_fd_ = fd;
+    }
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof bound;
+    if (getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &blen) != 0) {
+        error = fmt::format("the listening socket is not usable: {}", std::strerror(errno));
+        return false;
+    }
+    PeerAddress b = PeerAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&bound));
+    port_ = b.port;
+    bound_host_ = b.to_string();
+    resume_accepting();
+    if (!listening_) {
+        error = "cannot accept on the listening socket";
+        return false;
+    }
+    return true;
+}
+
+// Pausing closes the libuv handle but keeps our descriptor, so the socket
+// and its backlog live on: clients wait in the kernel's queue instead of
+// being refused, and accepting picks up where it left off.
+void Server::pause_accepting(uint64_t retry_ms) {
+    if (listening_) {
+        close_handle(reinterpret_cast<uv_handle_t*>(&listener_));
+        listening_ = false;
+    }
+    paused_ = true;
+    if (retry_ms && timers_) uv_timer_start(&resume_timer_, on_resume_accepting, retry_ms, 0);
+}
+
+void Server::resume_accepting() {
+    if (listening_ || stopped_ || listen_fd_ < 0) return;
+    if (listener_closing_) {
+        // The old handle is still closing; try again in a moment.
+        if (timers_) uv_timer_start(&resume_timer_, on_resume_accepting, 10, 0);
+        return;
+    }
+    int dup_fd = fcntl(listen_fd_, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) {
+        if (timers_) uv_timer_start(&resume_timer_, on_resume_accepting, 100, 0);
+        return;
+    }
+    uv_tcp_init(loop_, &listener_);
+    listener_.data = this;
+    ++open_handles_;
+    if (uv_tcp_open(&listener_, dup_fd) != 0 ||
+        uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), kBacklog, on_connection) != 0) {
+        close_handle(reinterpret_cast<uv_handle_t*>(&listener_));
+        if (timers_) uv_timer_start(&resume_timer_, on_resume_accepting, 100, 0);
+        return;
+    }
+    listening_ = true;
+    paused_ = false;
+}
+
+void Server::on_resume_accepting(uv_timer_t* t) {
+    auto* s = static_cast<Server*>(t->data);
+    if (static_cast<size_t>(s->metrics_.open_connections) < s->config_.max_connections) s->resume_accepting();
+    else s->pause_accepting(50);
+}
+
 void Server::on_connection(uv_stream_t* listener, int status) {
     auto* s = static_cast<Server*>(listener->data);
     if (status < 0) {
-        // EMFILE and friends: libuv already accepted and dropped the
-        // connection so the loop does not spin; say so once per event.
-        fmt::print(stderr, "uvhttpd: accept failed: {}\n", uv_strerror(status));
+        // EMFILE and friends: libuv already accepted and dropped one
+        // connection so the loop does not spin. Stop accepting until a
+        // descriptor frees up (a connection closes) or a moment passes.
+        fmt::print(stderr, "uvhttpd: accept failed: {}; pausing accepts\n", uv_strerror(status));
+        s->pause_accepting(100);
         return;
     }
-    if (s->draining_) return;
+    if (s->stopped_) return;
     auto* c = new Connection(*s);
     c->next = s->first_;
     if (s->first_) s->first_->prev = c;
     s->first_ = c;
-    ++s->stats_.open_connections;
-    ++s->stats_.connections_accepted;
-    c->start(listener);
+    ++s->metrics_.open_connections;
+    ++s->metrics_.connections_accepted;
+    bool over = static_cast<size_t>(s->metrics_.open_connections) > s->config_.max_connections;
+    c->start(listener, over);
+    if (over) {
+        // At the limit: this one gets a short 503; the rest wait in the
+        // backlog until connections close.
+        ++s->metrics_.connections_refused;
+        s->pause_accepting(50);
+    }
 }
 
 void Server::connection_destroyed(Connection* c) {
@@ -176,7 +293,9 @@ void Server::connection_destroyed(Connection* c) {
         first_ = c->next;
     }
     if (c->next) c->next->prev = c->prev;
-    --stats_.open_connections;
+    --metrics_.open_connections;
+    if (paused_ && !stopped_ && static_cast<size_t>(metrics_.open_connections) < config_.max_connections)
+        resume_accepting();
     maybe_finish();
 }
 
@@ -184,6 +303,7 @@ void Server::on_tick(uv_timer_t* t) {
     auto* s = static_cast<Server*>(t->data);
     s->date_.refresh(std::time(nullptr));
     s->expire_timeouts();
+    s->log_->flush();
 }
 
 void Server::expire_timeouts() {
@@ -196,6 +316,11 @@ void Server::expire_timeouts() {
 
 void Server::on_signal(uv_signal_t* sig, int signum) {
     auto* s = static_cast<Server*>(sig->data);
+    if (signum == SIGHUP) {
+        fmt::print(stderr, "uvhttpd: SIGHUP, reopening the access log\n");
+        s->log_->reopen();
+        return;
+    }
     if (s->draining_) {
         // A second signal: stop waiting for in-flight requests.
         fmt::print(stderr, "uvhttpd: signal {} again, closing all connections\n", signum);
@@ -204,18 +329,38 @@ void Server::on_signal(uv_signal_t* sig, int signum) {
             c->abort();
             c = next;
         }
+        s->shutdown();
         return;
     }
-    fmt::print(stderr, "uvhttpd: signal {}, finishing in-flight requests\n", signum);
-    s->shutdown();
+    fmt::print(stderr, "uvhttpd: signal {}, draining (delay {} ms)\n", signum, s->config_.drain_delay_ms);
+    s->drain();
 }
 
-void Server::shutdown() {
+void Server::drain() {
     if (draining_) return;
     draining_ = true;
+    metrics_.ready = false;
+    if (config_.drain_delay_ms > 0 && timers_) {
+        uv_timer_start(&drain_timer_, on_drain_delay, config_.drain_delay_ms, 0);
+        return;
+    }
+    shutdown();
+}
+
+void Server::on_drain_delay(uv_timer_t* t) { static_cast<Server*>(t->data)->shutdown(); }
+
+void Server::shutdown() {
+    draining_ = true;
+    metrics_.ready = false;
+    if (stopped_) return;
+    stopped_ = true;
     if (listening_) {
         close_handle(reinterpret_cast<uv_handle_t*>(&listener_));
         listening_ = false;
+    }
+    if (timers_) {
+        uv_timer_stop(&drain_timer_);
+        uv_timer_stop(&resume_timer_);
     }
     for (Connection* c = first_; c;) {
         Connection* next = c->next;
@@ -228,7 +373,7 @@ void Server::shutdown() {
 
 void Server::on_shutdown_deadline(uv_timer_t* t) {
     auto* s = static_cast<Server*>(t->data);
-    fmt::print(stderr, "uvhttpd: shutdown timeout, closing {} connections\n", s->stats_.open_connections);
+    fmt::print(stderr, "uvhttpd: shutdown timeout, closing {} connections\n", s->metrics_.open_connections);
     for (Connection* c = s->first_; c;) {
         Connection* next = c->next;
         c->abort();
@@ -237,27 +382,29 @@ void Server::on_shutdown_deadline(uv_timer_t* t) {
 }
 
 void Server::maybe_finish() {
-    if (!draining_ || first_ != nullptr || closing_handles_) return;
+    if (!stopped_ || first_ != nullptr || closing_handles_) return;
     closing_handles_ = true;
     if (timers_) {
-        close_handle(reinterpret_cast<uv_handle_t*>(&tick_));
-        close_handle(reinterpret_cast<uv_handle_t*>(&deadline_));
+        for (uv_timer_t* t : {&tick_, &deadline_, &drain_timer_, &resume_timer_})
+            close_handle(reinterpret_cast<uv_handle_t*>(t));
         timers_ = false;
     }
-    if (open_handles_ == 0) finished_ = true;
     if (signals_) {
-        close_handle(reinterpret_cast<uv_handle_t*>(&sigint_));
-        close_handle(reinterpret_cast<uv_handle_t*>(&sigterm_));
+        for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) close_handle(reinterpret_cast<uv_handle_t*>(s));
         signals_ = false;
     }
+    log_->flush();
+    if (open_handles_ == 0) finished_ = true;
 }
 
 void Server::close_handle(uv_handle_t* h) {
     if (uv_is_closing(h)) return;
     h->data = this;
+    if (h == reinterpret_cast<uv_handle_t*>(&listener_)) listener_closing_ = true;
     uv_close(h, [](uv_handle_t* handle) {
         auto* s = static_cast<Server*>(handle->data);
-        if (--s->open_handles_ == 0) s->finished_ = true;
+        if (handle == reinterpret_cast<uv_handle_t*>(&s->listener_)) s->listener_closing_ = false;
+        if (--s->open_handles_ == 0 && s->closing_handles_) s->finished_ = true;
     });
 }
 

@@ -1,6 +1,7 @@
 // The server: one libuv loop, the listening socket, signals, the periodic
-// tick (Date refresh and timeouts), the registry of connections and the
-// shared resources they borrow (read buffer, scratch pool, site settings).
+// tick (Date refresh, timeouts, log flushing), the registry of connections
+// and the shared resources they borrow (read buffer, scratch pool, site
+// settings, cache, metrics, access log).
 #pragma once
 
 #include <uv.h>
@@ -10,10 +11,12 @@
 #include <memory>
 #include <string>
 
+#include "core/access_log.h"
 #include "core/config.h"
 #include "core/scratch.h"
 #include "core/timeouts.h"
 #include "handlers/file_cache.h"
+#include "handlers/metrics.h"
 #include "handlers/site.h"
 #include "protocol/http_date.h"
 #include "protocol/request_parser.h"
@@ -25,14 +28,6 @@ class Connection;
 // True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x addresses.
 bool is_loopback(const std::string& host);
 
-struct ServerStats {
-    uint64_t connections_accepted = 0;
-    uint64_t requests = 0;
-    uint64_t bytes_in = 0;
-    uint64_t bytes_out = 0;
-    uint64_t open_connections = 0;
-};
-
 class Server {
 public:
     Server(uv_loop_t* loop, Config config);
@@ -40,12 +35,17 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Opens the root and starts listening. On failure returns false and
-    // sets `error` to one readable line.
-    bool start(std::string& error);
+    // Opens the root and starts listening (or adopts a socket passed by
+    // systemd, or `listen_fd` when >= 0). On failure returns false and sets
+    // `error` to one readable line.
+    bool start(std::string& error, int listen_fd = -1);
 
-    // Graceful stop: no new connections, idle ones closed, in-flight
-    // requests finish (with Connection: close) until the shutdown timeout.
+    // SIGTERM: /readyz turns 503 at once and responses say Connection:
+    // close; after --drain-delay the server stops accepting, closes idle
+    // connections, lets in-flight requests finish, and ends when they are
+    // done or --shutdown-timeout passed.
+    void drain();
+    // Stop accepting now and finish (drain without the delay).
     void shutdown();
     // True once every handle the server opened is closed.
     bool finished() const { return finished_; }
@@ -64,9 +64,13 @@ public:
     static constexpr size_t kReadBufferSize = 64 * 1024;
     const ParserLimits& parser_limits() const { return limits_; }
     bool draining() const { return draining_; }
-    ServerStats& stats() { return stats_; }
+    Metrics& metrics() { return metrics_; }
+    AccessLog& access_log() { return *log_; }
     FileCache* cache() { return cache_.get(); }
+    const std::vector<Cidr>& trusted_proxies() const { return trust_proxy_; }
     uint64_t now_ms() const { return uv_now(loop_); }
+    // A fresh request id: 16 hex digits, unique per process run.
+    void next_request_id(std::string& out);
 
     TimeoutList header_timeouts, idle_timeouts, body_timeouts, send_timeouts, linger_timeouts;
 
@@ -77,7 +81,12 @@ private:
     static void on_tick(uv_timer_t* t);
     static void on_signal(uv_signal_t* s, int signum);
     static void on_shutdown_deadline(uv_timer_t* t);
+    static void on_drain_delay(uv_timer_t* t);
+    static void on_resume_accepting(uv_timer_t* t);
 
+    bool open_listener(std::string& error, int listen_fd);
+    void pause_accepting(uint64_t retry_ms);
+    void resume_accepting();
     void expire_timeouts();
     void maybe_finish();
     void close_handle(uv_handle_t* h);
@@ -90,13 +99,23 @@ private:
     ScratchPool pool_;
     std::unique_ptr<char[]> read_buffer_;
     std::unique_ptr<FileCache> cache_;
-    ServerStats stats_;
+    std::unique_ptr<AccessLog> log_;
+    Metrics metrics_;
+    std::vector<Cidr> trust_proxy_;
+    uint64_t boot_id_ = 0;
+    uint64_t request_counter_ = 0;
 
     uv_tcp_t listener_{};
+    int listen_fd_ = -1;  // our own descriptor for the socket: survives pausing
     uv_timer_t tick_{};
     uv_timer_t deadline_{};
-    uv_signal_t sigint_{}, sigterm_{};
-    bool listening_ = false;
+    uv_timer_t drain_timer_{};
+    uv_timer_t resume_timer_{};
+    uv_signal_t sigint_{}, sigterm_{}, sighup_{};
+    bool listening_ = false;  // listener_ is open (not paused, not stopped)
+    bool paused_ = false;     // accepting paused (limits), will resume
+    bool listener_closing_ = false;
+    bool stopped_ = false;    // no more accepting, ever
     bool signals_ = false;
     bool draining_ = false;
     bool finished_ = false;
@@ -105,6 +124,7 @@ private:
     bool database_fd_owned_ = false;
     int open_handles_ = 0;
     uint16_t port_ = 0;
+    std::string bound_host_;
 
     // All live connections, for shutdown.
     Connection* first_ = nullptr;

@@ -11,6 +11,7 @@
 
 #include "handlers/file_job.h"
 #include "handlers/site.h"
+#include "protocol/address.h"
 #include "protocol/range.h"
 #include "protocol/request.h"
 #include "protocol/response.h"
@@ -78,6 +79,10 @@ public:
 
     // The normalised URL path (percent-decoded, dot segments resolved).
     virtual std::string_view path() const = 0;
+
+    // The client: the TCP peer, or what a PROXY header or a trusted proxy's
+    // X-Forwarded-For / Forwarded says it is.
+    virtual const PeerAddress& client() const = 0;
 
     // Per-request scratch space, kept between requests for its capacity.
     virtual FileJob& job() = 0;

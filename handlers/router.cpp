@@ -1,6 +1,8 @@
 #include "handlers/router.h"
 
+#include "handlers/file_cache.h"
 #include "handlers/get_head.h"
+#include "handlers/metrics.h"
 #include "handlers/write_ops.h"
 #include "protocol/auth.h"
 #include "protocol/target.h"
@@ -47,6 +49,66 @@ void respond_unauthorized(Exchange& ex) {
     ex.respond(head, Body::mem(body));
 }
 
+constexpr std::string_view kProbeMethods = "GET, HEAD";
+
+void respond_probe(Exchange& ex, int status, std::string_view text) {
+    std::string& body = ex.text();
+    body.assign(text);
+    ResponseHead head;
+    head.status = status;
+    head.content_type = "text/plain; charset=utf-8";
+    head.cache_control = "no-store";
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
+bool probe_method(Exchange& ex) {
+    Method m = ex.request().method;
+    if (m == Method::Get || m == Method::Head) {
+        ex.discard_body();
+        return true;
+    }
+    respond_error(ex, 405, "this endpoint answers GET and HEAD", kProbeMethods);
+    return false;
+}
+
+// Liveness: the process runs its loop (for restarts by a supervisor).
+void handle_health(Exchange& ex) {
+    if (probe_method(ex)) respond_probe(ex, 200, "ok\n");
+}
+
+// Readiness: 503 from the moment a drain starts, so load balancers take the
+// server out of rotation before it stops accepting.
+void handle_ready(Exchange& ex) {
+    if (!probe_method(ex)) return;
+    const Metrics* m = ex.site().metrics;
+    bool ready = !m || m->ready;
+    respond_probe(ex, ready ? 200 : 503, ready ? "ready\n" : "draining\n");
+}
+
+// Prometheus text format, for loopback and --metrics-allow clients only.
+void handle_metrics(Exchange& ex) {
+    if (!probe_method(ex)) return;
+    const Site& site = ex.site();
+    const PeerAddress& client = ex.client();
+    if (!client.is_loopback() && !any_contains(site.metrics_allow, client))
+        return respond_error(ex, 403, "metrics are served to loopback and --metrics-allow clients only");
+    Metrics* m = site.metrics;
+    if (!m) return respond_error(ex, 404, "no such file");
+    if (site.cache) {
+        m->cache_hits = site.cache->hits();
+        m->cache_misses = site.cache->misses();
+        m->cache_bytes = site.cache->bytes();
+    }
+    std::string& body = ex.text();
+    m->render(body);
+    ResponseHead head;
+    head.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    head.cache_control = "no-store";
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
 }  // namespace
 
 std::string_view allowed_methods(const Site& site) { return site.writes_enabled ? kAllMethods : kReadMethods; }
@@ -74,6 +136,10 @@ void dispatch(Exchange& ex) {
     if (req.method == Method::Other) return respond_error(ex, 501, "method not implemented");
 
     std::string_view path = ex.path();
+    // The operational endpoints come before files of the same name.
+    if (!site.health_path.empty() && path == site.health_path) return handle_health(ex);
+    if (!site.ready_path.empty() && path == site.ready_path) return handle_ready(ex);
+    if (!site.metrics_path.empty() && path == site.metrics_path) return handle_metrics(ex);
     if (has_hidden_segment(path)) {
         // Dotfiles (and the server's own temporary files) do not exist as
         // far as clients can tell, whatever the method.

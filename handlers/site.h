@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "protocol/address.h"
 
 namespace uvh {
 
@@ -33,6 +36,7 @@ struct Site {
     std::string health_path = "/healthz";
     std::string ready_path = "/readyz";
     std::string metrics_path = "/metrics";
+    std::vector<Cidr> metrics_allow;  // besides loopback
 
     FileCache* cache = nullptr;
     RecordStore* records = nullptr;

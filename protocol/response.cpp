@@ -46,6 +46,7 @@ void write_response_head(std::string& out, const ResponseHead& h, const Framing&
     if (!h.allow.empty()) field(out, "Allow", h.allow);
     out.append(h.fragment);
     for (int i = 0; i < h.extra_count; ++i) field(out, h.extra[i].name, h.extra[i].value);
+    if (!framing.request_id.empty()) field(out, "X-Request-Id", framing.request_id);
     out.append("X-Content-Type-Options: nosniff\r\n");
     if (h.html) out.append("X-Frame-Options: DENY\r\n");
     if (!framing.keep_alive) {

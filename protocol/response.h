@@ -46,6 +46,7 @@ struct ResponseHead {
 struct Framing {
     bool keep_alive = true;  // decided by the connection: request and server state
     bool http10 = false;     // an HTTP/1.0 client needs "Connection: keep-alive"
+    std::string_view request_id;  // X-Request-Id, when there is one
 };
 
 // Appends the head; `date_line` and `server_line` are complete field lines.

@@ -252,6 +252,7 @@ TestServer::TestServer(std::function<void(Config&)> configure) {
     cfg.port = 0;
     cfg.root = root_.path();
     cfg.install_signals = false;
+    cfg.access_log = "off";
     if (configure) configure(cfg);
     server_ = std::make_unique<Server>(&loop_, cfg);
     std::string error;

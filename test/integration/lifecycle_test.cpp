@@ -59,8 +59,8 @@ TEST_CASE("peer resets mid-request and mid-response leak nothing", "[lifecycle][
         }
     }
     // Every connection goes away and the server keeps serving.
-    CHECK(t.spin_until([&] { return t.server().stats().open_connections == 0; }));
+    CHECK(t.spin_until([&] { return t.server().metrics().open_connections == 0; }));
     CHECK(t.get("/a.txt").body == "A");
-    CHECK(t.spin_until([&] { return t.server().stats().open_connections == 0; }));
+    CHECK(t.spin_until([&] { return t.server().metrics().open_connections == 0; }));
     CHECK(t.spin_until([&] { return open_fd_count() <= before; }));
 }

@@ -187,7 +187,7 @@ TEST_CASE("an aborted upload leaves the old file and no temporary file", "[put][
         t.spin_for(std::chrono::milliseconds(20));
         c.reset();
     }
-    CHECK(t.spin_until([&] { return t.server().stats().open_connections == 0; }));
+    CHECK(t.spin_until([&] { return t.server().metrics().open_connections == 0; }));
     CHECK(t.root().read("keep.txt") == "original");
     CHECK(temp_files(t.root().path()) == 0);
     CHECK(t.get("/keep.txt").body == "original");

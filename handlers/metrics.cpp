@@ -1,0 +1,66 @@
+#include "handlers/metrics.h"
+
+#include <fmt/format.h>
+
+namespace uvh {
+
+namespace {
+
+constexpr const char* kMethodNames[Metrics::kMethods] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "MKCOL", "other"};
+
+void metric(std::string& out, const char* name, const char* type, const char* help) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+void Metrics::render(std::string& out) const {
+    out.clear();
+    metric(out, "uvhttpd_requests_total", "counter", "Requests answered, by method and status class.");
+    for (int m = 0; m < kMethods; ++m)
+        for (int c = 0; c < kClasses; ++c)
+            if (requests_[m][c] || m == 0)
+                fmt::format_to(std::back_inserter(out), "uvhttpd_requests_total{{method=\"{}\",status=\"{}xx\"}} {}\n",
+                               kMethodNames[m], c + 1, requests_[m][c]);
+
+    metric(out, "uvhttpd_request_duration_seconds", "histogram",
+           "Time from a complete request head to the last response byte queued.");
+    uint64_t cumulative = 0;
+    for (int b = 0; b < kBuckets; ++b) {
+        cumulative += duration_buckets_[b];
+        fmt::format_to(std::back_inserter(out), "uvhttpd_request_duration_seconds_bucket{{le=\"{}\"}} {}\n",
+                       static_cast<double>(kBucketUs[b]) / 1e6, cumulative);
+    }
+    cumulative += duration_buckets_[kBuckets];
+    fmt::format_to(std::back_inserter(out), "uvhttpd_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
+    fmt::format_to(std::back_inserter(out), "uvhttpd_request_duration_seconds_sum {}\n",
+                   static_cast<double>(duration_sum_us_) / 1e6);
+    fmt::format_to(std::back_inserter(out), "uvhttpd_request_duration_seconds_count {}\n", duration_count_);
+
+    auto counter = [&](const char* name, const char* help, uint64_t v) {
+        metric(out, name, "counter", help);
+        fmt::format_to(std::back_inserter(out), "{} {}\n", name, v);
+    };
+    auto gauge = [&](const char* name, const char* help, int64_t v) {
+        metric(out, name, "gauge", help);
+        fmt::format_to(std::back_inserter(out), "{} {}\n", name, v);
+    };
+    counter("uvhttpd_received_bytes_total", "Bytes read from clients.", bytes_in);
+    counter("uvhttpd_sent_bytes_total", "Bytes written to clients.", bytes_out);
+    counter("uvhttpd_connections_accepted_total", "Connections accepted.", connections_accepted);
+    counter("uvhttpd_connections_refused_total", "Connections answered 503 at --max-connections.",
+            connections_refused);
+    gauge("uvhttpd_open_connections", "Connections open now.", open_connections);
+    gauge("uvhttpd_uploads_in_flight", "Request bodies being received now.", uploads_in_flight);
+    gauge("uvhttpd_threadpool_queue_depth", "Jobs queued or running on the threadpool.", threadpool_jobs);
+    counter("uvhttpd_records_appended_total", "Records appended to the record store by this process.",
+            records_appended);
+    counter("uvhttpd_cache_hits_total", "GETs answered from the small-file cache.", cache_hits);
+    counter("uvhttpd_cache_misses_total", "Cache lookups that went to the disk.", cache_misses);
+    gauge("uvhttpd_cache_bytes", "Memory held by the small-file cache.", static_cast<int64_t>(cache_bytes));
+    counter("uvhttpd_access_log_dropped_total", "Access log lines dropped because the log could not keep up.",
+            log_lines_dropped);
+    gauge("uvhttpd_ready", "1 while accepting traffic, 0 while draining.", ready ? 1 : 0);
+}
+
+}  // namespace uvh

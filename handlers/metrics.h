@@ -1,0 +1,58 @@
+// Counters for GET /metrics (Prometheus text format 0.0.4). Updated on the
+// loop thread by the connection layer and the services; rendered by the
+// metrics handler. One process, one set: with --workers each worker
+// reports its own (scrape them through their own ports or sum them).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "protocol/request.h"
+
+namespace uvh {
+
+class Metrics {
+public:
+    static constexpr int kMethods = 8;        // Method enum values
+    static constexpr int kClasses = 5;        // 1xx..5xx
+    static constexpr int kBuckets = 16;       // duration histogram, plus +Inf
+
+    void request_done(Method m, int status, uint64_t duration_us) {
+        int cls = status / 100 - 1;
+        if (cls < 0 || cls >= kClasses) cls = kClasses - 1;
+        ++requests_[static_cast<int>(m)][cls];
+        int b = 0;
+        while (b < kBuckets && duration_us > kBucketUs[b]) ++b;
+        ++duration_buckets_[b];
+        duration_sum_us_ += duration_us;
+        ++duration_count_;
+    }
+
+    // Plain counters and gauges the owners update directly.
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;
+    uint64_t connections_accepted = 0;
+    uint64_t connections_refused = 0;  // over --max-connections
+    int64_t open_connections = 0;
+    int64_t uploads_in_flight = 0;
+    int64_t threadpool_jobs = 0;       // queued or running on the threadpool
+    uint64_t records_appended = 0;
+    uint64_t cache_hits = 0, cache_misses = 0;
+    uint64_t cache_bytes = 0;
+    uint64_t log_lines_dropped = 0;
+    bool ready = true;                 // false while draining
+
+    void render(std::string& out) const;
+
+    static constexpr uint64_t kBucketUs[kBuckets] = {100,    250,    500,    1000,    2500,    5000,
+                                                     10000,  25000,  50000,  100000,  250000,  500000,
+                                                     1000000, 2500000, 5000000, 10000000};
+
+private:
+    uint64_t requests_[kMethods][kClasses] = {};
+    uint64_t duration_buckets_[kBuckets + 1] = {};
+    uint64_t duration_sum_us_ = 0;
+    uint64_t duration_count_ = 0;
+};
+
+}  // namespace uvh
