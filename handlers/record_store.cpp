@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <new>
 #include <string>
 
 #include "handlers/fs_ops.h"
@@ -19,7 +18,10 @@ namespace {
 
 constexpr size_t kMaxIdLength = 64;
 constexpr size_t kScanChunk = 1 << 20;
-constexpr int kLockAttempts = 64;
+// Each retry means another process replaced the file meanwhile, i.e. made
+// progress; the bound only stops a pathological loop (a file replaced
+// continuously) from spinning forever.
+constexpr int kLockAttempts = 100000;
 constexpr std::string_view kTmpPrefix = ".uvhttpd-tmp-";
 
 bool is_id_char(char c) {
@@ -210,15 +212,18 @@ int RecordFile::lock(bool write, bool create, Locked& lk) {
             close(fd);
             return err;
         }
-        if (fstatat(dir_fd_, path_.c_str(), &path_st, 0) == 0 && path_st.st_ino == st.st_ino &&
-            path_st.st_dev == st.st_dev) {
+        int path_err = fstatat(dir_fd_, path_.c_str(), &path_st, 0) == 0 ? 0 : errno;
+        if (path_err == 0 && path_st.st_ino == st.st_ino && path_st.st_dev == st.st_dev) {
             lk.fd = fd;
             lk.st = st;
             lk.created = created;
             return 0;
         }
-        flock(fd, LOCK_UN);  // renamed over or removed meanwhile: try the new one
+        flock(fd, LOCK_UN);
         close(fd);
+        // Renamed over or removed meanwhile: try the new one. Any other
+        // failure to look at the path would only repeat.
+        if (path_err != 0 && path_err != ENOENT) return path_err;
     }
     return EAGAIN;
 }
@@ -232,15 +237,21 @@ void RecordFile::note_id(std::string_view id) {
     }
 }
 
-std::string RecordFile::next_id() const {
-    return max_numeric_.empty() ? std::string("1") : increment_number(max_numeric_);
-}
-
 // Keeps `fd`'s inode open as the one the index describes.
 void RecordFile::adopt(int fd, const struct stat& st) {
     if (held_fd_ >= 0) close(held_fd_);
     held_fd_ = fd;
     held_st_ = st;
+}
+
+void RecordFile::forget_index() {
+    if (held_fd_ >= 0) close(held_fd_);
+    held_fd_ = -1;
+    held_st_ = {};
+    scanned_ = 0;
+    dir_synced_ = false;
+    ids_.clear();
+    max_numeric_.clear();
 }
 
 void RecordFile::rebuild_index(std::string_view content, const struct stat& st) {
@@ -292,9 +303,9 @@ int RecordFile::read_all(Locked& lk, std::string& content) {
 int RecordFile::open_parent_dir() {
     std::string parent, name;
     split_parent(path_, parent, name);
-    if (parent.empty()) parent = "/";  // "/database.txt"
-    return beneath_ ? open_beneath(dir_fd_, parent, O_RDONLY | O_DIRECTORY)
-                    : openat(dir_fd_, parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char* dir = parent.empty() ? "/" : parent.c_str();  // "/database.txt"
+    return beneath_ ? open_beneath(dir_fd_, dir, O_RDONLY | O_DIRECTORY)
+                    : openat(dir_fd_, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 // Replaces the locked file with `content` (complete lines): a temporary file
@@ -307,14 +318,15 @@ int RecordFile::rewrite(Locked& lk, const std::string& content) {
     std::string parent, base;
     split_parent(path_, parent, base);
 
+    // Not derived from the database's name, which may be up to NAME_MAX
+    // long itself; O_EXCL settles any clash with other writers.
     int tfd = -1;
     std::string tmp;
     for (int attempt = 0; attempt < 16 && tfd < 0; ++attempt) {
         tmp.assign(kTmpPrefix);
-        tmp.append(base);
-        tmp.append(".");
+        tmp.append("records-");
         tmp.append(std::to_string(getpid()));
-        tmp.append(".");
+        tmp.append("-");
         tmp.append(std::to_string(++tmp_counter_));
         tfd = openat(dfd, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (tfd < 0 && errno != EEXIST) break;
@@ -429,8 +441,12 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
             batch[i]->status = 201;
             ids_.insert(batch[i]->rec.id);
         }
-    } catch (...) {  // std::bad_alloc: nothing was written for the accepted ones
+    } catch (...) {
+        // std::bad_alloc. If it struck after the write, the lines are in the
+        // file but maybe not in the index: forget the index, so the next
+        // operation rescans everything rather than hand out a taken id.
         fail_accepted(500);
+        forget_index();
     }
 }
 
@@ -477,7 +493,8 @@ int RecordFile::put(const Record& rec, bool& created) {
         if (int err = rewrite(lk, out)) return store_status(err);
         created = !replaced;
         return created ? 201 : 204;
-    } catch (...) {
+    } catch (...) {  // std::bad_alloc, maybe after the rename: rescan next time
+        forget_index();
         return 500;
     }
 }
@@ -503,7 +520,8 @@ int RecordFile::remove(std::string_view id) {
         if (!found) return 404;
         if (int err = rewrite(lk, out)) return store_status(err);
         return 204;
-    } catch (...) {
+    } catch (...) {  // std::bad_alloc, maybe after the rename: rescan next time
+        forget_index();
         return 500;
     }
 }
@@ -518,7 +536,8 @@ int RecordFile::recover() {
                 return errno;
         }
         return 0;
-    } catch (const std::bad_alloc&) {
+    } catch (...) {  // std::bad_alloc
+        forget_index();
         return ENOMEM;
     }
 }

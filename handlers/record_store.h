@@ -119,9 +119,9 @@ private:
     int rewrite(Locked& lk, const std::string& content);
     int open_parent_dir();
     void rebuild_index(std::string_view content, const struct stat& st);
+    void forget_index();
     void adopt(int fd, const struct stat& st);
     void note_id(std::string_view id);
-    std::string next_id() const;
 
     int dir_fd_;
     std::string path_;
