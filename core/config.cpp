@@ -93,6 +93,7 @@ std::string usage_text() {
         "  --drain-delay S         on SIGTERM keep serving S seconds with /readyz at 503 (default 0)\n"
         "  --reuse-port            SO_REUSEPORT, so several processes share the port\n"
         "  --workers N             pre-fork N single-loop workers under a supervisor (default 1)\n"
+        "  --listen-fd N           serve on an already listening socket N (what workers get)\n"
         "  --help                  this text\n"
         "  --version               the version\n",
         kVersion);
@@ -214,6 +215,8 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
             } else if (arg == "--workers") {
                 cfg.workers = static_cast<int>(parse_uint(arg, need(), 256));
                 if (cfg.workers < 1) throw UsageError("--workers must be at least 1");
+            } else if (arg == "--listen-fd") {
+                cfg.listen_fd = static_cast<int>(parse_uint(arg, need(), 1 << 20));
             } else if (!arg.empty() && arg.front() != '-' && !port_seen) {
                 // The seed's "httpServer.py [portNumber]".
                 cfg.port = static_cast<int>(parse_uint("PORT", arg, 65535));

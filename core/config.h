@@ -51,6 +51,7 @@ struct Config {
     size_t max_connections = 10000;
     bool reuse_port = false;
     int workers = 1;
+    int listen_fd = -1;  // --listen-fd: a listening socket handed to us (workers)
 
     // Process
     bool install_signals = true;  // false for in-process tests

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/server.h"
+#include "core/supervisor.h"
 
 namespace {
 
@@ -48,19 +49,23 @@ int main(int argc, char** argv) {
         return 2;
     }
     raise_nofile_limit();
+    if (config.workers > 1 && config.listen_fd < 0) return uvh::run_supervisor(config, argc, argv);
 
     uv_loop_t* loop = uv_default_loop();
     int status = 0;
     {
         uvh::Server server(loop, config);
         std::string error;
-        if (!server.start(error)) {
+        if (!server.start(error, config.listen_fd)) {
             fmt::print(stderr, "uvhttpd: {}\n", error);
             return 2;
         }
-        // Scripts start the server on port 0 and read this line.
-        std::printf("listening on %s\n", server.url().c_str());
-        std::fflush(stdout);
+        // Scripts start the server on port 0 and read this line. A worker
+        // stays quiet: its supervisor already said it.
+        if (config.listen_fd < 0) {
+            std::printf("listening on %s\n", server.url().c_str());
+            std::fflush(stdout);
+        }
         fmt::print(stderr, "uvhttpd {}: serving {} on {}, writes {}, access log {}\n", uvh::kVersion, config.root,
                    server.url(),
                    config.read_only ? "off" : (config.write_token.empty() ? "open (no token)" : "need the token"),

@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "core/connection.h"
+#include "handlers/record_store.h"
+#include "handlers/write_ops.h"
 
 namespace uvh {
 
@@ -57,6 +59,8 @@ Server::Server(uv_loop_t* loop, Config config)
 }
 
 Server::~Server() {
+    // records_ is closed by then (maybe_finish waited for it).
+    records_.reset();
     if (listen_fd_ >= 0) ::close(listen_fd_);
     if (database_fd_owned_ && site_.database_dir_fd >= 0) ::close(site_.database_dir_fd);
     if (site_.root_fd >= 0) ::close(site_.root_fd);
@@ -134,6 +138,17 @@ bool Server::start(std::string& error, int listen_fd) {
         site_.database_rel = config_.database;
     }
 
+    // The record store. Torn lines a crash left are cut now, before anyone
+    // reads the file (start-up: blocking is fine).
+    {
+        bool beneath = site_.database_dir_fd == root;
+        auto file = std::make_unique<RecordFile>(site_.database_dir_fd, site_.database_rel, beneath);
+        if (int e = file->recover(); e != 0 && e != ENOENT)
+            fmt::print(stderr, "uvhttpd: cannot check the record store '{}': {}\n", config_.database, std::strerror(e));
+        records_ = std::make_unique<RecordStore>(loop_, std::move(file));
+        site_.records = records_.get();
+    }
+
     log_ = std::make_unique<AccessLog>(loop_, config_.access_log,
                                        config_.log_json ? AccessLog::Format::Json : AccessLog::Format::Combined);
     if (!log_->open(error)) return false;
@@ -148,6 +163,12 @@ bool Server::start(std::string& error, int listen_fd) {
     open_handles_ += 4;
     timers_ = true;
     uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
+
+    // Temporary files a crash left behind (between link and rename of an
+    // upload, or of a record rewrite) go, on the threadpool: the tree may be
+    // large. Ten seconds of age spares other live processes' files.
+    sweep_req_.data = this;
+    if (config_.read_only == false && uv_queue_work(loop_, &sweep_req_, on_sweep, on_swept) == 0) sweeping_ = true;
 
     if (config_.install_signals) {
         for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) {
@@ -251,6 +272,18 @@ void Server::resume_accepting() {
     }
     listening_ = true;
     paused_ = false;
+}
+
+void Server::on_sweep(uv_work_t* req) {
+    auto* s = static_cast<Server*>(req->data);
+    size_t n = sweep_temp_files(s->site_.root_fd, 10);
+    if (n) fmt::print(stderr, "uvhttpd: removed {} stale temporary files\n", n);
+}
+
+void Server::on_swept(uv_work_t* req, int) {
+    auto* s = static_cast<Server*>(req->data);
+    s->sweeping_ = false;
+    s->maybe_finish();
 }
 
 void Server::on_resume_accepting(uv_timer_t* t) {
@@ -382,7 +415,19 @@ void Server::on_shutdown_deadline(uv_timer_t* t) {
 }
 
 void Server::maybe_finish() {
-    if (!stopped_ || first_ != nullptr || closing_handles_) return;
+    if (!stopped_ || first_ != nullptr || closing_handles_ || sweeping_) return;
+    // No connection is left, so no record operation is queued; close the
+    // store and finish when it says it is done.
+    if (records_ && !records_closed_) {
+        if (!records_closing_) {
+            records_closing_ = true;
+            records_->close([this] {
+                records_closed_ = true;
+                maybe_finish();
+            });
+        }
+        return;
+    }
     closing_handles_ = true;
     if (timers_) {
         for (uv_timer_t* t : {&tick_, &deadline_, &drain_timer_, &resume_timer_})

@@ -24,6 +24,7 @@
 namespace uvh {
 
 class Connection;
+class RecordStore;
 
 // True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x addresses.
 bool is_loopback(const std::string& host);
@@ -83,6 +84,8 @@ private:
     static void on_shutdown_deadline(uv_timer_t* t);
     static void on_drain_delay(uv_timer_t* t);
     static void on_resume_accepting(uv_timer_t* t);
+    static void on_sweep(uv_work_t* req);
+    static void on_swept(uv_work_t* req, int status);
 
     bool open_listener(std::string& error, int listen_fd);
     void pause_accepting(uint64_t retry_ms);
@@ -100,6 +103,11 @@ private:
     std::unique_ptr<char[]> read_buffer_;
     std::unique_ptr<FileCache> cache_;
     std::unique_ptr<AccessLog> log_;
+    std::unique_ptr<RecordStore> records_;
+    bool records_closing_ = false;
+    bool records_closed_ = false;
+    uv_work_t sweep_req_{};
+    bool sweeping_ = false;
     Metrics metrics_;
     std::vector<Cidr> trust_proxy_;
     uint64_t boot_id_ = 0;

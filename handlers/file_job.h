@@ -10,6 +10,7 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace uvh {
@@ -52,6 +53,8 @@ struct FileJob {
     bool has_variants = false;  // .gz or .br next to the file: Vary needed
     std::string_view encoding;  // "gzip", "br" or empty: what `fd` holds
     std::string data;           // inline file bytes / rendered listing / collected body
+    std::string id;             // a record's id (record store)
+    std::vector<std::pair<std::string, std::string>> fields;  // a record's fields
     std::vector<DirEntry> entries;
 
     // Everything but the reusable capacity. Descriptors are the connection's
@@ -83,6 +86,8 @@ struct FileJob {
         has_variants = false;
         encoding = {};
         data.clear();
+        id.clear();
+        fields.clear();
         entries.clear();
     }
 };

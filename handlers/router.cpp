@@ -3,6 +3,7 @@
 #include "handlers/file_cache.h"
 #include "handlers/get_head.h"
 #include "handlers/metrics.h"
+#include "handlers/records.h"
 #include "handlers/write_ops.h"
 #include "protocol/auth.h"
 #include "protocol/target.h"
@@ -150,6 +151,29 @@ void dispatch(Exchange& ex) {
         if (!authorized(ex)) return respond_unauthorized(ex);
     }
 
+    // The record store: /database.txt itself, and one record per
+    // /database.txt/ID.
+    const std::string& db = site.database_url;
+    if (path.size() > db.size() + 1 && path.starts_with(db) && path[db.size()] == '/' &&
+        path.find('/', db.size() + 1) == std::string_view::npos) {
+        if (req.method == Method::Options) {
+            ex.discard_body();
+            ResponseHead head;
+            head.status = 204;
+            head.allow = site.writes_enabled ? kRecordMethods : kReadMethods;
+            return ex.respond(head, Body::none());
+        }
+        return handle_record(ex, path.substr(db.size() + 1));
+    }
+    bool is_db = path == db;
+    if (is_db && req.method != Method::Get && req.method != Method::Head && req.method != Method::Post &&
+        req.method != Method::Options) {
+        // Rewriting the store's file directly would bypass its locking.
+        return respond_error(ex, 405, "the record store takes POST; records live at /database.txt/ID",
+                             kDatabaseMethods);
+    }
+    if (req.method == Method::Post && (is_db || path.back() == '/')) return handle_record_post(ex);
+
     switch (req.method) {
     case Method::Get:
     case Method::Head:
@@ -166,7 +190,8 @@ void dispatch(Exchange& ex) {
     case Method::Mkcol:
         return handle_mkcol(ex);
     case Method::Post:
-        return respond_error(ex, 405, "POST is accepted by the record store only", allowed_methods(site));
+        return respond_error(ex, 405, "POST goes to /database.txt (or a directory URL), not to a file",
+                             allowed_methods(site));
     case Method::Other:
         break;
     }

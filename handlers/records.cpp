@@ -1,0 +1,330 @@
+#include "handlers/records.h"
+
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "handlers/listing.h"
+#include "handlers/metrics.h"
+#include "handlers/record_store.h"
+#include "handlers/router.h"
+#include "protocol/multipart.h"
+#include "protocol/negotiate.h"
+#include "protocol/percent.h"
+
+namespace uvh {
+
+namespace {
+
+// A form is small; this bounds the memory one request can make us hold.
+constexpr size_t kMaxFormBytes = 1 << 20;
+
+enum class BodyType { None, Form, Multipart, Json };
+
+BodyType body_type(const Request& req, std::string& boundary) {
+    std::string essence = media_type_essence(req.content_type);
+    if (essence == "application/x-www-form-urlencoded") return BodyType::Form;
+    if (essence == "application/json") return BodyType::Json;
+    if (essence == "multipart/form-data") {
+        if (!media_type_param(req.content_type, "boundary", boundary) || boundary.empty()) return BodyType::None;
+        return BodyType::Multipart;
+    }
+    return BodyType::None;
+}
+
+// Decodes the collected body into fields. Returns an error text, or empty.
+std::string parse_fields(const Request& req, const std::string& body, FormFields& out) {
+    if (body.empty()) return "empty body: send the record's fields";
+    std::string boundary;
+    switch (body_type(req, boundary)) {
+    case BodyType::Form:
+        if (!parse_form(body, out)) return "malformed form data (bad percent-encoding)";
+        break;
+    case BodyType::Multipart:
+        switch (parse_multipart_form(body, boundary, out)) {
+        case MultipartStatus::Ok: break;
+        case MultipartStatus::Malformed: return "malformed multipart/form-data";
+        case MultipartStatus::FileField: return "file uploads are not records: send text fields";
+        }
+        break;
+    case BodyType::Json: {
+        nlohmann::ordered_json doc = nlohmann::ordered_json::parse(body, nullptr, false);
+        if (doc.is_discarded()) return "malformed JSON";
+        if (!doc.is_object()) return "the JSON must be an object of fields";
+        for (const auto& [name, value] : doc.items()) {
+            if (value.is_string()) {
+                out.emplace_back(name, value.get<std::string>());
+            } else if (value.is_number() || value.is_boolean()) {
+                out.emplace_back(name, value.dump());
+            } else if (value.is_null()) {
+                out.emplace_back(name, "");
+            } else {
+                return fmt::format("field '{}' is not a string, number or boolean", name);
+            }
+        }
+        break;
+    }
+    case BodyType::None:
+        return "unsupported content type";
+    }
+    if (out.empty()) return "no fields";
+    return {};
+}
+
+// "id" chooses the id and is not stored as a field; the seed's "mis"
+// chooses it too and stays (the seed stored it). An empty one counts as
+// absent, which is what a browser sends for a blank input.
+std::string take_id(FormFields& fields) {
+    for (auto it = fields.begin(); it != fields.end(); ++it) {
+        if (it->first == "id") {
+            std::string id = it->second;
+            fields.erase(it);
+            if (!id.empty()) return id;
+            break;
+        }
+    }
+    for (const auto& [name, value] : fields)
+        if (name == "mis" && !value.empty()) return value;
+    return {};
+}
+
+nlohmann::ordered_json record_json(std::string_view id, const FormFields& fields) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j["id"] = std::string(id);
+    for (const auto& [name, value] : fields)
+        if (name != "id") j[name] = value;
+    return j;
+}
+
+std::string json_text(const nlohmann::ordered_json& j) {
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+std::string record_location(const Site& site, std::string_view id) {
+    std::string loc = site.database_url + "/";
+    percent_encode(id, loc);
+    return loc;
+}
+
+// ---------------------------------------------------------- store plumbing
+
+using Done = void (*)(Exchange& ex);
+
+// One operation in the store's queue. The exchange is held (kept alive)
+// until the store answers; the answer is copied into the job and the
+// exchange released, which runs `after` unless the client went away.
+struct PendingOp {
+    RecordStore::Op op;
+    Exchange* ex = nullptr;
+    Done after = nullptr;
+};
+
+void op_done(RecordStore::Op& op) {
+    std::unique_ptr<PendingOp> p(static_cast<PendingOp*>(op.ctx));
+    FileJob& job = p->ex->job();
+    job.status = op.status;
+    job.created = op.created;
+    job.id = std::move(op.rec.id);
+    job.fields = std::move(op.rec.fields);
+    p->ex->release(p->after);
+}
+
+void submit(Exchange& ex, RecordStore::Op::Kind kind, Record rec, Done after) {
+    auto* p = new PendingOp;
+    p->op.kind = kind;
+    p->op.rec = std::move(rec);
+    p->op.ctx = p;
+    p->op.done = op_done;
+    p->ex = &ex;
+    p->after = after;
+    ex.hold();
+    ex.site().records->submit(&p->op);
+}
+
+int store_error_status(int status) { return status == 0 ? 500 : status; }
+
+std::string_view store_error_text(int status) {
+    switch (status) {
+    case 400: return "invalid record id (1 to 64 of A-Z a-z 0-9 . _ -)";
+    case 404: return "no such record";
+    case 409: return "a record with this id exists";
+    case 503: return "the record store is shutting down";
+    case 507: return "the disk is full; nothing was stored";
+    default: return "the record store failed";
+    }
+}
+
+// ------------------------------------------------------------ body intake
+
+void collect(Exchange& ex, std::string_view piece) {
+    std::string& body = ex.job().data;
+    if (body.size() + piece.size() > kMaxFormBytes)
+        return respond_error(ex, 413, "a record is at most 1 MiB");
+    body.append(piece);
+    ex.body_consumed();
+}
+
+// Checks what can be checked before the body is read, then reads it.
+void read_record_body(Exchange& ex, Done collected) {
+    const Request& req = ex.request();
+    std::string boundary;
+    if (body_type(req, boundary) == BodyType::None) {
+        return respond_error(ex, 415,
+                             "send application/x-www-form-urlencoded, multipart/form-data or application/json");
+    }
+    uint64_t max = ex.site().max_body_size;
+    if (req.has_content_length &&
+        (req.content_length > kMaxFormBytes || (max != 0 && req.content_length > max)))
+        return respond_error(ex, 413, "a record is at most 1 MiB");
+    ex.job().data.clear();
+    BodyReader reader;
+    reader.data = collect;
+    reader.end = collected;
+    reader.chunk = 64 * 1024;
+    ex.read_body(reader);
+}
+
+// -------------------------------------------------------------------- POST
+
+void respond_created(Exchange& ex) {
+    FileJob& job = ex.job();
+    const Site& site = ex.site();
+    std::string location = record_location(site, job.id);
+    std::string& body = ex.text();
+    ResponseHead head;
+    head.status = 201;
+    head.location = location;
+    head.cache_control = "no-store";
+    // A browser gets the seed's success page, curl one line, an API JSON.
+    switch (choose_media_type(ex.request().accept, {"text/plain", "text/html", "application/json"})) {
+    case 1: {
+        std::string id_html, loc_html;
+        html_escape(job.id, id_html);
+        html_escape(location, loc_html);
+        body = fmt::format(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Saved</title>\n"
+            "<style>body{{font-family:system-ui,sans-serif;margin:2em}}.ok{{color:#087f23}}</style>\n"
+            "</head>\n<body>\n<h1 class=\"ok\">Your response was saved successfully</h1>\n"
+            "<p>Record <a href=\"{}\">{}</a> is in <a href=\"{}\">{}</a>.</p>\n"
+            "<p><a href=\"./\">Back</a></p>\n</body>\n</html>\n",
+            loc_html, id_html, site.database_url, site.database_url.substr(1));
+        head.content_type = "text/html; charset=utf-8";
+        head.html = true;
+        break;
+    }
+    case 2:
+        body = json_text(record_json(job.id, job.fields));
+        head.content_type = "application/json";
+        break;
+    default:
+        format_error_body(body, 201, fmt::format("record {} saved at {}", job.id, location));
+        head.content_type = "text/plain; charset=utf-8";
+        break;
+    }
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
+void post_stored(Exchange& ex) {
+    FileJob& job = ex.job();
+    if (job.status != 201) return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    if (Metrics* m = ex.site().metrics) ++m->records_appended;
+    respond_created(ex);
+}
+
+void post_collected(Exchange& ex) {
+    FileJob& job = ex.job();
+    Record rec;
+    std::string error = parse_fields(ex.request(), job.data, rec.fields);
+    if (!error.empty()) return respond_error(ex, 400, error);
+    rec.id = take_id(rec.fields);
+    if (!rec.id.empty() && !valid_record_id(rec.id)) return respond_error(ex, 400, store_error_text(400));
+    submit(ex, RecordStore::Op::Kind::Append, std::move(rec), post_stored);
+}
+
+// ------------------------------------------------------- GET / PUT / DELETE
+
+void respond_record(Exchange& ex) {
+    FileJob& job = ex.job();
+    if (job.status != 200) return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    std::string& body = ex.text();
+    ResponseHead head;
+    head.cache_control = "no-cache";
+    head.vary = "Accept";
+    if (choose_media_type(ex.request().accept, {"application/x-www-form-urlencoded", "application/json"}) == 1) {
+        body = json_text(record_json(job.id, job.fields));
+        head.content_type = "application/json";
+    } else {
+        body = serialize_form(job.fields);
+        body.push_back('\n');
+        head.content_type = "application/x-www-form-urlencoded";
+    }
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
+void put_stored(Exchange& ex) {
+    FileJob& job = ex.job();
+    if (job.status != 201 && job.status != 204)
+        return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    if (job.status == 204) {
+        ResponseHead head;
+        head.status = 204;
+        return ex.respond(head, Body::none());
+    }
+    respond_created(ex);
+}
+
+void put_collected(Exchange& ex) {
+    FileJob& job = ex.job();
+    Record rec;
+    std::string error = parse_fields(ex.request(), job.data, rec.fields);
+    if (!error.empty()) return respond_error(ex, 400, error);
+    std::string body_id = take_id(rec.fields);
+    (void)body_id;  // the URL names the record; an "id" field in the body is not a field
+    rec.id = job.id;
+    submit(ex, RecordStore::Op::Kind::Put, std::move(rec), put_stored);
+}
+
+void delete_stored(Exchange& ex) {
+    FileJob& job = ex.job();
+    if (job.status != 204) return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    ResponseHead head;
+    head.status = 204;
+    ex.respond(head, Body::none());
+}
+
+}  // namespace
+
+void handle_record_post(Exchange& ex) {
+    if (!ex.site().records) return respond_error(ex, 503, "the record store is not available");
+    read_record_body(ex, post_collected);
+}
+
+void handle_record(Exchange& ex, std::string_view id) {
+    const Request& req = ex.request();
+    if (!ex.site().records) return respond_error(ex, 503, "the record store is not available");
+    if (!valid_record_id(id)) {
+        ex.discard_body();
+        return respond_error(ex, 404, "no such record");
+    }
+    Record rec;
+    rec.id.assign(id);
+    switch (req.method) {
+    case Method::Get:
+    case Method::Head:
+        ex.discard_body();
+        return submit(ex, RecordStore::Op::Kind::Get, std::move(rec), respond_record);
+    case Method::Delete:
+        ex.discard_body();
+        return submit(ex, RecordStore::Op::Kind::Delete, std::move(rec), delete_stored);
+    case Method::Put:
+        ex.job().id.assign(id);
+        return read_record_body(ex, put_collected);
+    default:
+        return respond_error(ex, 405, "a record supports GET, HEAD, PUT and DELETE", kRecordMethods);
+    }
+}
+
+}  // namespace uvh

@@ -1,0 +1,26 @@
+// The record store over HTTP (the seed's database.txt): POST appends a
+// record, GET/PUT/DELETE /database.txt/ID read, replace and remove one.
+// Every change is acknowledged only after it is on disk.
+#pragma once
+
+#include <string_view>
+
+#include "handlers/exchange.h"
+
+namespace uvh {
+
+// POST /database.txt, or POST to a directory URL (where the seed's listing
+// form posted): form-urlencoded, multipart/form-data (text fields) or a flat
+// JSON object. A field "id" (or the seed's "mis") chooses the id; otherwise
+// the next integer is assigned. 201 with Location /database.txt/ID.
+void handle_record_post(Exchange& ex);
+
+// GET, HEAD, PUT and DELETE of /database.txt/ID; `id` is the decoded last
+// segment.
+void handle_record(Exchange& ex, std::string_view id);
+
+// The Allow values of the two kinds of record URL.
+inline constexpr std::string_view kDatabaseMethods = "GET, HEAD, POST, OPTIONS";
+inline constexpr std::string_view kRecordMethods = "GET, HEAD, PUT, DELETE, OPTIONS";
+
+}  // namespace uvh

@@ -1,0 +1,216 @@
+// The record store over HTTP: POST, GET/PUT/DELETE /database.txt/ID.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "test/integration/harness.h"
+
+using namespace uvh::test;
+
+namespace {
+
+std::string post(std::string_view path, std::string_view type, std::string_view body, std::string_view extra = {}) {
+    return "POST " + std::string(path) + " HTTP/1.1\r\nHost: x\r\nContent-Type: " + std::string(type) +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + std::string(extra) +
+           "Connection: close\r\n\r\n" + std::string(body);
+}
+
+std::string form_post(std::string_view body, std::string_view extra = {}) {
+    return post("/database.txt", "application/x-www-form-urlencoded", body, extra);
+}
+
+std::string lines(TestServer& t) { return t.root().read("database.txt"); }
+
+}  // namespace
+
+TEST_CASE("records: POST a form appends one line and answers 201 with Location", "[records]") {
+    TestServer t;
+    HttpResponse r = t.request(form_post("mis=17&name=Akshay&email=akshay%40gmail.com"));
+    CHECK(r.status == 201);
+    CHECK(r.header("location") == "/database.txt/17");
+    CHECK(r.header("content-type") == "text/plain; charset=utf-8");
+    CHECK(r.body == "201 Created: record 17 saved at /database.txt/17\n");
+    // On disk when 201 arrives (the append was synced before the answer).
+    CHECK(lines(t) == "17 mis=17&name=Akshay&email=akshay%40gmail.com\n");
+    HttpResponse auto1 = t.request(form_post("name=Bob"));
+    CHECK(auto1.header("location") == "/database.txt/18");
+    HttpResponse chosen = t.request(form_post("id=alice.b-1_x&name=Alice"));
+    CHECK(chosen.header("location") == "/database.txt/alice.b-1_x");
+    CHECK(lines(t) == "17 mis=17&name=Akshay&email=akshay%40gmail.com\n18 name=Bob\nalice.b-1_x name=Alice\n");
+    HttpResponse dir = t.request(post("/", "application/x-www-form-urlencoded", "name=FromListing"));
+    CHECK(dir.status == 201);
+    CHECK(dir.header("location") == "/database.txt/19");
+}
+
+TEST_CASE("records: ids are unique and well-formed", "[records]") {
+    TestServer t;
+    CHECK(t.request(form_post("id=7&name=a")).status == 201);
+    HttpResponse dup = t.request(form_post("id=7&name=b"));
+    CHECK(dup.status == 409);
+    CHECK(dup.body.find("409 Conflict") == 0);
+    CHECK(t.request(form_post("mis=7&name=c")).status == 409);
+    CHECK(t.request(form_post("id=a%2Fb&name=x")).status == 400);
+    CHECK(t.request(form_post("id=" + std::string(65, 'x') + "&name=x")).status == 400);
+    CHECK(t.request(form_post("id=" + std::string(64, 'x') + "&name=x")).status == 201);
+    CHECK(t.request(form_post("mis=&name=blank")).header("location") == "/database.txt/8");
+}
+
+TEST_CASE("records: multipart and JSON bodies; bad bodies and types", "[records]") {
+    TestServer t;
+    std::string mp = "--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nCarol\r\n"
+                     "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\ntwo\r\nlines\r\n--XyZ--\r\n";
+    HttpResponse m = t.request(post("/database.txt", "multipart/form-data; boundary=XyZ", mp));
+    CHECK(m.status == 201);
+    HttpResponse j = t.request(post("/database.txt", "application/json", R"({"name":"Dan","age":42,"ok":true})",
+                                    "Accept: application/json\r\n"));
+    CHECK(j.status == 201);
+    CHECK(j.header("content-type") == "application/json");
+    auto doc = nlohmann::json::parse(j.body);
+    CHECK(doc["id"] == "2");
+    CHECK(doc["name"] == "Dan");
+    CHECK(doc["age"] == "42");
+    CHECK(lines(t) == "1 name=Carol&note=two%0D%0Alines\n2 name=Dan&age=42&ok=true\n");
+
+    struct Bad {
+        std::string type, body;
+        int status;
+    };
+    for (const Bad& b : {Bad{"text/plain", "name=x", 415}, Bad{"application/xml", "<a/>", 415},
+                         Bad{"application/x-www-form-urlencoded", "", 400},
+                         Bad{"application/x-www-form-urlencoded", "name=%zz", 400},
+                         Bad{"application/json", "{not json", 400}, Bad{"application/json", "[1,2]", 400},
+                         Bad{"application/json", R"({"a":{"b":1}})", 400},
+                         Bad{"multipart/form-data", mp, 415},  // no boundary parameter
+                         Bad{"multipart/form-data; boundary=XyZ", "--XyZ\r\nbroken", 400},
+                         Bad{"multipart/form-data; boundary=F",
+                             "--F\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nx\r\n--F--\r\n",
+                             400}}) {
+        INFO(b.type << " / " << b.body);
+        HttpResponse r = t.request(post("/database.txt", b.type, b.body));
+        CHECK(r.status == b.status);
+        CHECK(r.body.find('\n') == r.body.size() - 1);
+    }
+    HttpResponse notype = t.request("POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b");
+    CHECK(notype.status == 415);
+    CHECK(lines(t) == "1 name=Carol&note=two%0D%0Alines\n2 name=Dan&age=42&ok=true\n");
+}
+
+TEST_CASE("records: a browser gets the success page", "[records]") {
+    TestServer t;
+    HttpResponse r = t.request(form_post("name=Web", "Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n"));
+    CHECK(r.status == 201);
+    CHECK(r.header("content-type") == "text/html; charset=utf-8");
+    CHECK(r.header("x-frame-options") == "DENY");
+    CHECK(r.body.find("Your response was saved successfully") != std::string::npos);
+    CHECK(r.body.find("href=\"/database.txt/1\"") != std::string::npos);
+}
+
+TEST_CASE("records: values round-trip exactly, newlines and all", "[records]") {
+    TestServer t;
+    std::string tricky = "line1\r\nline2\n&x=y%+ caf\xc3\xa9\t\"q\"";
+    nlohmann::json body = {{"id", "rt"}, {"text", tricky}};
+    REQUIRE(t.request(post("/database.txt", "application/json", body.dump())).status == 201);
+    HttpResponse form = t.get("/database.txt/rt");
+    CHECK(form.status == 200);
+    CHECK(form.header("content-type") == "application/x-www-form-urlencoded");
+    CHECK(form.header("cache-control") == "no-cache");
+    CHECK(form.body == "text=line1%0D%0Aline2%0A%26x%3Dy%25%2B+caf%C3%A9%09%22q%22\n");
+    HttpResponse json = t.get("/database.txt/rt", "Accept: application/json\r\n");
+    CHECK(nlohmann::json::parse(json.body)["text"] == tricky);
+    CHECK(lines(t).find('\n') == lines(t).size() - 1);  // still one line
+}
+
+TEST_CASE("records: GET/PUT/DELETE of /database.txt/ID", "[records]") {
+    TestServer t;
+    REQUIRE(t.request(form_post("name=first")).status == 201);
+    CHECK(t.get("/database.txt/1").body == "name=first\n");
+    CHECK(t.get("/database.txt/999").status == 404);
+    CHECK(t.get("/database.txt/bad%20id").status == 404);
+    auto put = [&](std::string_view id, std::string_view body) {
+        return t.request("PUT /database.txt/" + std::string(id) +
+                         " HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + std::string(body));
+    };
+    HttpResponse replaced = put("1", "name=changed");
+    CHECK(replaced.status == 204);
+    HttpResponse created = put("new", "name=made");
+    CHECK(created.status == 201);
+    CHECK(created.header("location") == "/database.txt/new");
+    CHECK(lines(t) == "1 name=changed\nnew name=made\n");
+    HttpResponse del = t.request("DELETE /database.txt/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    CHECK(del.status == 204);
+    CHECK(t.request("DELETE /database.txt/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 404);
+    CHECK(lines(t) == "new name=made\n");
+    HttpResponse all = t.get("/database.txt");
+    CHECK(all.body == "new name=made\n");
+    CHECK(all.header("cache-control") == "no-cache");
+
+    HttpResponse bad_method = t.request("PUT /database.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    CHECK(bad_method.status == 405);
+    CHECK(bad_method.header("allow") == "GET, HEAD, POST, OPTIONS");
+    CHECK(t.request("DELETE /database.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 405);
+    HttpResponse post_record = t.request(post("/database.txt/new", "application/x-www-form-urlencoded", "a=b"));
+    CHECK(post_record.status == 405);
+    CHECK(post_record.header("allow") == "GET, HEAD, PUT, DELETE, OPTIONS");
+    CHECK(t.request("OPTIONS /database.txt/new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").header("allow") ==
+          "GET, HEAD, PUT, DELETE, OPTIONS");
+}
+
+TEST_CASE("records: pipelined POSTs are answered in order", "[records][pipeline]") {
+    TestServer t;
+    RawClient c(t);
+    std::string batch;
+    for (int i = 0; i < 5; ++i) {
+        std::string body = "n=" + std::to_string(i);
+        batch += "POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    }
+    c.send(batch);
+    for (int i = 0; i < 5; ++i) {
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->status == 201);
+        CHECK(r->header("location") == "/database.txt/" + std::to_string(i + 1));
+    }
+    CHECK(lines(t) == "1 n=0\n2 n=1\n3 n=2\n4 n=3\n5 n=4\n");
+}
+
+TEST_CASE("records: limits, Expect, read-only and the token", "[records]") {
+    SECTION("over 1 MiB is 413") {
+        TestServer t;
+        CHECK(t.request(form_post("a=" + std::string(1 << 20, 'x'))).status == 413);
+    }
+    SECTION("100-continue, then 201") {
+        TestServer t;
+        RawClient c(t);
+        c.send("POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+               "Content-Length: 6\r\nExpect: 100-continue\r\n\r\n");
+        auto cont = c.read_response();
+        REQUIRE(cont);
+        CHECK(cont->status == 100);
+        c.send("name=x");
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->status == 201);
+    }
+    SECTION("read-only: 405, reads still work") {
+        TestServer t([](uvh::Config& c) { c.read_only = true; });
+        t.root().write("database.txt", "1 a=b\n");
+        CHECK(t.request(form_post("name=x")).status == 405);
+        CHECK(t.get("/database.txt/1").body == "a=b\n");
+    }
+    SECTION("token: 401 without, 201 with") {
+        TestServer t([](uvh::Config& c) { c.write_token = "tok"; });
+        CHECK(t.request(form_post("name=x")).status == 401);
+        CHECK(t.request(form_post("name=x", "Authorization: Bearer tok\r\n")).status == 201);
+    }
+}
+
+TEST_CASE("records: --database moves the file, still served at /database.txt", "[records]") {
+    TempDir elsewhere;
+    std::string db = elsewhere.path() + "/records.db";
+    TestServer t([&](uvh::Config& c) { c.database = db; });
+    REQUIRE(t.request(form_post("name=moved")).status == 201);
+    CHECK(elsewhere.read("records.db") == "1 name=moved\n");
+    CHECK_FALSE(t.root().exists("database.txt"));
+    CHECK(t.get("/database.txt").body == "1 name=moved\n");
+}
