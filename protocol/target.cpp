@@ -25,10 +25,6 @@ int hex_value(char c) {
 }
 
 void split_query(std::string_view rest, Target& t) {
-    // A fragment never reaches a server (RFC 9110 §4.2.5); drop one if a
-    // careless client sent it.
-    size_t hash = rest.find('#');
-    if (hash != std::string_view::npos) rest = rest.substr(0, hash);
     size_t q = rest.find('?');
     if (q == std::string_view::npos) {
         t.path = rest;
@@ -42,7 +38,10 @@ void split_query(std::string_view rest, Target& t) {
 
 Target parse_target(std::string_view raw) {
     Target t;
-    if (raw.empty()) return t;
+    // A fragment is never part of a request-target (RFC 9112 §3.2): a '#'
+    // means the client sent something else than it meant, and acting on the
+    // part before it (deleting a collection, say) would be unsafe.
+    if (raw.empty() || raw.find('#') != std::string_view::npos) return t;
     if (raw == "*") {
         t.form = TargetForm::Asterisk;
         return t;

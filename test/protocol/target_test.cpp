@@ -46,8 +46,9 @@ TEST_CASE("target: parse_target forms", "[target]") {
         {"/", TargetForm::Origin, "", "/", ""},
         {"/a?b=c", TargetForm::Origin, "", "/a", "b=c"},
         {"/a?", TargetForm::Origin, "", "/a", ""},
-        {"/a#frag", TargetForm::Origin, "", "/a", ""},
-        {"/a?b#frag", TargetForm::Origin, "", "/a", "b"},
+        // A fragment has no place in a request-target (RFC 9112 §3.2).
+        {"/a#frag", TargetForm::Invalid, "", "", ""},
+        {"/a?b#frag", TargetForm::Invalid, "", "", ""},
         {"/a%20b?x=%41", TargetForm::Origin, "", "/a%20b", "x=%41"},  // still encoded
         {"http://h:8/p?q", TargetForm::Absolute, "h:8", "/p", "q"},
         {"HTTP://h", TargetForm::Absolute, "h", "/", ""},
