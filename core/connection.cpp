@@ -266,7 +266,7 @@ void Connection::maybe_release_scratch() {
     if (!s_ || closing_ != Closing::No || in_exchange_ || writing_ || work_busy_ || tx_active_ ||
         parser_.message_in_progress() || !s_->pending.empty() || !s_->out.empty())
         return;
-    release_job_resources();
+    // finish_exchange() already released the job's descriptors.
     parser_.attach(nullptr);
     server_.pool().put(s_);
     s_ = nullptr;

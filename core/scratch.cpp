@@ -8,33 +8,24 @@ namespace {
 // than kept in the pool.
 constexpr size_t kKeepBytes = 256 * 1024;
 
-void shrink(std::string& s, size_t keep) {
-    if (s.capacity() > keep) {
-        std::string().swap(s);
-    } else {
-        s.clear();
-    }
-}
-
 }  // namespace
 
 void Scratch::reset(size_t keep) {
-    req.clear();
+    // Users clear what they use when they start using it (the parser at a
+    // message's start, the connection at an exchange's start and end), so
+    // going back to the pool mostly gives back what one large request grew.
     req.trim(keep);
-    shrink(path, keep);
-    shrink(pending, keep);
-    shrink(out, keep);
-    shrink(writing, keep);
-    shrink(text, keep);
-    shrink(body, keep);
-    shrink(body_handed, keep);
+    for (std::string* s : {&path, &pending, &out, &writing, &text, &body, &body_handed, &job.data, &multipart.text})
+        if (s->capacity() > keep) std::string().swap(*s);
+    // A connection that died mid-exchange may leave bytes behind; the next
+    // one must start from nothing.
+    pending.clear();
+    out.clear();
+    writing.clear();
+    body.clear();
+    body_handed.clear();
     request_id.clear();
-    client = PeerAddress{};
-    job.reset();
-    shrink(job.data, keep);
     if (job.entries.capacity() > 1024) std::vector<DirEntry>().swap(job.entries);
-    multipart.parts.clear();
-    shrink(multipart.text, keep);
 }
 
 ScratchPool::~ScratchPool() {

@@ -72,10 +72,12 @@ std::string Server::url() const {
 }
 
 void Server::next_request_id(std::string& out) {
-    out.clear();
     // Unique per run without a syscall: a random boot id mixed with a counter.
     uint64_t v = boot_id_ + 0x9e3779b97f4a7c15ull * ++request_counter_;
-    fmt::format_to(std::back_inserter(out), "{:016x}", v);
+    static constexpr char kHex[] = "0123456789abcdef";
+    char buf[16];
+    for (int i = 15; i >= 0; --i, v >>= 4) buf[i] = kHex[v & 15];
+    out.assign(buf, sizeof buf);
 }
 
 bool Server::start(std::string& error, int listen_fd) {

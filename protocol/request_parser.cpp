@@ -1,5 +1,6 @@
 #include "protocol/request_parser.h"
 
+#include <array>
 #include <cstring>
 
 namespace uvh {
@@ -27,6 +28,7 @@ void RequestStorage::trim(size_t keep) {
     if (spans.capacity() > 256) std::vector<Span>().swap(spans);
     if (headers.capacity() > 256) std::vector<Header>().swap(headers);
 }
+
 
 namespace {
 
@@ -247,9 +249,45 @@ constexpr KnownField kKnownFields[] = {
 };
 constexpr int kKnownCount = static_cast<int>(sizeof kKnownFields / sizeof kKnownFields[0]);
 
+// Which known field a name is, looking only at the candidates of its length
+// (this runs for every header line of every request).
+// Compares a token (a header name) with a lower-case name of the same
+// length, eight bytes at a time. OR-ing 0x20 lower-cases letters and leaves
+// '-' and digits alone; no other byte can be in a token that would then
+// compare equal to one of our names.
+bool token_equals_lower(std::string_view token, std::string_view lower) {
+    size_t n = lower.size(), i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        std::memcpy(&a, token.data() + i, 8);
+        std::memcpy(&b, lower.data() + i, 8);
+        if ((a | 0x2020202020202020ull) != b) return false;
+    }
+    for (; i < n; ++i)
+        if ((static_cast<unsigned char>(token[i]) | 0x20) != static_cast<unsigned char>(lower[i])) return false;
+    return true;
+}
+
 int classify_field(std::string_view name) {
-    for (int k = 0; k < kKnownCount; ++k)
-        if (kKnownFields[k].name.size() == name.size() && iequals_ascii(kKnownFields[k].name, name)) return k;
+    static const auto kByLength = [] {
+        std::array<std::array<int8_t, 4>, 24> t{};
+        for (auto& row : t) row.fill(-1);
+        for (int k = 0; k < kKnownCount; ++k) {
+            auto& row = t[kKnownFields[k].name.size()];
+            for (auto& slot : row) {
+                if (slot < 0) {
+                    slot = static_cast<int8_t>(k);
+                    break;
+                }
+            }
+        }
+        return t;
+    }();
+    if (name.size() >= kByLength.size()) return -1;
+    for (int8_t k : kByLength[name.size()]) {
+        if (k < 0) break;
+        if (token_equals_lower(name, kKnownFields[k].name)) return k;
+    }
     return -1;
 }
 

@@ -1,5 +1,7 @@
 #include "protocol/response.h"
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "protocol/http_date.h"
@@ -9,52 +11,100 @@ namespace uvh {
 
 namespace {
 
-void field(std::string& out, std::string_view name, std::string_view value) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
+// Builds the head in a stack buffer with plain memcpy, then appends it to
+// the output in one go: the head of every response goes through here.
+class HeadWriter {
+public:
+    explicit HeadWriter(char* buf, size_t size) : p_(buf), begin_(buf), end_(buf + size) {}
+    bool ok() const { return ok_; }
+    std::string_view text() const { return {begin_, static_cast<size_t>(p_ - begin_)}; }
+    void put(std::string_view s) {
+        if (static_cast<size_t>(end_ - p_) < s.size()) {
+            ok_ = false;
+            return;
+        }
+        std::memcpy(p_, s.data(), s.size());
+        p_ += s.size();
+    }
+    void field(std::string_view name, std::string_view value) {
+        put(name);
+        put(": ");
+        put(value);
+        put("\r\n");
+    }
+
+private:
+    char* p_;
+    char* begin_;
+    char* end_;
+    bool ok_ = true;
+};
+
+// Formatting a date costs a gmtime_r; most responses in a row share their
+// Last-Modified (the same hot file), so remember the last one.
+std::string_view cached_http_date(time_t t) {
+    thread_local time_t last = -1;
+    thread_local char text[kHttpDateLen];
+    if (t != last) {
+        format_http_date(t, text);
+        last = t;
+    }
+    return {text, kHttpDateLen};
+}
+
+void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, std::string_view date_line,
+                std::string_view server_line) {
+    w.put(status_line(h.status));
+    w.put(date_line);
+    w.put(server_line);
+    if (!h.content_type.empty()) w.field("Content-Type", h.content_type);
+    // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
+    // repeat the 200's value, so it is left out.
+    if (status_allows_body(h.status)) w.field("Content-Length", fmt::format_int(h.content_length).c_str());
+    if (!h.etag.empty()) w.field("ETag", h.etag);
+    if (h.last_modified >= 0) w.field("Last-Modified", cached_http_date(h.last_modified));
+    if (h.accept_ranges) w.put("Accept-Ranges: bytes\r\n");
+    if (!h.content_encoding.empty()) w.field("Content-Encoding", h.content_encoding);
+    if (!h.content_range.empty()) w.field("Content-Range", h.content_range);
+    if (!h.vary.empty()) w.field("Vary", h.vary);
+    if (!h.cache_control.empty()) w.field("Cache-Control", h.cache_control);
+    if (!h.location.empty()) w.field("Location", h.location);
+    if (!h.allow.empty()) w.field("Allow", h.allow);
+    w.put(h.fragment);
+    for (int i = 0; i < h.extra_count; ++i) w.field(h.extra[i].name, h.extra[i].value);
+    if (!framing.request_id.empty()) w.field("X-Request-Id", framing.request_id);
+    w.put("X-Content-Type-Options: nosniff\r\n");
+    if (h.html) w.put("X-Frame-Options: DENY\r\n");
+    if (!framing.keep_alive) {
+        w.put("Connection: close\r\n");
+    } else if (framing.http10) {
+        w.put("Connection: keep-alive\r\n");
+    }
+    w.put("\r\n");
 }
 
 }  // namespace
 
 void write_response_head(std::string& out, const ResponseHead& h, const Framing& framing,
                          std::string_view date_line, std::string_view server_line) {
-    out.append(status_line(h.status));
-    out.append(date_line);
-    out.append(server_line);
-    if (!h.content_type.empty()) field(out, "Content-Type", h.content_type);
-    // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
-    // repeat the 200's value, so it is left out.
-    if (status_allows_body(h.status)) {
-        out.append("Content-Length: ");
-        out.append(fmt::format_int(h.content_length).str());
-        out.append("\r\n");
+    // Almost every head fits in 1 KiB; a long Location or extra field takes
+    // a second try with room on the heap.
+    char stack[1024];
+    HeadWriter w(stack, sizeof stack);
+    write_head(w, h, framing, date_line, server_line);
+    if (w.ok()) {
+        out.append(w.text());
+        return;
     }
-    if (!h.etag.empty()) field(out, "ETag", h.etag);
-    if (h.last_modified >= 0) {
-        char date[kHttpDateLen];
-        format_http_date(h.last_modified, date);
-        field(out, "Last-Modified", std::string_view(date, kHttpDateLen));
+    for (size_t room = 4096;; room *= 4) {
+        std::string big(room, '\0');
+        HeadWriter wb(big.data(), big.size());
+        write_head(wb, h, framing, date_line, server_line);
+        if (wb.ok()) {
+            out.append(wb.text());
+            return;
+        }
     }
-    if (h.accept_ranges) out.append("Accept-Ranges: bytes\r\n");
-    if (!h.content_encoding.empty()) field(out, "Content-Encoding", h.content_encoding);
-    if (!h.content_range.empty()) field(out, "Content-Range", h.content_range);
-    if (!h.vary.empty()) field(out, "Vary", h.vary);
-    if (!h.cache_control.empty()) field(out, "Cache-Control", h.cache_control);
-    if (!h.location.empty()) field(out, "Location", h.location);
-    if (!h.allow.empty()) field(out, "Allow", h.allow);
-    out.append(h.fragment);
-    for (int i = 0; i < h.extra_count; ++i) field(out, h.extra[i].name, h.extra[i].value);
-    if (!framing.request_id.empty()) field(out, "X-Request-Id", framing.request_id);
-    out.append("X-Content-Type-Options: nosniff\r\n");
-    if (h.html) out.append("X-Frame-Options: DENY\r\n");
-    if (!framing.keep_alive) {
-        out.append("Connection: close\r\n");
-    } else if (framing.http10) {
-        out.append("Connection: keep-alive\r\n");
-    }
-    out.append("\r\n");
 }
 
 void format_error_body(std::string& out, int status, std::string_view detail) {

@@ -1,6 +1,7 @@
 #include "protocol/target.h"
 
-#include <vector>
+#include <array>
+
 
 namespace uvh {
 
@@ -67,54 +68,62 @@ Target parse_target(std::string_view raw) {
 }
 
 PathStatus normalize_path(std::string_view raw, std::string& out) {
-    // Decode first, refusing the bytes that would let a segment carry a
-    // separator; then resolve dot segments on the decoded segments. Decoding
-    // before resolving is what makes "%2e%2e" as harmless as "..".
-    std::string decoded;
-    decoded.reserve(raw.size());
-    for (size_t i = 0; i < raw.size(); ++i) {
-        char c = raw[i];
-        if (c == '%') {
-            if (i + 2 >= raw.size()) return PathStatus::BadEncoding;
-            int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
-            if (hi < 0 || lo < 0) return PathStatus::BadEncoding;
-            c = static_cast<char>(hi * 16 + lo);
-            i += 2;
-            if (c == '/') return PathStatus::EncodedSlash;
-        }
-        if (c == '\0') return PathStatus::NulByte;
-        if (c == '\\') return PathStatus::Backslash;
-        decoded.push_back(c);
+    // Decode each segment first, refusing the bytes that would let a segment
+    // carry a separator; then resolve "." and ".." on the decoded segment.
+    // Decoding before resolving is what makes "%2e%2e" as harmless as "..".
+    // Works in `out` alone (its capacity is reused request after request).
+    // The common case needs no work: nothing encoded, no dot segments, no
+    // empty segments, no backslash.
+    bool plain = !raw.empty() && raw.front() == '/';
+    for (size_t k = 0; plain && k < raw.size(); ++k) {
+        char c = raw[k];
+        if (c == '%' || c == '\\' || c == '\0') plain = false;
+        else if (c == '/' && k + 1 < raw.size() && (raw[k + 1] == '/' || raw[k + 1] == '.')) plain = false;
     }
-
-    std::vector<std::string_view> segments;
-    bool trailing_slash = false;
-    std::string_view rest = decoded;
-    while (!rest.empty()) {
-        size_t slash = rest.find('/');
-        std::string_view seg = rest.substr(0, slash);
-        bool last = slash == std::string_view::npos;
-        rest = last ? std::string_view{} : rest.substr(slash + 1);
-        if (seg.empty() || seg == ".") {
-            trailing_slash = true;
-            continue;
-        }
-        if (seg == "..") {
-            if (segments.empty()) return PathStatus::Escapes;
-            segments.pop_back();
-            trailing_slash = true;
-            continue;
-        }
-        segments.push_back(seg);
-        trailing_slash = !last;
+    if (plain) {
+        out.assign(raw);
+        return PathStatus::Ok;
     }
-
     out.clear();
-    for (std::string_view seg : segments) {
+    out.reserve(raw.size() + 1);
+    bool trailing_slash = false;
+    size_t i = 0;
+    while (i <= raw.size()) {
+        size_t seg_start = out.size();
         out.push_back('/');
-        out.append(seg);
+        size_t end = raw.find('/', i);
+        bool last = end == std::string_view::npos;
+        if (last) end = raw.size();
+        for (size_t k = i; k < end; ++k) {
+            char c = raw[k];
+            if (c == '%') {
+                if (k + 2 >= end) return PathStatus::BadEncoding;
+                int hi = hex_value(raw[k + 1]), lo = hex_value(raw[k + 2]);
+                if (hi < 0 || lo < 0) return PathStatus::BadEncoding;
+                c = static_cast<char>(hi * 16 + lo);
+                k += 2;
+                if (c == '/') return PathStatus::EncodedSlash;
+            }
+            if (c == '\0') return PathStatus::NulByte;
+            if (c == '\\') return PathStatus::Backslash;
+            out.push_back(c);
+        }
+        std::string_view seg(out.data() + seg_start + 1, out.size() - seg_start - 1);
+        if (seg.empty() || seg == ".") {
+            out.resize(seg_start);
+            trailing_slash = true;
+        } else if (seg == "..") {
+            out.resize(seg_start);
+            if (out.empty()) return PathStatus::Escapes;
+            out.resize(out.rfind('/'));
+            trailing_slash = true;
+        } else {
+            trailing_slash = !last;
+        }
+        if (last) break;
+        i = end + 1;
     }
-    if (segments.empty() || trailing_slash) out.push_back('/');
+    if (out.empty() || trailing_slash) out.push_back('/');
     return PathStatus::Ok;
 }
 
@@ -159,6 +168,16 @@ bool valid_host(std::string_view host) {
     for (char c : port)
         if (c < '0' || c > '9') return false;
     if (port.size() > 5) return false;
+    // reg-name = *( unreserved / pct-encoded / sub-delims ), as a table:
+    // this runs for every request.
+    static const auto kRegName = [] {
+        std::array<bool, 256> t{};
+        for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<size_t>(c)] = true;
+        for (int c = 'a'; c <= 'z'; ++c) t[static_cast<size_t>(c)] = true;
+        for (int c = '0'; c <= '9'; ++c) t[static_cast<size_t>(c)] = true;
+        for (char c : std::string_view("-._~!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+        return t;
+    }();
     for (size_t i = 0; i < name.size(); ++i) {
         auto c = static_cast<unsigned char>(name[i]);
         if (c == '%') {
@@ -167,12 +186,7 @@ bool valid_host(std::string_view host) {
             i += 2;
             continue;
         }
-        // reg-name = *( unreserved / pct-encoded / sub-delims )
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.' || c == '_' || c == '~' || c == '!' ||
-                  c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
-                  c == '+' || c == ',' || c == ';' || c == '=';
-        if (!ok) return false;
+        if (!kRegName[c]) return false;
     }
     return true;
 }
