@@ -310,6 +310,7 @@ void RequestParser::build_request() {
     s.headers.resize(s.spans.size());
     int count[kKnownCount] = {};
     size_t value_bytes[kKnownCount] = {};
+    bool repeated = false;
     for (size_t i = 0; i < s.spans.size(); ++i) {
         auto& sp = s.spans[i];
         Header& h = s.headers[i];
@@ -319,18 +320,21 @@ void RequestParser::build_request() {
         int k = classify_field(h.name);
         sp.known = static_cast<int8_t>(k);
         if (k < 0) continue;
+        repeated = repeated || count[k] > 0;
         ++count[k];
         value_bytes[k] += h.value.size();
     }
 
     // Combined list values get exactly the room they need, reserved before
     // the first append, so no view into `combined` ever moves.
-    size_t need = 0;
-    for (int k = 0; k < kKnownCount; ++k)
-        if (kKnownFields[k].multi == Multi::List && count[k] > 1)
-            need += value_bytes[k] + 2 * static_cast<size_t>(count[k] - 1);
     s.combined.clear();
-    s.combined.reserve(need);
+    if (repeated) {
+        size_t need = 0;
+        for (int k = 0; k < kKnownCount; ++k)
+            if (kKnownFields[k].multi == Multi::List && count[k] > 1)
+                need += value_bytes[k] + 2 * static_cast<size_t>(count[k] - 1);
+        s.combined.reserve(need);
+    }
 
     // Pass 2: assign each known field according to how it combines.
     bool drop_ranges = false;

@@ -37,8 +37,8 @@ struct RequestStorage {
     std::vector<Span> spans;
     std::vector<Header> headers;
 
+    // The request itself is rebuilt whole when a head completes.
     void clear() {
-        request = Request{};
         bytes.clear();
         combined.clear();
         spans.clear();
