@@ -158,7 +158,7 @@ void AccessLog::on_written(uv_fs_t* req) {
         log->reopen();
         return;
     }
-    if (log->buf_.size() >= kFlushAt) log->flush();
+    if (log->buf_.size() >= kFlushAt || log->draining_) log->flush();
 }
 
 void AccessLog::reopen() {

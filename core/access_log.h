@@ -48,7 +48,13 @@ public:
     // Writes everything left, blocking: only at exit, after the loop ended.
     void flush_blocking();
 
-    bool busy() const { return writing_ || reopening_; }
+    // Busy while a write or reopen is in flight, or lines wait to be written.
+    bool busy() const { return writing_ || reopening_ || (enabled_ && !buf_.empty()); }
+    // From now on every finished write starts the next at once (shutdown).
+    void drain_mode() {
+        draining_ = true;
+        flush();
+    }
     uint64_t dropped() const { return dropped_; }
 
 private:
@@ -68,6 +74,7 @@ private:
     bool writing_ = false;
     bool reopening_ = false;
     bool reopen_pending_ = false;
+    bool draining_ = false;
     uint64_t dropped_ = 0;
     time_t stamp_time_ = -1;
     char stamp_[32] = {};  // "25/Nov/2026:19:00:00 +0000"

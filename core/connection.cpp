@@ -369,6 +369,14 @@ void Connection::after_processing() {
         // The client half-closed and no request is waiting for an answer.
         begin_graceful_close();
     }
+    if (closing_ == Closing::No && peer_eof_ && in_exchange_ && !msg_complete_ && !paused_at_head_ &&
+        !work_busy_ && s_ && s_->pending.empty()) {
+        // The client stopped in the middle of a request body (or reset, which
+        // libuv may report as EOF): the body can never complete. Drop the
+        // exchange now rather than hold its upload open until a timeout.
+        abort();
+        return;
+    }
     continue_closing();
     update_reading();
     maybe_release_scratch();

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
                    server.url(),
                    config.read_only ? "off" : (config.write_token.empty() ? "open (no token)" : "need the token"),
                    config.access_log);
-        while (!server.finished()) uv_run(loop, UV_RUN_ONCE);
+        while (!server.handles_closed()) uv_run(loop, UV_RUN_ONCE);
         // Every connection is gone. The last access-log write may still be
         // on a worker; give it a bounded time (a log pipe nobody reads
         // would otherwise hold the exit forever).

@@ -440,7 +440,7 @@ void Server::maybe_finish() {
         for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) close_handle(reinterpret_cast<uv_handle_t*>(s));
         signals_ = false;
     }
-    log_->flush();
+    log_->drain_mode();
     if (open_handles_ == 0) finished_ = true;
 }
 

@@ -48,8 +48,11 @@ public:
     void drain();
     // Stop accepting now and finish (drain without the delay).
     void shutdown();
-    // True once every handle the server opened is closed.
-    bool finished() const { return finished_; }
+    // True once every handle the server opened is closed and the access
+    // log has written everything.
+    bool finished() const { return finished_ && (!log_ || !log_->busy()); }
+    // Every handle is closed (the log may still be writing).
+    bool handles_closed() const { return finished_; }
 
     uint16_t port() const { return port_; }
     std::string url() const;
