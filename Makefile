@@ -10,7 +10,8 @@ DEMO_SITE  ?= $(BUILD)/demo-site
 # Build and test dependencies, all from Debian.
 PACKAGES := cmake g++ make pkgconf python3 curl \
             libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
-            wrk apache2-utils nghttp2-client
+            wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
+            chromium fonts-liberation nodejs
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -43,10 +44,16 @@ run: build
 
 test: test-release test-asan
 
-test-release: build
+# Playwright for the browser test, from the lock file (the browser itself
+# is Debian's chromium, above; npm comes with nodejs).
+BROWSER_DEPS := test/e2e/browser/node_modules/.package-lock.json
+$(BROWSER_DEPS): test/e2e/browser/package-lock.json | deps
+	cd test/e2e/browser && npm ci --no-audit --no-fund
+
+test-release: build $(BROWSER_DEPS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: asan
+test-asan: asan $(BROWSER_DEPS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE load
 

@@ -72,6 +72,8 @@ std::string usage_text() {
         "  --inline-max SIZE       files up to SIZE are read and sent with their head;\n"
         "                          larger ones go out with sendfile (default 64K)\n"
         "  --cache-size SIZE       memory for the small-file cache (default 64M; 0 = off)\n"
+        "  --send-buffer SIZE      kernel send buffer for file bodies (default 256K; 0 = the\n"
+        "                          kernel's autotuning, up to tcp_wmem's maximum)\n"
         "  --cache-revalidate S    re-read a cached file older than S seconds (default 0.5),\n"
         "                          so changes made by other programs show within S\n"
         "  --header-timeout S      seconds to receive a request head (default 10)\n"
@@ -168,6 +170,9 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 if (cfg.inline_max > (64ull << 20)) throw UsageError("--inline-max is at most 64M");
             } else if (arg == "--cache-size") {
                 cfg.cache_size = parse_size(arg, need());
+            } else if (arg == "--send-buffer") {
+                cfg.send_buffer = parse_size(arg, need());
+                if (cfg.send_buffer > (64ull << 20)) throw UsageError("--send-buffer is at most 64M");
             } else if (arg == "--cache-revalidate") {
                 cfg.cache_revalidate_ms = parse_seconds(arg, need());
             } else if (arg == "--header-timeout") {

@@ -1,6 +1,7 @@
 #include "core/connection.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@ constexpr uint64_t kDiscardLimit = 64 * 1024;
 constexpr uint64_t kLingerBytes = 1ull << 20;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// Bytes a response must move within each --send-timeout to stay alive.
+constexpr uint64_t kMinProgress = 16 * 1024;
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -66,6 +69,24 @@ void Connection::start(uv_stream_t* listener, bool refuse) {
         abort();
         return;
     }
+    begin(refuse);
+}
+
+void Connection::adopt(int fd) {
+    if (uv_tcp_init(server_.loop(), &tcp_) != 0) {
+        ::close(fd);
+        unref();
+        return;
+    }
+    if (uv_tcp_open(&tcp_, fd) != 0) {
+        ::close(fd);
+        abort();
+        return;
+    }
+    begin(false);
+}
+
+void Connection::begin(bool refuse) {
     uv_tcp_nodelay(&tcp_, 1);
     sockaddr_storage ss{};
     int len = sizeof ss;
@@ -146,6 +167,15 @@ void Connection::unref() {
 void Connection::drain() {
     if (closing_ != Closing::No) return;
     bool busy = in_exchange_ || parser_.message_in_progress() || (s_ && !s_->pending.empty());
+    if (!busy) {
+        // A request may already sit unread in the socket: answer it (with
+        // Connection: close) rather than drop it.
+        uv_os_fd_t fd = -1;
+        char byte;
+        if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0 &&
+            ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+            busy = true;
+    }
     if (!busy) {
         begin_graceful_close();
         after_processing();
@@ -957,6 +987,12 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
             abort();
             return;
         }
+        // A file body could fill the kernel's send buffer up to tcp_wmem's
+        // maximum (4 MiB) per connection; a thousand slow readers would then
+        // exhaust the kernel's TCP memory and slow every other client down
+        // (the slow-read attack). A fixed buffer bounds that.
+        if (int sndbuf = static_cast<int>(server_.config().send_buffer); sndbuf > 0)
+            setsockopt(sock_dup_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     }
     send_off_ = offset;
     send_left_ = length;
@@ -971,7 +1007,10 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
     work_busy_ = true;
     ++refs_;
     ++server_.metrics().threadpool_jobs;
-    if (timeout_node.list != &server_.send_timeouts) arm(server_.send_timeouts);
+    if (timeout_node.list != &server_.send_timeouts) {
+        send_progress_ = 0;
+        arm(server_.send_timeouts);
+    }
 }
 
 void Connection::sendfile_step() {
@@ -1013,7 +1052,13 @@ void Connection::after_sendfile() {
         abort();
         return;
     }
-    if (send_result_ > 0) arm(server_.send_timeouts);
+    // The send timeout restarts only on real progress: a reader that takes
+    // a few bytes now and then (slow read) must not keep a response alive.
+    send_progress_ += static_cast<uint64_t>(send_result_);
+    if (send_progress_ >= kMinProgress) {
+        send_progress_ = 0;
+        arm(server_.send_timeouts);
+    }
     if (send_again_) {
         wait_writable();
         return;

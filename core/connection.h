@@ -30,6 +30,8 @@ public:
     // connection closes itself. `refuse`: over --max-connections, answer a
     // short 503 and close.
     void start(uv_stream_t* listener, bool refuse = false);
+    // Takes a socket accepted outside libuv (the backlog at shutdown).
+    void adopt(int fd);
 
     // The server is shutting down: close now if idle, else after the
     // current response (which then says Connection: close).
@@ -77,6 +79,8 @@ private:
     static void on_body_bytes(void* ctx, const char* data, size_t len);
 
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+    void begin(bool refuse);
 
     // Input
     void ensure_scratch();
@@ -161,6 +165,7 @@ private:
     uint32_t tx_segment_ = 0;
     uint64_t tx_done_ = 0;  // bytes of the current file segment sent
     uint64_t send_off_ = 0, send_left_ = 0;  // the sendfile step in flight
+    uint64_t send_progress_ = 0;             // bytes sent since the send timeout was armed
 
     // Offloaded work: either a handler job or a sendfile step.
     WorkFn work_fn_ = nullptr;

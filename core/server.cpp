@@ -388,6 +388,22 @@ void Server::shutdown() {
     draining_ = true;
     metrics_.ready = false;
     if (stopped_) return;
+    // Connections already waiting in the backlog completed their handshake
+    // and may have sent a request: take them in and answer them (with
+    // Connection: close) instead of letting the close reset them.
+    if (listen_fd_ >= 0) {
+        for (int i = 0; i < 4096; ++i) {
+            int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) break;
+            auto* c = new Connection(*this);
+            c->next = first_;
+            if (first_) first_->prev = c;
+            first_ = c;
+            ++metrics_.open_connections;
+            ++metrics_.connections_accepted;
+            c->adopt(fd);
+        }
+    }
     stopped_ = true;
     if (listening_) {
         close_handle(reinterpret_cast<uv_handle_t*>(&listener_));

@@ -133,11 +133,11 @@ void render_listing_html(std::string_view url_path, const std::vector<DirEntry>&
                    "body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}\n"
                    "table{{border-collapse:collapse;width:100%}}\n"
                    "th,td{{text-align:left;padding:.25em 1em .25em 0}}\n"
-                   "td.size{{text-align:right;white-space:nowrap}}\n"
+                   "td.size,th.size{{text-align:right;white-space:nowrap}}\n"
                    "form{{margin-top:2em;padding:1em;border:1px solid #ccc;max-width:24em}}\n"
                    "label{{display:block;margin:.5em 0}}\n"
                    "</style>\n</head>\n<body>\n<h1>Index of {0}</h1>\n"
-                   "<table>\n<thead><tr><th>Name</th><th>Size</th><th>Last modified</th></tr></thead>\n"
+                   "<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Last modified</th></tr></thead>\n"
                    "<tbody>\n",
                    title);
     if (url_path != "/") out += "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n";

@@ -252,13 +252,17 @@ void respond_record(Exchange& ex) {
     ResponseHead head;
     head.cache_control = "no-cache";
     head.vary = "Accept";
-    if (choose_media_type(ex.request().accept, {"application/x-www-form-urlencoded", "application/json"}) == 1) {
+    // Form-encoded by default, as text/plain so a browser shows it;
+    // labelled as a form only for a client that asks for exactly that.
+    int choice = choose_media_type(ex.request().accept,
+                                   {"text/plain", "application/x-www-form-urlencoded", "application/json"});
+    if (choice == 2) {
         body = json_text(record_json(job.id, job.fields));
         head.content_type = "application/json";
     } else {
         body = serialize_form(job.fields);
         body.push_back('\n');
-        head.content_type = "application/x-www-form-urlencoded";
+        head.content_type = choice == 1 ? "application/x-www-form-urlencoded" : "text/plain; charset=utf-8";
     }
     head.content_length = body.size();
     ex.respond(head, Body::mem(body));

@@ -19,6 +19,7 @@ public:
     bool ok() const { return ok_; }
     std::string_view text() const { return {begin_, static_cast<size_t>(p_ - begin_)}; }
     void put(std::string_view s) {
+        if (s.empty()) return;  // memcpy with a null source is undefined, even for 0 bytes
         if (static_cast<size_t>(end_ - p_) < s.size()) {
             ok_ = false;
             return;

@@ -1,0 +1,115 @@
+"""Headless Chromium against the real binary: the directory listing (order,
+escaping, links), the record form and its success page, and revalidation
+under --cache-control no-cache. The browser side is
+test/e2e/browser/browser_test.mjs (Playwright driving Debian's chromium);
+this file builds the site, starts the server, runs it and checks the
+server's side: the record on disk and the 304s in the access log.
+
+Needs /usr/bin/chromium (Debian's chromium package), node, and `npm ci` in
+test/e2e/browser; `make test` installs them. Without them this test fails:
+a browser test that silently passes proves nothing."""
+
+import os
+import shutil
+import signal
+import subprocess
+
+import uvhlib
+from uvhlib import Server, TempRoot
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER_DIR = os.path.join(HERE, "browser")
+SCRIPT = os.path.join(BROWSER_DIR, "browser_test.mjs")
+CHROMIUM = os.environ.get("UVH_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = os.environ.get("UVH_ARTIFACTS") or os.path.join(HERE, "artifacts")
+TIMEOUT = 180  # the script gives up by itself at 150 s
+
+RECORD_LINE = "17 mis=17&name=Akshay&email=akshay%40gmail.com\n"
+
+PAGE_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Sub page</title>
+<link rel="stylesheet" href="../style.css">
+</head>
+<body>
+<h1 id="h">Sub page</h1>
+<p><a id="up" href="../">Up to the root</a></p>
+</body>
+</html>
+"""
+
+
+def require_browser():
+    missing = []
+    if not shutil.which("node"):
+        missing.append("node (Debian's nodejs)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (Debian's chromium package)")
+    if not os.path.isfile(os.path.join(BROWSER_DIR, "node_modules", "playwright-core", "package.json")):
+        missing.append("test/e2e/browser/node_modules (npm ci in test/e2e/browser)")
+    if missing:
+        raise AssertionError("the browser test cannot run: missing " + ", ".join(missing)
+                             + ". Run `make test`, which installs them.")
+
+
+def build_site(root):
+    root.write("sub/page.html", PAGE_HTML)
+    root.write("hello.txt", "hello\n")
+    root.write("style.css", "h1#h { color: rgb(0, 128, 0); }\n")
+    root.write("a b&c.txt", "ampersand and space\n")
+    root.write("<b>not bold<b>.txt", "tag\n")
+
+
+def run_browser(url):
+    """Runs browser_test.mjs in its own process group, so that a timeout
+    takes Chromium down with node."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    p = subprocess.Popen(["node", SCRIPT, url, ARTIFACTS], cwd=BROWSER_DIR,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        raise AssertionError(f"browser_test.mjs did not finish within {TIMEOUT}s:\n{out}")
+    print(out, end="", flush=True)
+    if p.returncode != 0:
+        raise AssertionError(f"browser_test.mjs exited {p.returncode} (its output is above)")
+
+
+def test_browser():
+    require_browser()
+    # The access log lives outside the served root so that it is not listed.
+    with TempRoot() as root, TempRoot() as logs:
+        build_site(root)
+        log = os.path.join(logs.path, "access.log")
+        with Server(root.path, "--cache-control", "no-cache", "--access-log", log) as s:
+            try:
+                run_browser(s.url)
+            except AssertionError as e:
+                if s.proc.poll() is None:
+                    raise
+                raise AssertionError(f"{e}\nthe server died (exit {s.proc.returncode}); its stderr:\n"
+                                     + s.proc.stderr.read()) from None
+            assert s.stop() == 0, f"the server exited {s.proc.returncode}: {s.proc.stderr.read()}"
+        with open(os.path.join(root.path, "database.txt")) as f:
+            stored = f.read()
+        assert stored == RECORD_LINE, f"database.txt holds {stored!r}, want {RECORD_LINE!r}"
+        with open(log) as f:
+            lines = f.read().splitlines()
+
+    def count(request, status):
+        return sum(1 for l in lines if f'"{request} HTTP/1.1" {status} ' in l)
+
+    # One POST, and the page and its stylesheet each revalidated with a 304
+    # on the reload and on the second navigation (browser_test.mjs).
+    assert count("POST /database.txt", 201) == 1, "\n".join(lines)
+    assert count("GET /sub/page.html", 304) >= 2, "\n".join(lines)
+    assert count("GET /style.css", 304) >= 2, "\n".join(lines)
+
+
+if __name__ == "__main__":
+    uvhlib.main([test_browser])
