@@ -11,7 +11,7 @@ DEMO_SITE  ?= $(BUILD)/demo-site
 PACKAGES := cmake g++ make pkgconf python3 curl \
             libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
             wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
-            chromium fonts-liberation nodejs
+            chromium fonts-liberation nodejs dpkg-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

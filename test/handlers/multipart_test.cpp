@@ -195,7 +195,7 @@ TEST_CASE("multipart: preamble, epilogue, padding, other headers", "[multipart]"
     CHECK(f[1] == std::pair<std::string, std::string>{"b", "2"});
 }
 
-TEST_CASE("multipart: a 70-character boundary; an empty form", "[multipart]") {
+TEST_CASE("multipart: a 70-character boundary and an empty form", "[multipart]") {
     std::string b(70, 'x');
     b[10] = ' ';  // inner spaces are allowed
     b[20] = '\'';

@@ -204,7 +204,7 @@ TEST_CASE("client address: only trusted peers' forwarding headers are believed",
     CHECK(nlohmann::json::parse(b)["client"] == "2001:db8::1");
 }
 
-TEST_CASE("PROXY protocol v1 and v2 give the client address; anything else is refused", "[ops][proxy]") {
+TEST_CASE("PROXY protocol v1 and v2 give the client address and anything else is refused", "[ops][proxy]") {
     TempDir logs;
     std::string path = logs.path() + "/p.json";
     {
@@ -242,7 +242,7 @@ TEST_CASE("PROXY protocol v1 and v2 give the client address; anything else is re
     CHECK(nlohmann::json::parse(c)["client"] == "2001:db8::5");
 }
 
-TEST_CASE("--max-connections: over the limit a short 503 and close", "[ops][limits]") {
+TEST_CASE("max-connections: over the limit a short 503 and close", "[ops][limits]") {
     TestServer t([](uvh::Config& c) { c.max_connections = 3; });
     t.root().write("a.txt", "A");
     std::vector<std::unique_ptr<RawClient>> held;
@@ -268,7 +268,7 @@ TEST_CASE("--max-connections: over the limit a short 503 and close", "[ops][limi
     CHECK(ok->status == 200);
 }
 
-TEST_CASE("--keepalive-requests closes after N requests", "[ops][limits]") {
+TEST_CASE("keepalive-requests closes after N requests", "[ops][limits]") {
     TestServer t([](uvh::Config& c) { c.keepalive_requests = 3; });
     t.root().write("a.txt", "A");
     RawClient c(t);

@@ -54,7 +54,7 @@ TEST_CASE("records: ids are unique and well-formed", "[records]") {
     CHECK(t.request(form_post("mis=&name=blank")).header("location") == "/database.txt/8");
 }
 
-TEST_CASE("records: multipart and JSON bodies; bad bodies and types", "[records]") {
+TEST_CASE("records: multipart and JSON bodies, bad bodies and types", "[records]") {
     TestServer t;
     std::string mp = "--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nCarol\r\n"
                      "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\ntwo\r\nlines\r\n--XyZ--\r\n";

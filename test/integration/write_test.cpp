@@ -154,7 +154,7 @@ TEST_CASE("PUT conflicts: missing parent 409, directory 409, trailing slash 405,
     CHECK_FALSE(t.root().exists(".hidden"));
 }
 
-TEST_CASE("--create-dirs creates missing parents", "[put]") {
+TEST_CASE("create-dirs: PUT creates missing parents", "[put]") {
     TestServer t([](uvh::Config& c) { c.create_dirs = true; });
     CHECK(one(t, put("/a/b/c/f.txt", "deep")).status == 201);
     CHECK(t.root().read("a/b/c/f.txt") == "deep");
@@ -230,7 +230,7 @@ TEST_CASE("MKCOL: 201, 405 when it exists, 409 without parent, 415 with a body",
     CHECK_FALSE(t.root().exists("withbody"));
 }
 
-TEST_CASE("--read-only answers writes with 405 and Allow", "[auth]") {
+TEST_CASE("read-only: writes answer writes with 405 and Allow", "[auth]") {
     TestServer t([](uvh::Config& c) { c.read_only = true; });
     t.root().write("f.txt", "f");
     for (const std::string& raw : {put("/f.txt", "x"), req("DELETE", "/f.txt"), req("MKCOL", "/d/"),
@@ -245,7 +245,7 @@ TEST_CASE("--read-only answers writes with 405 and Allow", "[auth]") {
     CHECK(one(t, req("OPTIONS", "/")).header("allow") == "GET, HEAD, OPTIONS");
 }
 
-TEST_CASE("--write-token: 401 without it, Bearer and Basic with it", "[auth]") {
+TEST_CASE("write-token: 401 without it, Bearer and Basic with it", "[auth]") {
     TestServer t([](uvh::Config& c) { c.write_token = "s3cret"; });
     HttpResponse denied = one(t, put("/a.txt", "x"));
     CHECK(denied.status == 401);

@@ -589,7 +589,7 @@ TEST_CASE("request_parser: If-Modified-Since and If-Unmodified-Since with severa
     }
 }
 
-TEST_CASE("request_parser: Host is counted; the first one is kept", "[request_parser]") {
+TEST_CASE("request_parser: Host is counted and the first one is kept", "[request_parser]") {
     {
         Driver d;
         d.feed("GET / HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\n\r\n");

@@ -177,7 +177,7 @@ TEST_CASE("response: empty optional fields are left out", "[response]") {
     CHECK(lines_of(out).size() == 5);
 }
 
-TEST_CASE("response: Last-Modified at the epoch is sent; -1 means none", "[response]") {
+TEST_CASE("response: Last-Modified at the epoch is sent and -1 means none", "[response]") {
     ResponseHead h;
     h.last_modified = 0;
     CHECK(has_line(head_of(h), "Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT"));

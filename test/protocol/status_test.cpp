@@ -57,7 +57,7 @@ TEST_CASE("status: status_line is the full preformatted line", "[status]") {
     CHECK(status_line(404).data() == status_line(404).data());
 }
 
-TEST_CASE("status: unknown codes are 'Unknown'; out-of-range codes become 500", "[status]") {
+TEST_CASE("status: unknown codes are 'Unknown' and out-of-range codes become 500", "[status]") {
     CHECK(reason_phrase(299) == "Unknown");
     CHECK(reason_phrase(0) == "Unknown");
     CHECK(status_line(299) == "HTTP/1.1 299 Unknown\r\n");
