@@ -118,29 +118,35 @@ def wrk_rps(url, seconds=3):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", r.stdout).group(1))
 
 
+def median_rps(url, runs=3, seconds=2):
+    rates = sorted(wrk_rps(url, seconds) for _ in range(runs))
+    return rates[len(rates) // 2]
+
+
 def test_slow_clients_do_not_starve_normal_ones():
     with TempRoot() as root:
         root.write("index.html", INDEX)
         root.write("big.bin", os.urandom(4 << 20))
         flags = ("--header-timeout", "3", "--body-timeout", "3", "--send-timeout", "5")
         with Server(root.path, *flags) as s:
-            url = s.url + "index.html
+            url = s.url + "index.html"
             # Slow headers against a file; slow body against the record
             # store (which reads bodies); slow read of a large file.
             for mode, extra in (("-H", ["-u", url]), ("-B", ["-u", s.url + "database.txt", "-s", "65536"]),
                                 ("-X", ["-u", s.url + "big.bin", "-k", "3", "-n", "3", "-w", "10", "-y", "20",
                                         "-z", "32"])):
-                args = ["slowhttptest", mode, "-c", "1000", "-r", "500", "-i", "1", "-l", "10", "-p", "3"] + extra
-                baseline = wrk_rps(url, 2)
+                # The attacker runs at the lowest priority: on this 2-core
+                # machine it shares the cores with wrk and the server, and
+                # its own CPU time is not the server's doing.
+                args = ["nice", "-n", "19", "slowhttptest", mode, "-c", "1000", "-r", "500", "-i", "1", "-l", "12",
+                        "-p", "3"] + extra
+                # Medians of short runs on either side, so one noisy second
+                # on a shared machine does not decide the result.
+                baseline = median_rps(url)
                 attack = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
-                    # Measure while the attack has built up its connections;
-                    # noise on a shared machine only ever lowers a rate, so
-                    # the better of two measurements is the fair one.
                     wait_for(lambda: s.fd_count() > 200, 15, f"slowhttptest {mode} to connect")
-                    during = wrk_rps(url, 2)
-                    if during < 0.8 * baseline:
-                        during = max(during, wrk_rps(url, 2))
+                    during = median_rps(url)
                 finally:
                     attack.wait(timeout=60)
                 ratio = during / baseline
@@ -281,10 +287,15 @@ def test_systemd_socket_activation():
         port = sock.getsockname()[1]
         fd = sock.fileno()
         # systemd passes the socket as fd 3 and names the process in LISTEN_PID.
+        def as_fd_3():
+            if fd != 3:
+                os.dup2(fd, 3)
+            os.set_inheritable(3, True)  # dup2 onto itself would keep close-on-exec
+
         p = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', uvhlib.BINARY,
                               "--root", root.path, "--access-log", "off"],
-                             preexec_fn=lambda: os.dup2(fd, 3), pass_fds=(3,) if False else (),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, close_fds=False)
+                             preexec_fn=as_fd_3, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             close_fds=False)
         try:
             line = uvhlib.read_line(p.stdout, 10)
             assert line.strip() == f"listening on http://127.0.0.1:{port}/", line
