@@ -3,6 +3,8 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+SOAK_SECONDS ?= 600
 PORT       ?= 8080
 JOBS       ?= $(shell nproc)
 DEMO_SITE  ?= $(BUILD)/demo-site
@@ -15,7 +17,7 @@ PACKAGES := cmake g++ make pkgconf python3 curl \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build asan run test test-release test-asan bench clean
+.PHONY: all deps build asan tsan run test test-release test-asan test-tsan bench soak clean
 
 all: build
 
@@ -42,7 +44,7 @@ run: build
 	@mkdir -p $(DEMO_SITE) && cp -rn docs/demo/. $(DEMO_SITE)/
 	./$(BUILD)/uvhttpd --port $(PORT) --root $(DEMO_SITE)
 
-test: test-release test-asan
+test: test-release test-asan test-tsan
 
 # Playwright for the browser test, from the lock file (the browser itself
 # is Debian's chromium, above; npm comes with nodejs).
@@ -57,8 +59,21 @@ test-asan: asan $(BROWSER_DEPS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE load
 
+# The in-process integration tests under ThreadSanitizer: the threadpool
+# hands every result back to the loop thread; TSan proves it does so safely.
+tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DUVH_TSAN=ON
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target integration_tests
+
+test-tsan: tsan
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN_BUILD)/test/integration/integration_tests
+
 bench: build
 	bench/run
 
+# Ten minutes of mixed load; the result goes in docs/reliability.md.
+soak: build
+	test/soak/soak.py --binary $(BUILD)/uvhttpd --seconds $(SOAK_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
