@@ -1,4 +1,5 @@
 #include "core/connection.h"
+#include "protocol/text.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -35,12 +36,6 @@ constexpr uint64_t kLingerBytes = 1ull << 20;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // Bytes a response must move within each --send-timeout to stay alive.
 constexpr uint64_t kMinProgress = 16 * 1024;
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 }  // namespace
 
@@ -503,9 +498,9 @@ int Connection::validate_head(const char*& why) {
         }
         // RFC 9112 §6.3: unless chunked is the final coding the body length
         // cannot be known: 400 and close.
-        std::string_view te = trim(r.transfer_encoding);
+        std::string_view te = trim_ows(r.transfer_encoding);
         size_t comma = te.rfind(',');
-        std::string_view last = trim(comma == std::string_view::npos ? te : te.substr(comma + 1));
+        std::string_view last = trim_ows(comma == std::string_view::npos ? te : te.substr(comma + 1));
         if (!iequals_ascii(last, "chunked")) {
             why = "Transfer-Encoding does not end in chunked";
             return 400;
@@ -541,7 +536,7 @@ int Connection::validate_head(const char*& why) {
     if (r.expect.data() && !r.http10()) {
         // RFC 9110 §10.1.1: 100-continue is the only expectation; HTTP/1.0
         // requests have theirs ignored.
-        if (!iequals_ascii(trim(r.expect), "100-continue")) {
+        if (!iequals_ascii(trim_ows(r.expect), "100-continue")) {
             why = "only the 100-continue expectation is supported";
             return 417;
         }

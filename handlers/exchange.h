@@ -112,8 +112,13 @@ public:
     virtual void release(DoneFn done) = 0;
 };
 
-// The one-line text/plain error answer every handler uses.
-void respond_error(Exchange& ex, int status, std::string_view detail = {},
-                   std::string_view allow = {});
+// The one-line text/plain answer every handler uses ("404 Not Found:
+// detail"). `head` may carry extra fields (Location, Allow, Content-Range).
+void respond_text(Exchange& ex, int status, std::string_view detail, ResponseHead head = {});
+inline void respond_error(Exchange& ex, int status, std::string_view detail = {}, std::string_view allow = {}) {
+    ResponseHead head;
+    head.allow = allow;
+    respond_text(ex, status, detail, head);
+}
 
 }  // namespace uvh

@@ -170,17 +170,12 @@ void serve_view(Exchange& ex, FileView& v) {
     if (outcome == RangeOutcome::Unsatisfiable) {
         // RFC 9110 §15.5.17: 416 says how long the representation is.
         std::string content_range_value = unsatisfied_range(v.size);
-        std::string& body = ex.text();
-        format_error_body(body, 416, "no satisfiable range");
         ResponseHead h416;
-        h416.status = 416;
-        h416.content_type = "text/plain; charset=utf-8";
-        h416.content_length = body.size();
         h416.content_range = content_range_value;
         h416.etag = v.etag;
         h416.vary = head.vary;
         h416.accept_ranges = true;
-        return ex.respond(h416, Body::mem(body));
+        return respond_text(ex, 416, "no satisfiable range", h416);
     }
 
     if (outcome == RangeOutcome::Partial && ranges.size() == 1) {
@@ -268,14 +263,9 @@ void get_opened(Exchange& ex) {
             loc.push_back('?');
             loc.append(req.parsed.query);
         }
-        std::string& body = ex.text();
-        format_error_body(body, 301, loc);
         ResponseHead head;
-        head.status = 301;
         head.location = loc;
-        head.content_type = "text/plain; charset=utf-8";
-        head.content_length = body.size();
-        return ex.respond(head, Body::mem(body));
+        return respond_text(ex, 301, loc, head);
     }
     case FileJob::Kind::Listing: {
         ResponseHead head;

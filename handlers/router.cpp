@@ -37,17 +37,12 @@ bool authorized(const Exchange& ex) {
 }
 
 void respond_unauthorized(Exchange& ex) {
-    std::string& body = ex.text();
-    format_error_body(body, 401, "writes need the server's token (Authorization: Bearer TOKEN)");
     ResponseHead head;
-    head.status = 401;
-    head.content_type = "text/plain; charset=utf-8";
-    head.content_length = body.size();
     // Basic first, so browsers offer their login prompt; curl -u :TOKEN
     // and Bearer clients both work.
     head.add("WWW-Authenticate", "Basic realm=\"uvhttpd\", charset=\"UTF-8\"");
     head.add("WWW-Authenticate", "Bearer realm=\"uvhttpd\"");
-    ex.respond(head, Body::mem(body));
+    respond_text(ex, 401, "writes need the server's token (Authorization: Bearer TOKEN)", head);
 }
 
 constexpr std::string_view kProbeMethods = "GET, HEAD";
@@ -114,14 +109,12 @@ void handle_metrics(Exchange& ex) {
 
 std::string_view allowed_methods(const Site& site) { return site.writes_enabled ? kAllMethods : kReadMethods; }
 
-void respond_error(Exchange& ex, int status, std::string_view detail, std::string_view allow) {
+void respond_text(Exchange& ex, int status, std::string_view detail, ResponseHead head) {
     std::string& body = ex.text();
     format_error_body(body, status, detail);
-    ResponseHead head;
     head.status = status;
     head.content_type = "text/plain; charset=utf-8";
     head.content_length = body.size();
-    head.allow = allow;
     ex.respond(head, Body::mem(body));
 }
 

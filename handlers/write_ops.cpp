@@ -210,16 +210,10 @@ void put_committed(Exchange& ex) {
     ResponseHead head;
     head.etag = etag;
     head.last_modified = job.st.st_mtim.tv_sec;
-    std::string location;
-    std::string& body = ex.text();
     if (job.created) {
-        location = location_for(ex);
-        head.status = 201;
+        std::string location = location_for(ex);
         head.location = location;
-        format_error_body(body, 201, location);
-        head.content_type = "text/plain; charset=utf-8";
-        head.content_length = body.size();
-        return ex.respond(head, Body::mem(body));
+        return respond_text(ex, 201, location, head);
     }
     head.status = 204;
     ex.respond(head, Body::none());
@@ -319,14 +313,9 @@ void mkcol_done(Exchange& ex) {
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
     std::string location = location_for(ex);
     if (location.empty() || location.back() != '/') location.push_back('/');
-    std::string& body = ex.text();
-    format_error_body(body, 201, location);
     ResponseHead head;
-    head.status = 201;
     head.location = location;
-    head.content_type = "text/plain; charset=utf-8";
-    head.content_length = body.size();
-    ex.respond(head, Body::mem(body));
+    respond_text(ex, 201, location, head);
 }
 
 void setup_job(Exchange& ex) {

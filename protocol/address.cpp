@@ -1,4 +1,5 @@
 #include "protocol/address.h"
+#include "protocol/text.h"
 
 #include <arpa/inet.h>
 
@@ -10,12 +11,6 @@ namespace uvh {
 namespace {
 
 constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 bool parse_ip(std::string_view text, uint8_t out[16]) {
     char buf[INET6_ADDRSTRLEN + 1];
@@ -72,7 +67,7 @@ PeerAddress PeerAddress::from_sockaddr(const sockaddr* sa) {
 }
 
 bool PeerAddress::parse(std::string_view text, PeerAddress& out) {
-    text = trim(text);
+    text = trim_ows(text);
     out = PeerAddress{};
     std::string_view host = text, port;
     if (!text.empty() && text.front() == '[') {
@@ -112,7 +107,7 @@ bool Cidr::contains(const PeerAddress& a) const {
 }
 
 bool Cidr::parse(std::string_view text, Cidr& out) {
-    text = trim(text);
+    text = trim_ows(text);
     out = Cidr{};
     size_t slash = text.find('/');
     std::string_view host = text.substr(0, slash);
@@ -153,7 +148,7 @@ std::vector<std::string_view> forwarded_for(std::string_view field) {
         size_t j = 0;
         while (j < element.size()) {
             size_t semi = element.find(';', j);
-            std::string_view pair = trim(element.substr(j, semi == std::string_view::npos ? std::string_view::npos : semi - j));
+            std::string_view pair = trim_ows(element.substr(j, semi == std::string_view::npos ? std::string_view::npos : semi - j));
             j = semi == std::string_view::npos ? element.size() : semi + 1;
             if (pair.size() > 4 && (pair[0] == 'f' || pair[0] == 'F') && (pair[1] == 'o' || pair[1] == 'O') &&
                 (pair[2] == 'r' || pair[2] == 'R') && pair[3] == '=') {
@@ -170,7 +165,7 @@ std::vector<std::string_view> split_list(std::string_view field) {
     std::vector<std::string_view> out;
     while (!field.empty()) {
         size_t comma = field.find(',');
-        out.push_back(trim(field.substr(0, comma)));
+        out.push_back(trim_ows(field.substr(0, comma)));
         if (comma == std::string_view::npos) break;
         field = field.substr(comma + 1);
     }

@@ -1,16 +1,11 @@
 #include "protocol/etag.h"
+#include "protocol/text.h"
 
 #include <fmt/format.h>
 
 namespace uvh {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 // etagc = "!" / %x23-7E / obs-text
 bool valid_etagc(unsigned char c) { return c == 0x21 || (c >= 0x23 && c != 0x7f); }
@@ -61,7 +56,7 @@ bool etag_list_matches(std::string_view list, std::string_view etag, bool strong
             // Not an entity-tag: skip to the next comma.
             while (i < list.size() && list[i] != ',') ++i;
         }
-        ParsedTag theirs = parse_tag(trim(list.substr(start, i - start)));
+        ParsedTag theirs = parse_tag(trim_ows(list.substr(start, i - start)));
         if (!theirs.ok) continue;
         if (strong && theirs.weak) continue;
         if (theirs.opaque == mine.opaque) return true;
@@ -69,6 +64,6 @@ bool etag_list_matches(std::string_view list, std::string_view etag, bool strong
     return false;
 }
 
-bool is_star(std::string_view field) { return trim(field) == "*"; }
+bool is_star(std::string_view field) { return trim_ows(field) == "*"; }
 
 }  // namespace uvh

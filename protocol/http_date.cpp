@@ -1,4 +1,5 @@
 #include "protocol/http_date.h"
+#include "protocol/text.h"
 
 #include <cstring>
 
@@ -154,8 +155,7 @@ std::string http_date(time_t t) {
 
 std::optional<time_t> parse_http_date(std::string_view s) {
     // Surrounding whitespace is not part of the field value (RFC 9110 §5.5).
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    s = trim_ows(s);
     if (auto t = parse_imf(s)) return t;
     if (auto t = parse_rfc850(s)) return t;
     return parse_asctime(s);

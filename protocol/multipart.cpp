@@ -1,4 +1,5 @@
 #include "protocol/multipart.h"
+#include "protocol/text.h"
 
 namespace uvh {
 
@@ -18,14 +19,6 @@ bool is_tchar(char c) {
 
 bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-    return true;
-}
 
 size_t skip_ows(std::string_view s, size_t i) {
     while (i < s.size() && is_ows(s[i])) ++i;
@@ -133,17 +126,17 @@ struct Disposition {
 // parameters name, filename, filename* (RFC 6266 §4.1).
 bool parse_disposition(std::string_view v, Disposition& d) {
     size_t type_end = skip_token(v, 0);
-    if (type_end == 0 || !iequals(v.substr(0, type_end), "form-data")) return false;
+    if (type_end == 0 || !iequals_ascii(v.substr(0, type_end), "form-data")) return false;
     bool duplicate = false;
     ParamWalk w = walk_params(v.substr(type_end), [&](std::string_view name, std::string_view value) {
-        if (iequals(name, "name")) {
+        if (iequals_ascii(name, "name")) {
             if (d.has_name) {
                 duplicate = true;
                 return true;
             }
             d.has_name = true;
             d.name.assign(value);
-        } else if (iequals(name, "filename") || iequals(name, "filename*")) {
+        } else if (iequals_ascii(name, "filename") || iequals_ascii(name, "filename*")) {
             d.has_filename = true;
         }
         return false;
@@ -174,7 +167,7 @@ MultipartStatus parse_part_headers(std::string_view body, size_t& pos, Dispositi
         size_t e = value.size();
         while (e > b && is_ows(value[e - 1])) --e;
         value = value.substr(b, e - b);
-        if (iequals(line.substr(0, colon), "content-disposition")) {
+        if (iequals_ascii(line.substr(0, colon), "content-disposition")) {
             if (d.seen) return MultipartStatus::Malformed;
             d.seen = true;
             if (!parse_disposition(value, d)) return MultipartStatus::Malformed;
@@ -214,7 +207,7 @@ bool media_type_param(std::string_view content_type, std::string_view name, std:
     if (!split_essence(content_type, type, subtype, rest)) return false;
     bool found = false;
     ParamWalk w = walk_params(rest, [&](std::string_view n, std::string_view v) {
-        if (!iequals(n, name)) return false;
+        if (!iequals_ascii(n, name)) return false;
         value.assign(v);
         found = true;
         return true;

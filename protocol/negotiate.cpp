@@ -1,27 +1,11 @@
 #include "protocol/negotiate.h"
+#include "protocol/text.h"
 
 #include <string>
 
 namespace uvh {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
 
 // qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )  (RFC 9110
 // §12.4.2); -1 when malformed.
@@ -51,11 +35,11 @@ struct Member {
 Member parse_member(std::string_view m) {
     Member out;
     size_t semi = m.find(';');
-    out.value = trim(m.substr(0, semi));
+    out.value = trim_ows(m.substr(0, semi));
     while (semi != std::string_view::npos) {
         m = m.substr(semi + 1);
         semi = m.find(';');
-        std::string_view param = trim(m.substr(0, semi));
+        std::string_view param = trim_ows(m.substr(0, semi));
         if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
             out.q = parse_qvalue(param.substr(2));
             if (out.q < 0) return {out.value, 0.0};
@@ -68,7 +52,7 @@ template <typename F>
 void for_each_member(std::string_view list, F&& f) {
     while (!list.empty()) {
         size_t comma = list.find(',');
-        std::string_view piece = trim(list.substr(0, comma));
+        std::string_view piece = trim_ows(list.substr(0, comma));
         if (!piece.empty()) f(parse_member(piece));
         if (comma == std::string_view::npos) break;
         list = list.substr(comma + 1);
@@ -81,7 +65,7 @@ double coding_quality(std::string_view accept_encoding, std::string_view coding)
     if (!accept_encoding.data()) return 0.0;
     double specific = -1, wildcard = -1;
     for_each_member(accept_encoding, [&](const Member& m) {
-        if (iequals(m.value, coding)) {
+        if (iequals_ascii(m.value, coding)) {
             specific = m.q;
         } else if (m.value == "*") {
             wildcard = m.q;
@@ -93,7 +77,7 @@ double coding_quality(std::string_view accept_encoding, std::string_view coding)
 }
 
 int choose_media_type(std::string_view accept, std::initializer_list<std::string_view> candidates) {
-    if (!accept.data() || trim(accept).empty()) return candidates.size() ? 0 : -1;
+    if (!accept.data() || trim_ows(accept).empty()) return candidates.size() ? 0 : -1;
     int best = -1;
     double best_q = 0;
     int best_spec = -1;
@@ -108,9 +92,9 @@ int choose_media_type(std::string_view accept, std::initializer_list<std::string
             if (s == std::string_view::npos) return;
             std::string_view mt = m.value.substr(0, s), ms = m.value.substr(s + 1);
             int this_spec = -1;
-            if (iequals(mt, type) && iequals(ms, sub)) {
+            if (iequals_ascii(mt, type) && iequals_ascii(ms, sub)) {
                 this_spec = 2;
-            } else if (iequals(mt, type) && ms == "*") {
+            } else if (iequals_ascii(mt, type) && ms == "*") {
                 this_spec = 1;
             } else if (mt == "*" && ms == "*") {
                 this_spec = 0;

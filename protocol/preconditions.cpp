@@ -2,6 +2,7 @@
 
 #include "protocol/etag.h"
 #include "protocol/http_date.h"
+#include "protocol/text.h"
 
 namespace uvh {
 
@@ -38,10 +39,7 @@ Precondition evaluate_preconditions(const Conditionals& c, bool safe, const Repr
 bool if_range_allows_partial(std::string_view if_range, const Representation& r) {
     if (!if_range.data()) return true;
     if (!r.exists) return false;
-    while (!if_range.empty() && (if_range.front() == ' ' || if_range.front() == '\t'))
-        if_range.remove_prefix(1);
-    while (!if_range.empty() && (if_range.back() == ' ' || if_range.back() == '\t'))
-        if_range.remove_suffix(1);
+    if_range = trim_ows(if_range);
     // An entity-tag starts with a quote or W/"; a date starts with a day
     // name (which may well be "Wed").
     if (if_range.starts_with("W/\"")) return false;  // strong comparison: weak never matches

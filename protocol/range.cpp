@@ -1,4 +1,5 @@
 #include "protocol/range.h"
+#include "protocol/text.h"
 
 #include <algorithm>
 
@@ -7,12 +8,6 @@
 namespace uvh {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 bool parse_u64(std::string_view s, uint64_t& out) {
     if (s.empty() || s.size() > 19) return false;  // 19 digits always fit
@@ -44,7 +39,7 @@ constexpr uint64_t kMergeGap = 80;
 
 RangeOutcome evaluate_range(std::string_view header, uint64_t size, std::vector<ByteRange>& out) {
     out.clear();
-    header = trim(header);
+    header = trim_ows(header);
     if (!starts_with_bytes_unit(header)) return RangeOutcome::Full;
     std::string_view set = header.substr(6);
 
@@ -52,7 +47,7 @@ RangeOutcome evaluate_range(std::string_view header, uint64_t size, std::vector<
     bool satisfiable_suffix_on_empty = false;
     while (true) {
         size_t comma = set.find(',');
-        std::string_view spec = trim(set.substr(0, comma));
+        std::string_view spec = trim_ows(set.substr(0, comma));
         if (!spec.empty()) {
             if (++specs > kMaxRanges) {
                 out.clear();

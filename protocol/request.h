@@ -8,6 +8,7 @@
 
 #include "protocol/preconditions.h"
 #include "protocol/target.h"
+#include "protocol/text.h"
 
 namespace uvh {
 
@@ -61,6 +62,5 @@ struct Request {
     std::string_view find(std::string_view name) const;
 };
 
-bool iequals_ascii(std::string_view a, std::string_view b);
 
 }  // namespace uvh

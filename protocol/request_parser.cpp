@@ -1,20 +1,10 @@
 #include "protocol/request_parser.h"
+#include "protocol/text.h"
 
 #include <array>
 #include <cstring>
 
 namespace uvh {
-
-bool iequals_ascii(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-        unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-        if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
-        if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
 
 std::string_view Request::find(std::string_view name) const {
     for (const Header& h : headers)
@@ -49,12 +39,6 @@ Method map_method(uint8_t m) {
     case HTTP_MKCOL: return Method::Mkcol;
     default: return Method::Other;
     }
-}
-
-std::string_view trim_ows(std::string_view s) {
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    return s;
 }
 
 // An empty but present field value must still have a non-null data().

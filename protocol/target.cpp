@@ -1,4 +1,5 @@
 #include "protocol/target.h"
+#include "protocol/text.h"
 
 #include <array>
 
@@ -6,24 +7,6 @@
 namespace uvh {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 void split_query(std::string_view rest, Target& t) {
     size_t q = rest.find('?');
@@ -55,7 +38,7 @@ Target parse_target(std::string_view raw) {
     size_t colon = raw.find("://");
     if (colon == std::string_view::npos) return t;
     std::string_view scheme = raw.substr(0, colon);
-    if (!iequals(scheme, "http") && !iequals(scheme, "https")) return t;
+    if (!iequals_ascii(scheme, "http") && !iequals_ascii(scheme, "https")) return t;
     std::string_view rest = raw.substr(colon + 3);
     size_t end = rest.find_first_of("/?#");
     t.authority = rest.substr(0, end);
