@@ -1,5 +1,4 @@
 #include "core/connection.h"
-#include "protocol/text.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -15,6 +14,7 @@
 #include "protocol/response.h"
 #include "protocol/status.h"
 #include "protocol/target.h"
+#include "protocol/text.h"
 
 namespace uvh {
 

@@ -1,10 +1,11 @@
 #include "protocol/address.h"
-#include "protocol/text.h"
 
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "protocol/text.h"
 
 namespace uvh {
 

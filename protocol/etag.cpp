@@ -1,7 +1,8 @@
 #include "protocol/etag.h"
-#include "protocol/text.h"
 
 #include <fmt/format.h>
+
+#include "protocol/text.h"
 
 namespace uvh {
 

@@ -1,7 +1,8 @@
 #include "protocol/http_date.h"
-#include "protocol/text.h"
 
 #include <cstring>
+
+#include "protocol/text.h"
 
 namespace uvh {
 

@@ -1,4 +1,5 @@
 #include "protocol/multipart.h"
+
 #include "protocol/text.h"
 
 namespace uvh {

@@ -1,7 +1,8 @@
 #include "protocol/negotiate.h"
-#include "protocol/text.h"
 
 #include <string>
+
+#include "protocol/text.h"
 
 namespace uvh {
 

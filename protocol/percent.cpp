@@ -1,4 +1,5 @@
 #include "protocol/percent.h"
+
 #include "protocol/text.h"
 
 namespace uvh {

@@ -1,9 +1,10 @@
 #include "protocol/range.h"
-#include "protocol/text.h"
 
 #include <algorithm>
 
 #include <fmt/format.h>
+
+#include "protocol/text.h"
 
 namespace uvh {
 

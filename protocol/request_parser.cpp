@@ -1,8 +1,9 @@
 #include "protocol/request_parser.h"
-#include "protocol/text.h"
 
 #include <array>
 #include <cstring>
+
+#include "protocol/text.h"
 
 namespace uvh {
 

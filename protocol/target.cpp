@@ -1,7 +1,8 @@
 #include "protocol/target.h"
-#include "protocol/text.h"
 
 #include <array>
+
+#include "protocol/text.h"
 
 
 namespace uvh {
