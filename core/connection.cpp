@@ -145,9 +145,9 @@ void Connection::on_poll_close(uv_handle_t* h) {
 void Connection::unref() {
     if (--refs_ > 0) return;
     // The handle is closed and no libuv request points at us any more.
-    if (tx_fd_ >= 0) close_fd_async(tx_fd_);
-    tx_fd_ = -1;
     if (s_) {
+        if (s_->tx.fd >= 0) close_fd_async(s_->tx.fd);
+        s_->tx.fd = -1;
         release_job_resources();
         parser_.attach(nullptr);
         server_.pool().put(s_);
@@ -426,7 +426,7 @@ void Connection::update_reading() {
 
 bool Connection::parse_blocked() const {
     if (paused_at_head_ || msg_complete_) return true;
-    if (body_mode_ == BodyMode::Deliver && reader_busy_ && s_->body.size() >= reader_.chunk) return true;
+    if (body_mode_ == BodyMode::Deliver && reader_busy_ && s_->body.size() >= s_->tx.reader.chunk) return true;
     if (writing_ && s_->out.size() >= kOutHighWater) return true;
     return false;
 }
@@ -601,8 +601,8 @@ void Connection::on_parse_error() {
 // ------------------------------------------------------- handler interface
 
 void Connection::offload(WorkFn work, DoneFn done) {
-    work_fn_ = work;
-    done_fn_ = done;
+    s_->tx.work = work;
+    s_->tx.work_done = done;
     work_is_sendfile_ = false;
     s_->work_req.data = this;
     if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
@@ -621,7 +621,7 @@ void Connection::on_work(uv_work_t* req) {
     if (c->work_is_sendfile_) {
         c->sendfile_step();
     } else {
-        c->work_fn_(c->s_->job);
+        c->s_->tx.work(c->s_->job);
     }
 }
 
@@ -638,7 +638,7 @@ void Connection::on_after_work(uv_work_t* req, int status) {
         if (c->s_) c->release_job_resources();
         c->after_processing();
     } else {
-        DoneFn done = c->done_fn_;
+        DoneFn done = c->s_->tx.work_done;
         done(*c);
         c->kick();
     }
@@ -658,7 +658,7 @@ void Connection::discard_body() {
 
 void Connection::read_body(const BodyReader& reader) {
     if (body_mode_ != BodyMode::Undecided) return;
-    reader_ = reader;
+    s_->tx.reader = reader;
     body_mode_ = BodyMode::Deliver;
     if (request().has_body() && !counted_upload_) {
         counted_upload_ = true;
@@ -700,16 +700,16 @@ void Connection::deliver_body() {
     if (body_mode_ != BodyMode::Deliver || reader_busy_ || reader_ended_ || abandoned_ ||
         closing_ != Closing::No || response_started_)
         return;
-    if (!s_->body.empty() && (s_->body.size() >= reader_.chunk || msg_complete_)) {
+    if (!s_->body.empty() && (s_->body.size() >= s_->tx.reader.chunk || msg_complete_)) {
         s_->body_handed.swap(s_->body);
         s_->body.clear();
         reader_busy_ = true;
-        reader_.data(*this, s_->body_handed);
+        s_->tx.reader.data(*this, s_->body_handed);
         return;
     }
     if (msg_complete_ && s_->body.empty()) {
         reader_ended_ = true;
-        reader_.end(*this);
+        s_->tx.reader.end(*this);
     }
 }
 
@@ -761,12 +761,12 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
         return;
     case Body::Kind::File:
     case Body::Kind::Multipart:
-        tx_fd_ = body.fd;
-        tx_layout_ = body.kind == Body::Kind::Multipart ? body.layout : nullptr;
-        tx_offset_ = body.offset;
-        tx_length_ = body.length;
-        tx_segment_ = 0;
-        tx_done_ = 0;
+        s_->tx.fd = body.fd;
+        s_->tx.layout = body.kind == Body::Kind::Multipart ? body.layout : nullptr;
+        s_->tx.offset = body.offset;
+        s_->tx.length = body.length;
+        s_->tx.segment = 0;
+        s_->tx.done = 0;
         tx_active_ = true;
         pump_body();
         return;
@@ -896,7 +896,7 @@ void Connection::finish_exchange() {
     msg_complete_ = false;
     paused_at_head_ = false;
     body_mode_ = BodyMode::Undecided;
-    reader_ = {};
+    s_->tx.reader = {};
     reader_busy_ = reader_ended_ = false;
     s_->body.clear();
     s_->body_handed.clear();
@@ -918,55 +918,55 @@ void Connection::pump_body() {
         std::string_view memory;
         uint64_t file_off = 0, file_len = 0;
         bool is_file = false, end = false;
-        if (tx_layout_) {
-            size_t part = tx_segment_ / 2;
-            if (tx_segment_ % 2 == 0) {
-                if (part < tx_layout_->parts.size()) {
-                    const auto& p = tx_layout_->parts[part];
-                    memory = std::string_view(tx_layout_->text).substr(p.head_offset, p.head_length);
-                } else if (part == tx_layout_->parts.size()) {
-                    memory = std::string_view(tx_layout_->text)
-                                 .substr(tx_layout_->tail_offset, tx_layout_->tail_length);
+        if (s_->tx.layout) {
+            size_t part = s_->tx.segment / 2;
+            if (s_->tx.segment % 2 == 0) {
+                if (part < s_->tx.layout->parts.size()) {
+                    const auto& p = s_->tx.layout->parts[part];
+                    memory = std::string_view(s_->tx.layout->text).substr(p.head_offset, p.head_length);
+                } else if (part == s_->tx.layout->parts.size()) {
+                    memory = std::string_view(s_->tx.layout->text)
+                                 .substr(s_->tx.layout->tail_offset, s_->tx.layout->tail_length);
                 } else {
                     end = true;
                 }
             } else {
-                const ByteRange& br = tx_layout_->parts[part].range;
+                const ByteRange& br = s_->tx.layout->parts[part].range;
                 is_file = true;
                 file_off = br.first;
                 file_len = br.length();
             }
-        } else if (tx_segment_ == 0) {
+        } else if (s_->tx.segment == 0) {
             is_file = true;
-            file_off = tx_offset_;
-            file_len = tx_length_;
+            file_off = s_->tx.offset;
+            file_len = s_->tx.length;
         } else {
             end = true;
         }
 
         if (end) {
             tx_active_ = false;
-            close_fd_async(tx_fd_);
-            tx_fd_ = -1;
+            close_fd_async(s_->tx.fd);
+            s_->tx.fd = -1;
             if (timeout_node.list == &server_.send_timeouts) disarm();
             response_done();
             return;
         }
         if (!is_file) {
             s_->out.append(memory);
-            ++tx_segment_;
+            ++s_->tx.segment;
             continue;
         }
-        if (tx_done_ >= file_len) {
-            ++tx_segment_;
-            tx_done_ = 0;
+        if (s_->tx.done >= file_len) {
+            ++s_->tx.segment;
+            s_->tx.done = 0;
             continue;
         }
         // Earlier bytes (the head) must be on the socket before sendfile
         // writes to it from a worker thread.
         flush();
         if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
-        start_sendfile(file_off + tx_done_, file_len - tx_done_);
+        start_sendfile(file_off + s_->tx.done, file_len - s_->tx.done);
         return;
     }
 }
@@ -989,8 +989,8 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
         if (int sndbuf = static_cast<int>(server_.config().send_buffer); sndbuf > 0)
             setsockopt(sock_dup_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     }
-    send_off_ = offset;
-    send_left_ = length;
+    s_->tx.send_off = offset;
+    s_->tx.send_left = length;
     work_is_sendfile_ = true;
     s_->work_req.data = this;
     if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
@@ -1003,45 +1003,45 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
     ++refs_;
     ++server_.metrics().threadpool_jobs;
     if (timeout_node.list != &server_.send_timeouts) {
-        send_progress_ = 0;
+        s_->tx.progress = 0;
         arm(server_.send_timeouts);
     }
 }
 
 void Connection::sendfile_step() {
-    auto off = static_cast<off_t>(send_off_);
-    uint64_t left = send_left_;
+    auto off = static_cast<off_t>(s_->tx.send_off);
+    uint64_t left = s_->tx.send_left;
     int64_t sent = 0;
-    send_errno_ = 0;
-    send_again_ = false;
+    s_->tx.send_errno = 0;
+    s_->tx.again = false;
     while (left > 0 && static_cast<uint64_t>(sent) < kSendStep) {
         size_t want = static_cast<size_t>(std::min<uint64_t>(left, kSendStep - static_cast<uint64_t>(sent)));
-        ssize_t n = sendfile(sock_dup_, tx_fd_, &off, want);
+        ssize_t n = sendfile(sock_dup_, s_->tx.fd, &off, want);
         if (n > 0) {
             sent += n;
             left -= static_cast<uint64_t>(n);
             continue;
         }
         if (n == 0) {
-            send_errno_ = EIO;  // the file shrank under us
+            s_->tx.send_errno = EIO;  // the file shrank under us
             break;
         }
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
-            send_again_ = true;
+            s_->tx.again = true;
             break;
         }
-        send_errno_ = errno;
+        s_->tx.send_errno = errno;
         break;
     }
-    send_result_ = sent;
+    s_->tx.sent = sent;
 }
 
 void Connection::after_sendfile() {
     if (closing_ == Closing::Closed) return;
-    server_.metrics().bytes_out += static_cast<uint64_t>(send_result_);
-    tx_done_ += static_cast<uint64_t>(send_result_);
-    if (send_errno_ != 0) {
+    server_.metrics().bytes_out += static_cast<uint64_t>(s_->tx.sent);
+    s_->tx.done += static_cast<uint64_t>(s_->tx.sent);
+    if (s_->tx.send_errno != 0) {
         // The peer went away, or the file was truncated while we sent it:
         // the promised Content-Length can no longer be kept.
         abort();
@@ -1049,12 +1049,12 @@ void Connection::after_sendfile() {
     }
     // The send timeout restarts only on real progress: a reader that takes
     // a few bytes now and then (slow read) must not keep a response alive.
-    send_progress_ += static_cast<uint64_t>(send_result_);
-    if (send_progress_ >= kMinProgress) {
-        send_progress_ = 0;
+    s_->tx.progress += static_cast<uint64_t>(s_->tx.sent);
+    if (s_->tx.progress >= kMinProgress) {
+        s_->tx.progress = 0;
         arm(server_.send_timeouts);
     }
-    if (send_again_) {
+    if (s_->tx.again) {
         wait_writable();
         return;
     }

@@ -157,25 +157,8 @@ private:
     bool have_request_ = false;    // a head was parsed for this exchange
     bool counted_upload_ = false;  // in Metrics::uploads_in_flight
 
-    // Transmission of a file body: segments are alternately memory (part
-    // heads of multipart/byteranges) and file ranges.
-    int tx_fd_ = -1;
-    const MultipartLayout* tx_layout_ = nullptr;
-    uint64_t tx_offset_ = 0, tx_length_ = 0;  // single range
-    uint32_t tx_segment_ = 0;
-    uint64_t tx_done_ = 0;  // bytes of the current file segment sent
-    uint64_t send_off_ = 0, send_left_ = 0;  // the sendfile step in flight
-    uint64_t send_progress_ = 0;             // bytes sent since the send timeout was armed
-
-    // Offloaded work: either a handler job or a sendfile step.
-    WorkFn work_fn_ = nullptr;
-    DoneFn done_fn_ = nullptr;
     bool work_is_sendfile_ = false;
-    int64_t send_result_ = 0;  // bytes sent by the last step
-    int send_errno_ = 0;
-    bool send_again_ = false;
 
-    BodyReader reader_{};
     int response_status_ = 0;
     uint64_t body_bytes_ = 0;
 };

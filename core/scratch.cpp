@@ -25,6 +25,7 @@ void Scratch::reset(size_t keep) {
     body.clear();
     body_handed.clear();
     request_id.clear();
+    tx = Transfer{};
     if (job.entries.capacity() > 1024) std::vector<DirEntry>().swap(job.entries);
 }
 

@@ -12,12 +12,37 @@
 #include <string>
 #include <vector>
 
+#include "handlers/exchange.h"
 #include "handlers/file_job.h"
 #include "protocol/address.h"
 #include "protocol/range.h"
 #include "protocol/request_parser.h"
 
 namespace uvh {
+
+// The state of an exchange that only an active connection needs: sending
+// a file body, the job being offloaded, the body reader. Kept here rather
+// than in the connection so an idle keep-alive connection stays small.
+struct Transfer {
+    // A file body: segments are alternately memory (part heads of
+    // multipart/byteranges) and file ranges.
+    int fd = -1;
+    const MultipartLayout* layout = nullptr;
+    uint64_t offset = 0, length = 0;  // single range
+    uint32_t segment = 0;
+    uint64_t done = 0;                 // bytes of the current file segment sent
+    uint64_t send_off = 0, send_left = 0;  // the sendfile step in flight
+    uint64_t progress = 0;             // bytes sent since the send timeout was armed
+    int64_t sent = 0;                  // bytes sent by the last step
+    int send_errno = 0;
+    bool again = false;                // the socket was full
+
+    // Offloaded work: either a handler job or a sendfile step.
+    WorkFn work = nullptr;
+    DoneFn work_done = nullptr;
+
+    BodyReader reader{};
+};
 
 struct Scratch {
     RequestStorage req;
@@ -32,6 +57,7 @@ struct Scratch {
     PeerAddress client;       // the client of the current request
     FileJob job;
     MultipartLayout multipart;
+    Transfer tx;
     uv_write_t write_req{};
     uv_work_t work_req{};
     uv_shutdown_t shutdown_req{};
