@@ -26,6 +26,7 @@ struct CachedRep {
     std::string_view content_type;  // from the static MIME table
     std::string_view encoding;      // "", "gzip" or "br" (static strings)
     time_t last_modified = 0;
+    std::string fields;  // the representation fields of a 200, formatted
 };
 
 struct CachedEntry {

@@ -41,6 +41,7 @@ struct FileView {
     bool database = false;
     bool in_memory = false;  // `data` holds all `size` bytes
     std::string_view data;
+    std::string_view fields;  // the 200's representation fields, preformatted (cache)
     int fd = -1;  // owned by the job; taken when sent with sendfile
 };
 
@@ -213,6 +214,7 @@ void serve_view(Exchange& ex, FileView& v) {
     }
 
     head.content_length = v.size;
+    if (!v.fields.empty()) head.fragment = v.fields;  // formatted when the file was cached
     if (v.in_memory) return ex.respond(head, Body::mem(v.data));
     int fd = v.fd;
     ex.job().fd = -1;
@@ -244,6 +246,15 @@ void serve_opened_file(Exchange& ex) {
         rep.content_type = v.content_type;
         rep.encoding = v.encoding;
         rep.last_modified = v.last_modified;
+        ResponseHead h;
+        h.content_type = v.content_type;
+        h.etag = etag;
+        h.last_modified = v.last_modified;
+        h.accept_ranges = true;
+        h.content_encoding = v.encoding;
+        if (v.has_variants) h.vary = "Accept-Encoding";
+        h.cache_control = ex.site().cache_control;
+        rep.fields = representation_fields(h);
         bool exists[3] = {true, (job.number & 2) != 0, (job.number & 4) != 0};
         cache->store(ex.path(), variant_of(v.encoding), std::move(rep), exists, job.started_generation, ex.now_ms());
     }
@@ -299,6 +310,7 @@ bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
     v.has_variants = e.has_variants();
     v.in_memory = true;
     v.data = rep.content;
+    v.fields = rep.fields;
     serve_view(ex, v);
     return true;
 }

@@ -53,15 +53,10 @@ std::string_view cached_http_date(time_t t) {
     return {text, kHttpDateLen};
 }
 
-void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, std::string_view date_line,
-                std::string_view server_line) {
-    w.put(status_line(h.status));
-    w.put(date_line);
-    w.put(server_line);
+// The fields that describe the representation (RFC 9110 §8): a cache can
+// keep them formatted and pass them as a fragment.
+void write_representation(HeadWriter& w, const ResponseHead& h) {
     if (!h.content_type.empty()) w.field("Content-Type", h.content_type);
-    // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
-    // repeat the 200's value, so it is left out.
-    if (status_allows_body(h.status)) w.field("Content-Length", fmt::format_int(h.content_length).c_str());
     if (!h.etag.empty()) w.field("ETag", h.etag);
     if (h.last_modified >= 0) w.field("Last-Modified", cached_http_date(h.last_modified));
     if (h.accept_ranges) w.put("Accept-Ranges: bytes\r\n");
@@ -69,9 +64,23 @@ void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, st
     if (!h.content_range.empty()) w.field("Content-Range", h.content_range);
     if (!h.vary.empty()) w.field("Vary", h.vary);
     if (!h.cache_control.empty()) w.field("Cache-Control", h.cache_control);
+}
+
+void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, std::string_view date_line,
+                std::string_view server_line) {
+    w.put(status_line(h.status));
+    w.put(date_line);
+    w.put(server_line);
+    // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
+    // repeat the 200's value, so it is left out.
+    if (status_allows_body(h.status)) w.field("Content-Length", fmt::format_int(h.content_length).c_str());
+    if (h.fragment.empty()) {
+        write_representation(w, h);
+    } else {
+        w.put(h.fragment);
+    }
     if (!h.location.empty()) w.field("Location", h.location);
     if (!h.allow.empty()) w.field("Allow", h.allow);
-    w.put(h.fragment);
     for (int i = 0; i < h.extra_count; ++i) w.field(h.extra[i].name, h.extra[i].value);
     if (!framing.request_id.empty()) w.field("X-Request-Id", framing.request_id);
     w.put("X-Content-Type-Options: nosniff\r\n");
@@ -106,6 +115,13 @@ void write_response_head(std::string& out, const ResponseHead& h, const Framing&
             return;
         }
     }
+}
+
+std::string representation_fields(const ResponseHead& h) {
+    char buf[2048];
+    HeadWriter w(buf, sizeof buf);
+    write_representation(w, h);
+    return w.ok() ? std::string(w.text()) : std::string();
 }
 
 void format_error_body(std::string& out, int status, std::string_view detail) {

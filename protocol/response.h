@@ -28,7 +28,10 @@ struct ResponseHead {
     bool html = false;           // adds X-Frame-Options: DENY
     bool close = false;          // the server wants to close after this
 
-    // Already formatted field lines, each ending in CRLF (from caches).
+    // The representation fields (Content-Type, ETag, Last-Modified,
+    // Accept-Ranges, Content-Encoding, Content-Range, Vary, Cache-Control)
+    // already formatted by representation_fields(), each line ending in
+    // CRLF; when set, the fields above are not written again.
     std::string_view fragment;
 
     struct Field {
@@ -52,6 +55,10 @@ struct Framing {
 // Appends the head; `date_line` and `server_line` are complete field lines.
 void write_response_head(std::string& out, const ResponseHead& head, const Framing& framing,
                          std::string_view date_line, std::string_view server_line);
+
+// The representation fields of `head`, formatted once so a cache can pass
+// them as ResponseHead::fragment on every response. Empty if too long.
+std::string representation_fields(const ResponseHead& head);
 
 // The standard one-line text/plain error body: "404 Not Found: detail\n".
 void format_error_body(std::string& out, int status, std::string_view detail);

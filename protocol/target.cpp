@@ -111,11 +111,7 @@ PathStatus normalize_path(std::string_view raw, std::string& out) {
     return PathStatus::Ok;
 }
 
-bool has_hidden_segment(std::string_view p) {
-    for (size_t i = 0; i + 1 < p.size(); ++i)
-        if (p[i] == '/' && p[i + 1] == '.') return true;
-    return false;
-}
+bool has_hidden_segment(std::string_view p) { return p.find("/.") != std::string_view::npos; }
 
 std::string relative_path(std::string_view p) {
     while (!p.empty() && p.front() == '/') p.remove_prefix(1);
