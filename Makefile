@@ -4,6 +4,8 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 PORT       ?= 8080
 JOBS       ?= $(shell nproc)
@@ -13,11 +15,12 @@ DEMO_SITE  ?= $(BUILD)/demo-site
 PACKAGES := cmake g++ make pkgconf python3 curl \
             libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
             wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
-            chromium fonts-liberation nodejs dpkg-dev
+            chromium fonts-liberation nodejs dpkg-dev \
+            clang libclang-rt-14-dev llvm
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build asan tsan run test test-release test-asan test-tsan bench soak clean
+.PHONY: all deps build asan tsan fuzz-build run test test-release test-asan test-tsan test-fuzz fuzz bench soak clean
 
 all: build
 
@@ -44,7 +47,7 @@ run: build
 	@mkdir -p $(DEMO_SITE) && cp -rn docs/demo/. $(DEMO_SITE)/
 	./$(BUILD)/uvhttpd --port $(PORT) --root $(DEMO_SITE)
 
-test: test-release test-asan test-tsan
+test: test-release test-asan test-tsan test-fuzz
 
 # Playwright for the browser test, from the lock file (the browser itself
 # is Debian's chromium, above; npm comes with nodejs).
@@ -68,6 +71,17 @@ tsan: deps
 test-tsan: tsan
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN_BUILD)/test/integration/integration_tests
 
+# libFuzzer over the whole request path (test/fuzz/README.md), built with
+# clang, ASan and UBSan. `make test` fuzzes for 60 s; `make fuzz
+# FUZZ_SECONDS=3600` for longer.
+fuzz-build: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DUVH_FUZZ=ON -DUVH_TESTS=OFF -DUVH_PCH=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_request
+
+fuzz test-fuzz: fuzz-build
+	test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BUILD)/test/fuzz/fuzz_request
+
 bench: build
 	bench/run
 
@@ -76,4 +90,4 @@ soak: build
 	test/soak/soak.py --binary $(BUILD)/uvhttpd --seconds $(SOAK_SECONDS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

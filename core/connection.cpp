@@ -249,6 +249,16 @@ void Connection::on_timeout(TimeoutList* which) {
 void Connection::arm(TimeoutList& list) { list.arm(timeout_node, server_.now_ms()); }
 void Connection::disarm() { TimeoutList::disarm(timeout_node); }
 
+// Nothing is left to send: the send timeout ends, and a request body still
+// arriving (a response can precede the end of its request, e.g. an early
+// error while the body is discarded) is back under the body timeout, so no
+// connection is ever left without a deadline.
+void Connection::send_finished() {
+    disarm();
+    if (in_exchange_ && !msg_complete_ && !paused_at_head_ && !work_busy_ && closing_ == Closing::No)
+        arm(server_.body_timeouts);
+}
+
 void Connection::close_fd_async(int fd) {
     if (fd < 0) return;
     auto* req = new uv_fs_t;
@@ -801,7 +811,8 @@ void Connection::send_error_and_close(int status, std::string_view detail) {
     size_t before = s_->out.size();
     write_response_head(s_->out, head, Framing{false, false, s_->request_id}, server_.date().header_line(),
                         server_.site().server_line);
-    s_->out.append(body);
+    // RFC 9110 §9.3.2: no content in a response to HEAD, errors included.
+    if (!have_request_ || request().method != Method::Head) s_->out.append(body);
     response_bytes_ = s_->out.size() - before;
     response_done();
 }
@@ -846,7 +857,7 @@ void Connection::on_write(uv_write_t* req, int status) {
     } else if (c->closing_ != Closing::Closed) {
         c->server_.metrics().bytes_out += c->s_->writing.size();
         c->s_->writing.clear();
-        if (c->timeout_node.list == &c->server_.send_timeouts && c->closing_ == Closing::No) c->disarm();
+        if (c->timeout_node.list == &c->server_.send_timeouts && c->closing_ == Closing::No) c->send_finished();
         c->kick();
     }
     c->unref();
@@ -854,7 +865,11 @@ void Connection::on_write(uv_write_t* req, int status) {
 
 void Connection::response_done() {
     response_done_ = true;
-    if (msg_complete_ || close_after_) finish_exchange();
+    if (msg_complete_ || close_after_) {
+        finish_exchange();
+    } else if (!timeout_node.list) {
+        send_finished();
+    }
     kick();
 }
 
@@ -919,17 +934,17 @@ void Connection::pump_body() {
         uint64_t file_off = 0, file_len = 0;
         bool is_file = false, end = false;
         if (s_->tx.layout) {
+            // 2n+1 segments: n heads, n ranges, then the closing delimiter.
             size_t part = s_->tx.segment / 2;
-            if (s_->tx.segment % 2 == 0) {
-                if (part < s_->tx.layout->parts.size()) {
-                    const auto& p = s_->tx.layout->parts[part];
-                    memory = std::string_view(s_->tx.layout->text).substr(p.head_offset, p.head_length);
-                } else if (part == s_->tx.layout->parts.size()) {
-                    memory = std::string_view(s_->tx.layout->text)
-                                 .substr(s_->tx.layout->tail_offset, s_->tx.layout->tail_length);
-                } else {
-                    end = true;
-                }
+            size_t parts = s_->tx.layout->parts.size();
+            if (s_->tx.segment > 2 * parts) {
+                end = true;
+            } else if (s_->tx.segment == 2 * parts) {
+                memory = std::string_view(s_->tx.layout->text)
+                             .substr(s_->tx.layout->tail_offset, s_->tx.layout->tail_length);
+            } else if (s_->tx.segment % 2 == 0) {
+                const auto& p = s_->tx.layout->parts[part];
+                memory = std::string_view(s_->tx.layout->text).substr(p.head_offset, p.head_length);
             } else {
                 const ByteRange& br = s_->tx.layout->parts[part].range;
                 is_file = true;
@@ -948,7 +963,7 @@ void Connection::pump_body() {
             tx_active_ = false;
             close_fd_async(s_->tx.fd);
             s_->tx.fd = -1;
-            if (timeout_node.list == &server_.send_timeouts) disarm();
+            if (timeout_node.list == &server_.send_timeouts) send_finished();
             response_done();
             return;
         }

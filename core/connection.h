@@ -119,6 +119,7 @@ private:
     void unref();
     void arm(TimeoutList& list);
     void disarm();
+    void send_finished();
 
     uv_tcp_t tcp_{};
     Server& server_;

@@ -18,6 +18,7 @@
 #include "protocol/percent.h"
 #include "protocol/preconditions.h"
 #include "protocol/range.h"
+#include "protocol/target.h"
 
 namespace uvh {
 
@@ -268,12 +269,7 @@ void get_opened(Exchange& ex) {
     case FileJob::Kind::Redirect: {
         // RFC 9110 §15.4.2; the Location keeps the client's encoding.
         const Request& req = ex.request();
-        std::string loc(req.parsed.path);
-        loc.push_back('/');
-        if (!req.parsed.query.empty()) {
-            loc.push_back('?');
-            loc.append(req.parsed.query);
-        }
+        std::string loc = self_location(req.parsed.path, req.parsed.query, true);
         ResponseHead head;
         head.location = loc;
         return respond_text(ex, 301, loc, head);

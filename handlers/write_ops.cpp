@@ -100,8 +100,7 @@ bool open_parent(FileJob& job, std::string& name) {
 }
 
 std::string location_for(const Exchange& ex) {
-    const Request& req = ex.request();
-    return std::string(req.parsed.path);
+    return self_location(ex.request().parsed.path, {}, false);
 }
 
 // ------------------------------------------------------------------- PUT

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "protocol/percent.h"
 #include "protocol/text.h"
 
 
@@ -169,6 +170,22 @@ bool valid_host(std::string_view host) {
         if (!kRegName[c]) return false;
     }
     return true;
+}
+
+std::string self_location(std::string_view raw_path, std::string_view raw_query, bool add_slash) {
+    // pchar = unreserved / pct-encoded / sub-delims / ":" / "@" (RFC 3986 §3.3)
+    constexpr std::string_view kPath = "/%!$&'()*+,;=:@";
+    constexpr std::string_view kQuery = "/?%!$&'()*+,;=:@";
+    while (raw_path.size() > 1 && raw_path[0] == '/' && raw_path[1] == '/') raw_path.remove_prefix(1);
+    std::string out;
+    if (raw_path.empty() || raw_path[0] != '/') out.push_back('/');
+    percent_encode(raw_path, out, kPath);
+    if (add_slash && out.back() != '/') out.push_back('/');
+    if (!raw_query.empty()) {
+        out.push_back('?');
+        percent_encode(raw_query, out, kQuery);
+    }
+    return out;
 }
 
 std::string_view path_status_message(PathStatus s) {

@@ -48,4 +48,12 @@ bool valid_host(std::string_view host);
 
 std::string_view path_status_message(PathStatus s);
 
+// A Location (RFC 9110 §10.2.2) naming the client's own target: `raw_path`
+// with one leading '/', then "/" when add_slash, then "?" and `raw_query`
+// when there is one. Bytes outside RFC 3986 pchar, "/", "?" and "%" are
+// percent-encoded, so the client's encoding is kept but a target such as
+// "//evil.example/" cannot turn into a network-path reference (an open
+// redirect) and no raw control byte reaches a header.
+std::string self_location(std::string_view raw_path, std::string_view raw_query, bool add_slash);
+
 }  // namespace uvh

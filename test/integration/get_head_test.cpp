@@ -113,6 +113,19 @@ TEST_CASE("a directory without its slash redirects with 301", "[get][dir]") {
     CHECK(enc.header("location") == "/d%6fcs/");
 }
 
+TEST_CASE("a redirect Location never leaves the server (no //host open redirect)", "[get][dir]") {
+    // Found by the fuzzer: "//docs" used to be echoed as "//docs/", which a
+    // browser reads as the host "docs" (RFC 3986 §4.2 network-path reference).
+    TestServer t;
+    t.root().mkdir("evil.example");
+    HttpResponse r = t.get("//evil.example");
+    CHECK(r.status == 301);
+    CHECK(r.header("location") == "/evil.example/");
+    HttpResponse q = t.get("///evil.example?to=//x");
+    CHECK(q.status == 301);
+    CHECK(q.header("location") == "/evil.example/?to=//x");
+}
+
 TEST_CASE("directory listing: escaped, encoded, directories first, with the form", "[get][dir]") {
     TestServer t;
     t.root().write("b.txt", "bb");

@@ -281,6 +281,41 @@ TEST_CASE("keepalive-requests closes after N requests", "[ops][limits]") {
     CHECK(c.wait_closed());
 }
 
+TEST_CASE("a body that stalls after its early response is still under the body timeout", "[ops][timeout]") {
+    // Found by the fuzzer: a GET with a body is answered before the body
+    // ends (the body is read and dropped); a client that then stops sending
+    // used to keep the connection forever.
+    // Sent from the disk (past --inline-max), so the send timeout runs and
+    // ends while the body is still open.
+    TestServer t([](uvh::Config& c) {
+        c.body_timeout_ms = 300;
+        c.inline_max = 16;
+    });
+    const std::string content(4000, 'A');
+    t.root().write("a.txt", content);
+    for (const char* framing : {"Content-Length: 100\r\n\r\nonly a part",
+                                "Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"}) {
+        RawClient c(t);
+        c.send(std::string("GET /a.txt HTTP/1.1\r\nHost: x\r\n") + framing);
+        auto r = c.read_response(false, std::chrono::seconds(5));
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body == content);
+        CHECK(c.wait_closed(std::chrono::seconds(5)));
+    }
+}
+
+TEST_CASE("an error answer to HEAD carries no body", "[http]") {
+    TestServer t;
+    RawClient c(t);
+    c.send("HEAD /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n");
+    auto r = c.read_response(true, std::chrono::seconds(5));
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    CHECK(c.wait_closed());
+    CHECK(c.buffered().empty());
+}
+
 TEST_CASE("the body timeout closes a stalled upload with 408", "[ops][timeout]") {
     TestServer t([](uvh::Config& c) { c.body_timeout_ms = 300; });
     RawClient c(t);

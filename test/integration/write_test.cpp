@@ -62,6 +62,13 @@ TEST_CASE("PUT creates (201 + Location) then replaces (204)", "[put]") {
     CHECK(temp_files(t.root().path()) == 0);
 }
 
+TEST_CASE("the Location of a created file is a path on this server", "[put]") {
+    TestServer t;
+    HttpResponse created = one(t, put("//new.txt", "x"));
+    CHECK(created.status == 201);
+    CHECK(created.header("location") == "/new.txt");
+}
+
 TEST_CASE("PUT with a chunked body", "[put]") {
     TestServer t;
     HttpResponse r = one(t, "PUT /c.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
