@@ -550,9 +550,10 @@ RecordStore::RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file)
 }
 
 RecordStore::~RecordStore() {
-    if (busy_) {
-        // The job would write into freed memory; there is no safe way on.
-        std::fputs("uvhttpd: RecordStore destroyed with a job in flight\n", stderr);
+    if (busy_ || (timer_inited_ && !timer_closed_)) {
+        // The job would write into freed memory, or the loop would keep a
+        // dangling timer; there is no safe way on.
+        std::fputs("uvhttpd: RecordStore destroyed with a job in flight or before close() finished\n", stderr);
         std::abort();
     }
 }
@@ -561,14 +562,25 @@ void RecordStore::submit(Op* op) {
     op->status = closing_ ? 503 : 0;  // a refused op still completes through a job
     op->created = false;
     queued_.push_back(op);
-    if (!busy_) start_job();
+    if (busy_) return;
+    if (gathering_) {
+        if (queued_.size() < expected_) return;
+        uv_timer_stop(&gather_timer_);
+        gathering_ = false;
+    }
+    start_job();
 }
 
 void RecordStore::close(std::function<void()> closed) {
     closing_ = true;
     closed_ = std::move(closed);
-    // An empty job when idle, so that `closed` runs later on the loop and
-    // never inside close().
+    if (gathering_) {
+        uv_timer_stop(&gather_timer_);
+        gathering_ = false;
+    }
+    if (timer_inited_) uv_close(reinterpret_cast<uv_handle_t*>(&gather_timer_), timer_closed_cb);
+    // An empty job when idle (it also runs what was gathering), so that
+    // `closed` runs later on the loop and never inside close().
     if (!busy_) start_job();
 }
 
@@ -579,6 +591,43 @@ void RecordStore::start_job() {
     job_batches_ = 0;
     // Fails only without a work callback.
     uv_queue_work(loop_, &work_, work_cb, after_cb);
+}
+
+// Group commit only pays when the ops of one commit arrive together. With
+// many clients each waiting for its answer, starting a job for the first op
+// that comes back locks the others out for a whole fdatasync, and the
+// batches settle into alternating 1 and N-1. So after a job of `expected`
+// ops the next one starts as soon as that many are queued, or after
+// kGatherMs, whichever comes first; a lone client (expected 1) never waits.
+void RecordStore::gather(size_t expected) {
+    if (!timer_inited_) {
+        uv_timer_init(loop_, &gather_timer_);
+        gather_timer_.data = this;
+        timer_inited_ = true;
+    }
+    gathering_ = true;
+    expected_ = expected;
+    uv_timer_start(&gather_timer_, gather_cb, kGatherMs, 0);
+}
+
+void RecordStore::gather_cb(uv_timer_t* timer) {
+    auto* self = static_cast<RecordStore*>(timer->data);
+    self->gathering_ = false;
+    if (!self->busy_ && !self->queued_.empty()) self->start_job();
+}
+
+void RecordStore::timer_closed_cb(uv_handle_t* handle) {
+    auto* self = static_cast<RecordStore*>(handle->data);
+    self->timer_closed_ = true;
+    self->maybe_closed();
+}
+
+void RecordStore::maybe_closed() {
+    if (!closing_ || busy_ || !closed_ || !queued_.empty()) return;
+    if (timer_inited_ && !timer_closed_) return;
+    auto closed = std::move(closed_);
+    closed_ = nullptr;
+    closed();
 }
 
 void RecordStore::work_cb(uv_work_t* req) { static_cast<RecordStore*>(req->data)->run_job(); }
@@ -639,6 +688,7 @@ void RecordStore::run_job() {
 void RecordStore::after_cb(uv_work_t* req, int /*status: never cancelled*/) {
     auto* self = static_cast<RecordStore*>(req->data);
     self->batches_ += self->job_batches_;
+    size_t ran = self->running_.size();
     // busy_ stays set while the callbacks run: an op submitted from done()
     // queues for the next job instead of disturbing running_.
     for (Op* op : self->running_) {
@@ -647,12 +697,18 @@ void RecordStore::after_cb(uv_work_t* req, int /*status: never cancelled*/) {
     }
     self->running_.clear();
     self->busy_ = false;
-    if (!self->queued_.empty()) {
+    if (self->closing_) {
+        if (!self->queued_.empty()) {
+            self->start_job();
+        } else {
+            self->maybe_closed();
+        }
+    } else if (self->queued_.size() >= ran && !self->queued_.empty()) {
         self->start_job();
-    } else if (self->closing_ && self->closed_) {
-        auto closed = std::move(self->closed_);
-        self->closed_ = nullptr;
-        closed();
+    } else if (ran > 1) {
+        self->gather(ran);
+    } else if (!self->queued_.empty()) {
+        self->start_job();
     }
 }
 

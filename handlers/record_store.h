@@ -183,7 +183,11 @@ public:
 private:
     static void work_cb(uv_work_t* req);
     static void after_cb(uv_work_t* req, int status);
+    static void gather_cb(uv_timer_t* timer);
+    static void timer_closed_cb(uv_handle_t* handle);
     void start_job();
+    void gather(size_t expected);
+    void maybe_closed();
     void run_job();  // on the threadpool
 
     uv_loop_t* loop_;
@@ -194,6 +198,16 @@ private:
     std::function<void()> closed_;
     std::vector<Op*> queued_;   // loop thread only
     std::vector<Op*> running_;  // the job's; the loop touches it only when no job is in flight
+
+    // Gathering (see gather()): after a job of N ops, the next one waits up
+    // to kGatherMs for N ops to queue, so the clients that job answered
+    // share the next fdatasync instead of splitting into 1 and N-1.
+    static constexpr uint64_t kGatherMs = 1;
+    uv_timer_t gather_timer_ {};
+    bool timer_inited_ = false;
+    bool timer_closed_ = false;
+    bool gathering_ = false;
+    size_t expected_ = 0;
 
     // Worker scratch, reused job after job.
     std::vector<RecordFile::Append> scratch_;

@@ -777,6 +777,49 @@ TEST_CASE("RecordStore: ops that arrive during a job go together into the next",
     h.finish();
 }
 
+TEST_CASE("RecordStore: after a batch of N the next job gathers N ops (or waits briefly)", "[records][store]") {
+    using K = RecordStore::Op::Kind;
+    Harness h;
+    for (int i = 0; i < 5; ++i) h.submit(h.make(K::Append, rec("")));
+    REQUIRE(h.wait_all());  // {1}, then {2, 3, 4, 5}
+    REQUIRE(h.store.batches() == 2);
+    // The four clients come back one by one, each in its own loop pass:
+    // they share one job instead of the first running alone.
+    for (int i = 0; i < 4; ++i) {
+        h.submit(h.make(K::Append, rec("")));
+        uv_run(&h.loop.loop, UV_RUN_NOWAIT);
+    }
+    REQUIRE(h.wait_all());
+    CHECK(h.store.batches() == 3);
+    // Only one comes back: it runs once the short gathering time is over.
+    auto* lone = h.make(K::Append, rec(""));
+    h.submit(lone);
+    REQUIRE(h.wait_all());
+    CHECK(lone->status == 201);
+    CHECK(lone->rec.id == "10");
+    CHECK(h.store.batches() == 4);
+    // And a lone client after a lone job never waits for a timer: its job
+    // is queued inside submit().
+    uint64_t jobs = h.store.jobs();
+    h.submit(h.make(K::Append, rec("")));
+    CHECK(h.store.jobs() == jobs + 1);
+    REQUIRE(h.wait_all());
+    h.finish();
+}
+
+TEST_CASE("RecordStore: close while gathering runs the waiting ops and then closes", "[records][store]") {
+    using K = RecordStore::Op::Kind;
+    Harness h;
+    for (int i = 0; i < 3; ++i) h.submit(h.make(K::Append, rec("")));
+    REQUIRE(h.wait_all());
+    auto* waiting = h.make(K::Append, rec(""));
+    h.submit(waiting);  // gathering: expects 2
+    CHECK(waiting->status == 0);
+    h.finish();
+    CHECK(waiting->status == 201);
+    CHECK(lines_of(read_file(h.db)).size() == 4);
+}
+
 TEST_CASE("RecordStore: mixed operations run in arrival order", "[records][store]") {
     using K = RecordStore::Op::Kind;
     Harness h;
