@@ -13,7 +13,7 @@ import time
 import http.client
 
 import uvhlib
-from uvhlib import Server, TempRoot, curl, free_port, run
+from uvhlib import Server, TempRoot, curl, free_port, recv_to_eof, run
 
 INDEX = "<!DOCTYPE html><title>x</title>" + "x" * 540
 
@@ -167,12 +167,7 @@ def test_out_of_descriptors_neither_spins_nor_crashes():
                 try:
                     c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
                     c.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    data = b""
-                    while True:
-                        chunk = c.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
+                    data = recv_to_eof(c)
                     c.close()
                     ok = data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nA")
                 except OSError as e:
@@ -230,12 +225,7 @@ def test_sigterm_finishes_an_inflight_upload_then_exits_0():
         c.sendall(b"u" * 100000)
         s.proc.send_signal(signal.SIGTERM)
         c.sendall(b"u" * 100000)
-        resp = b""
-        while True:
-            chunk = c.recv(4096)
-            if not chunk:
-                break
-            resp += chunk
+        resp = recv_to_eof(c)
         assert resp.startswith(b"HTTP/1.1 201"), resp[:200]
         assert b"Connection: close" in resp
         assert s.proc.wait(timeout=20) == 0

@@ -95,6 +95,21 @@ def read_line(stream, timeout):
     return buf
 
 
+def recv_to_eof(sock, timeout=30):
+    """Everything the peer sends until it closes (bounded by timeout)."""
+    deadline = time.monotonic() + timeout
+    parts = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no EOF within {timeout}s")
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+
+
 def run(cmd, timeout=120, check=True, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and r.returncode != 0:
