@@ -34,7 +34,8 @@ constexpr uint64_t kDiscardLimit = 64 * 1024;
 constexpr uint64_t kLingerBytes = 1ull << 20;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-// Bytes a response must move within each --send-timeout to stay alive.
+// Bytes a response must move within each --send-timeout, and a request
+// body within each --body-timeout, to stay alive.
 constexpr uint64_t kMinProgress = 16 * 1024;
 
 }  // namespace
@@ -256,7 +257,25 @@ void Connection::disarm() { TimeoutList::disarm(timeout_node); }
 void Connection::send_finished() {
     disarm();
     if (in_exchange_ && !msg_complete_ && !paused_at_head_ && !work_busy_ && closing_ == Closing::No)
-        arm(server_.body_timeouts);
+        arm_body_timeout();
+}
+
+void Connection::arm_body_timeout() {
+    if (s_) s_->tx.rx_progress = 0;
+    arm(server_.body_timeouts);
+}
+
+// The body timeout restarts only on real progress, like the send timeout:
+// a client that trickles a few bytes now and then (slow body) must not keep
+// an upload open for hours. Time our own disk work takes is not counted
+// (offload() disarms; the next bytes arm afresh).
+void Connection::body_progress(size_t len) {
+    if (timeout_node.list != &server_.body_timeouts || !s_) {
+        arm_body_timeout();
+        return;
+    }
+    s_->tx.rx_progress += len;
+    if (s_->tx.rx_progress >= kMinProgress) arm_body_timeout();
 }
 
 void Connection::close_fd_async(int fd) {
@@ -478,7 +497,7 @@ void Connection::on_body_bytes(void* ctx, const char* data, size_t len) {
     auto* c = static_cast<Connection*>(ctx);
     c->body_bytes_ += len;
     if (c->body_mode_ == BodyMode::Deliver && !c->abandoned_) c->s_->body.append(data, len);
-    if (!c->work_busy_) c->arm(c->server_.body_timeouts);
+    if (!c->work_busy_) c->body_progress(len);
 }
 
 int Connection::validate_head(const char*& why) {
@@ -661,7 +680,7 @@ void Connection::discard_body() {
     if (paused_at_head_) {
         paused_at_head_ = false;
         parser_.resume();
-        if (request().has_body()) arm(server_.body_timeouts);
+        if (request().has_body()) arm_body_timeout();
     }
     kick();
 }
@@ -682,7 +701,7 @@ void Connection::read_body(const BodyReader& reader) {
     if (paused_at_head_) {
         paused_at_head_ = false;
         parser_.resume();
-        if (request().has_body()) arm(server_.body_timeouts);
+        if (request().has_body()) arm_body_timeout();
     }
     kick();
 }

@@ -120,6 +120,8 @@ private:
     void arm(TimeoutList& list);
     void disarm();
     void send_finished();
+    void arm_body_timeout();
+    void body_progress(size_t len);
 
     uv_tcp_t tcp_{};
     Server& server_;

@@ -33,6 +33,7 @@ struct Transfer {
     uint64_t done = 0;                 // bytes of the current file segment sent
     uint64_t send_off = 0, send_left = 0;  // the sendfile step in flight
     uint64_t progress = 0;             // bytes sent since the send timeout was armed
+    uint64_t rx_progress = 0;          // body bytes read since the body timeout was armed
     int64_t sent = 0;                  // bytes sent by the last step
     int send_errno = 0;
     bool again = false;                // the socket was full

@@ -316,6 +316,27 @@ TEST_CASE("an error answer to HEAD carries no body", "[http]") {
     CHECK(c.buffered().empty());
 }
 
+TEST_CASE("a body that trickles in is closed by the body timeout too", "[ops][timeout]") {
+    // slowhttptest -B: a few bytes now and then. Each --body-timeout must
+    // bring 16 KiB (or the end of the body), as nginx's client_body_timeout
+    // alone would let this run for hours.
+    TestServer t([](uvh::Config& c) { c.body_timeout_ms = 300; });
+    RawClient c(t);
+    c.send("PUT /slow.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    bool closed = false;
+    int sent = 0;
+    while (sent < 1000 && !closed) {  // 1 byte every 20 ms: 20 s for the whole body
+        c.send("x");
+        ++sent;
+        t.spin_for(std::chrono::milliseconds(20));
+        closed = c.wait_closed(std::chrono::milliseconds(1));
+    }
+    REQUIRE(closed);
+    CHECK(sent < 1000);
+    CHECK(c.buffered().rfind("HTTP/1.1 408", 0) == 0);
+    CHECK_FALSE(t.root().exists("slow.txt"));
+}
+
 TEST_CASE("the body timeout closes a stalled upload with 408", "[ops][timeout]") {
     TestServer t([](uvh::Config& c) { c.body_timeout_ms = 300; });
     RawClient c(t);
