@@ -139,7 +139,7 @@ def test_slow_clients_do_not_starve_normal_ones():
             for mode, extra in (("-H", ["-u", url]), ("-B", ["-u", s.url + "database.txt", "-s", "65536"]),
                                 ("-X", ["-u", s.url + "big.bin", "-k", "3", "-n", "3", "-w", "10", "-y", "20",
                                         "-z", "32"])):
-                args = ["nice", "-n", "19", "slowhttptest", mode, "-c", "1000", "-r", "500", "-i", "1", "-l", "10",
+                args = ["chrt", "--idle", "0", "slowhttptest", mode, "-c", "1000", "-r", "500", "-i", "1", "-l", "10",
                         "-p", "3"] + extra
                 _, baseline = wrk_run(url)
                 attack = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
