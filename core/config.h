@@ -28,7 +28,7 @@ struct Config {
     uint64_t max_body_size = 1ull << 30;
     size_t inline_max = 64 * 1024;
     size_t cache_size = 64ull << 20;  // 0: no small-file cache
-    size_t send_buffer = 256 * 1024;  // SO_SNDBUF for file bodies; 0: the kernel's autotuning
+    size_t send_buffer = 256 * 1024;  // TCP_NOTSENT_LOWAT for file bodies; 0: no limit
     uint64_t cache_revalidate_ms = 500;
 
     // Timeouts, in milliseconds (the flags take seconds).

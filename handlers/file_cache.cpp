@@ -10,11 +10,19 @@ CachedEntry* FileCache::find(std::string_view url_path, uint64_t now_ms) {
         return nullptr;
     }
     CachedEntry& e = it->second;
-    if (now_ms - e.loaded_ms >= revalidate_ms_) {
-        // Old enough that another process may have changed the file: read
-        // it again rather than trust it.
+    // Another process may change the file at any time. From two thirds of
+    // the interval one request reads it again while the others are still
+    // served the entry; at the full interval an entry not yet replaced is
+    // dropped, so a change always shows within the interval.
+    uint64_t age = now_ms - e.loaded_ms;
+    if (age >= revalidate_ms_) {
         ++misses_;
         erase(url_path);
+        return nullptr;
+    }
+    if (age >= revalidate_ms_ * 2 / 3 && !e.revalidating) {
+        e.revalidating = true;
+        ++misses_;
         return nullptr;
     }
     // Most recently used to the front; splice moves a node, no allocation.
@@ -29,7 +37,7 @@ void FileCache::store(std::string_view url_path, CachedEntry::Variant v, CachedR
     if (it != map_.end()) {
         CachedEntry& e = it->second;
         bool same_layout = e.variant_exists[1] == variant_exists[1] && e.variant_exists[2] == variant_exists[2];
-        if (!same_layout) {
+        if (!same_layout || e.revalidating) {  // a new read replaces the old one whole
             erase(url_path);
             it = map_.end();
         }
