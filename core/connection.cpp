@@ -338,6 +338,7 @@ void Connection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     auto* c = static_cast<Connection*>(s->data);
+    c->server_.tick_clock();
     if (nread > 0) {
         c->server_.metrics().bytes_in += static_cast<uint64_t>(nread);
         if (c->closing_ == Closing::Lingering) {
@@ -587,7 +588,7 @@ void Connection::on_head() {
     body_bytes_ = 0;
     response_status_ = 0;
     have_request_ = true;
-    start_ns_ = uv_hrtime();
+    start_ns_ = server_.clock_ns();
     response_bytes_ = 0;
     disarm();
     const Request& r = request();
@@ -657,6 +658,7 @@ void Connection::on_work(uv_work_t* req) {
 
 void Connection::on_after_work(uv_work_t* req, int status) {
     auto* c = static_cast<Connection*>(req->data);
+    c->server_.tick_clock();
     c->work_busy_ = false;
     --c->server_.metrics().threadpool_jobs;
     if (c->work_is_sendfile_) {
@@ -710,6 +712,7 @@ void Connection::read_body(const BodyReader& reader) {
 void Connection::hold() { ++refs_; }
 
 void Connection::release(DoneFn done) {
+    server_.tick_clock();
     if (closing_ == Closing::No && !abandoned_ && s_) {
         done(*this);
         kick();
@@ -825,7 +828,7 @@ void Connection::send_error_and_close(int status, std::string_view detail) {
     head.close = true;
     if (s_->request_id.empty()) server_.next_request_id(s_->request_id);
     if (!have_request_) {
-        start_ns_ = uv_hrtime();
+        start_ns_ = server_.clock_ns();
         s_->client = peer_;
     }
     size_t before = s_->out.size();
@@ -871,6 +874,7 @@ void Connection::flush() {
 
 void Connection::on_write(uv_write_t* req, int status) {
     auto* c = static_cast<Connection*>(req->data);
+    c->server_.tick_clock();
     c->writing_ = false;
     if (status < 0) {
         c->abort();
@@ -895,7 +899,7 @@ void Connection::response_done() {
 
 void Connection::log_exchange() {
     Metrics& m = server_.metrics();
-    uint64_t duration_us = (uv_hrtime() - start_ns_) / 1000;
+    uint64_t duration_us = (server_.clock_ns() - start_ns_) / 1000;
     const Request* r = have_request_ ? &request() : nullptr;
     m.request_done(r ? r->method : Method::Other, response_status_, duration_us);
     AccessLog& log = server_.access_log();
@@ -926,7 +930,10 @@ void Connection::finish_exchange() {
     }
     have_request_ = false;
     s_->request_id.clear();
-    release_job_resources();
+    if (job_used_) {  // a cache hit never touches it
+        release_job_resources();
+        job_used_ = false;
+    }
     in_exchange_ = false;
     msg_complete_ = false;
     paused_at_head_ = false;

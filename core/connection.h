@@ -48,7 +48,10 @@ public:
     uint64_t now_ms() const override;
     std::string_view path() const override { return s_->path; }
     const PeerAddress& client() const override { return s_->client; }
-    FileJob& job() override { return s_->job; }
+    FileJob& job() override {
+        job_used_ = true;
+        return s_->job;
+    }
     std::string& text() override { return s_->text; }
     MultipartLayout& multipart() override { return s_->multipart; }
     void offload(WorkFn work, DoneFn done) override;
@@ -158,6 +161,7 @@ private:
     bool reader_ended_ = false;
     bool proxy_pending_ = false;   // a PROXY header must come first
     bool have_request_ = false;    // a head was parsed for this exchange
+    bool job_used_ = false;        // the handler touched the FileJob: reset it at the end
     bool counted_upload_ = false;  // in Metrics::uploads_in_flight
 
     bool work_is_sendfile_ = false;

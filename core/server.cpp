@@ -352,6 +352,7 @@ void Server::on_tick(uv_timer_t* t) {
 }
 
 void Server::expire_timeouts() {
+    tick_clock();
     uint64_t now = uv_now(loop_);
     for (TimeoutList* list : {&header_timeouts, &idle_timeouts, &body_timeouts, &send_timeouts,
                               &linger_timeouts}) {
