@@ -19,6 +19,10 @@ namespace {
 constexpr size_t kFlushAt = 64 * 1024;
 // If the disk cannot keep up, drop lines past this rather than grow.
 constexpr size_t kMaxBuffered = 8 * 1024 * 1024;
+// A burst may grow the two buffers up to kMaxBuffered; past this, a buffer
+// that was written out is given back, so a long-running server's memory
+// returns to its usual size after the burst.
+constexpr size_t kKeepCapacity = 4 * kFlushAt;
 
 constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -153,6 +157,7 @@ void AccessLog::on_written(uv_fs_t* req) {
         ++log->dropped_;
     }
     log->inflight_.clear();
+    if (log->inflight_.capacity() > kKeepCapacity) std::string().swap(log->inflight_);
     if (log->reopen_pending_) {
         log->reopen_pending_ = false;
         log->reopen();

@@ -544,8 +544,8 @@ int RecordFile::recover() {
 
 // --------------------------------------------------------------- RecordStore
 
-RecordStore::RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file)
-    : loop_(loop), file_(std::move(file)) {
+RecordStore::RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file, uint64_t gather_ms)
+    : loop_(loop), file_(std::move(file)), gather_ms_(gather_ms) {
     work_.data = this;
 }
 
@@ -598,7 +598,7 @@ void RecordStore::start_job() {
 // that comes back locks the others out for a whole fdatasync, and the
 // batches settle into alternating 1 and N-1. So after a job of `expected`
 // ops the next one starts as soon as that many are queued, or after
-// kGatherMs, whichever comes first; a lone client (expected 1) never waits.
+// gather_ms_, whichever comes first; a lone client (expected 1) never waits.
 void RecordStore::gather(size_t expected) {
     if (!timer_inited_) {
         uv_timer_init(loop_, &gather_timer_);
@@ -607,7 +607,7 @@ void RecordStore::gather(size_t expected) {
     }
     gathering_ = true;
     expected_ = expected;
-    uv_timer_start(&gather_timer_, gather_cb, kGatherMs, 0);
+    uv_timer_start(&gather_timer_, gather_cb, gather_ms_, 0);
 }
 
 void RecordStore::gather_cb(uv_timer_t* timer) {

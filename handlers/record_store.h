@@ -161,7 +161,10 @@ public:
         void (*done)(Op& op) = nullptr;  // called on the loop thread when the op finished
     };
 
-    RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file);
+    static constexpr uint64_t kGatherMs = 1;
+    // gather_ms: how long the next job may wait for the ops of the last one
+    // (see gather()); tests make it long so that no timer decides.
+    RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file, uint64_t gather_ms = kGatherMs);
     // Must not run while a job is in flight: close() and wait for `closed`.
     ~RecordStore();
     RecordStore(const RecordStore&) = delete;
@@ -200,9 +203,9 @@ private:
     std::vector<Op*> running_;  // the job's; the loop touches it only when no job is in flight
 
     // Gathering (see gather()): after a job of N ops, the next one waits up
-    // to kGatherMs for N ops to queue, so the clients that job answered
+    // to gather_ms_ for N ops to queue, so the clients that job answered
     // share the next fdatasync instead of splitting into 1 and N-1.
-    static constexpr uint64_t kGatherMs = 1;
+    uint64_t gather_ms_;
     uv_timer_t gather_timer_ {};
     bool timer_inited_ = false;
     bool timer_closed_ = false;
