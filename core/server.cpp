@@ -1,6 +1,7 @@
 #include "core/server.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -349,6 +350,12 @@ void Server::on_tick(uv_timer_t* t) {
     s->date_.refresh(std::time(nullptr));
     s->expire_timeouts();
     s->log_->flush();
+    // Give freed heap back to the kernel now and then. Uploads, listings and
+    // record rewrites allocate on threadpool threads, each with its own
+    // malloc arena, and glibc keeps what they free: over hours a busy
+    // server's RSS would creep up without anything being in use. Cheap
+    // (well under a millisecond for this heap), once every 10 s.
+    if (++s->ticks_ % 40 == 0) malloc_trim(0);
 }
 
 void Server::expire_timeouts() {

@@ -119,6 +119,7 @@ private:
     Metrics metrics_;
     std::vector<Cidr> trust_proxy_;
     uint64_t clock_ns_ = uv_hrtime();
+    uint64_t ticks_ = 0;
     uint64_t boot_id_ = 0;
     uint64_t request_counter_ = 0;
 

@@ -118,6 +118,9 @@ TEST_CASE("preconditions: If-None-Match (step 3)", "[preconditions]") {
         {"star, missing, unsafe (create-only PUT)", inm("*"), false, kMissing,
          Precondition::Proceed},
         {"tag, missing", inm(kTag), true, kMissing, Precondition::Proceed},
+        // "*" alone or a list of entity-tags (RFC 9110 §13.1.2); a "*" inside
+        // a list is neither, and like nginx we do not read it as a wildcard.
+        {"star inside a list is not a wildcard", inm("\"nope\", *"), true, kExisting, Precondition::Proceed},
         {"match in a list", inm("\"a\", \"b\",\"v1\""), true, kExisting,
          Precondition::NotModified},
         {"weak tag matches (weak comparison)", inm("W/\"v1\""), true, kExisting,
