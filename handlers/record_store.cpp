@@ -703,12 +703,10 @@ void RecordStore::after_cb(uv_work_t* req, int /*status: never cancelled*/) {
         } else {
             self->maybe_closed();
         }
-    } else if (self->queued_.size() >= ran && !self->queued_.empty()) {
+    } else if (!self->queued_.empty() && self->queued_.size() >= ran) {
         self->start_job();
     } else if (ran > 1) {
-        self->gather(ran);
-    } else if (!self->queued_.empty()) {
-        self->start_job();
+        self->gather(ran);  // fewer than last time are back: wait for the rest briefly
     }
 }
 
