@@ -339,7 +339,7 @@ def test_peer_resets_mid_request():
             fds0, rss0 = baseline(s)
             for i in range(50):
                 sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-                sock.sendall(b"GET /ok.txt HTTP/1.1\r\nHost: x\r\nX-Half: " + b"v" * i)
+                sock.sendall(b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\nX-Half: " + b"v" * i)
                 reset(sock)
             check_recovered(s, fds0, rss0, "50 resets mid-head")
 
@@ -469,8 +469,8 @@ def test_eof_in_the_middle_of_a_head():
         t.write("ok.txt", OK_BODY)
         with Server(t.path, *QUIET) as s:
             fds0, rss0 = baseline(s)
-            for part in (b"G", b"GET /ok.txt HTT", b"GET /ok.txt HTTP/1.1\r\nHost: x\r\n",
-                         b"GET /ok.txt HTTP/1.1\r\nHost: x\r\nX-A: b\r\n\r"):
+            for part in (b"G", b"GET /ok.txt HTT", b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\n",
+                         b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n\r"):
                 sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
                 sock.sendall(part)
                 sock.shutdown(socket.SHUT_WR)

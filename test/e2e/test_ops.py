@@ -166,7 +166,7 @@ def test_out_of_descriptors_neither_spins_nor_crashes():
             def client():
                 try:
                     c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
-                    c.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    c.sendall(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                     data = recv_to_eof(c)
                     c.close()
                     ok = data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nA")
@@ -220,7 +220,7 @@ def test_sigterm_finishes_an_inflight_upload_then_exits_0():
         s = Server(root.path, "--drain-delay", "0")
         c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
         # The 100 Continue proves the server has the request in hand.
-        c.sendall(b"PUT /up.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n")
+        c.sendall(b"PUT /up.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n")
         assert c.recv(100).startswith(b"HTTP/1.1 100 Continue")
         c.sendall(b"u" * 100000)
         s.proc.send_signal(signal.SIGTERM)

@@ -1052,9 +1052,9 @@ void restore_fixture() {
 // file open) is opened once before the descriptor baseline is taken.
 void warm_up() {
     const char* reqs[] = {
-        "POST /database.txt HTTP/1.1\r\nHost: w\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-        "Content-Length: 6\r\n\r\nname=wGET /database.txt/1 HTTP/1.1\r\nHost: w\r\n\r\n",
-        "GET /large.bin HTTP/1.1\r\nHost: w\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: w\r\n\r\n",
+        "POST /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Content-Length: 6\r\n\r\nname=wGET /database.txt/1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "GET /large.bin HTTP/1.1\r\nHost: localhost\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
     };
     for (const char* r : reqs) {
         Client c;

@@ -71,7 +71,7 @@ TEST_CASE("conditional GET/HEAD/PUT/DELETE table", "[conditional]") {
     const std::string content = "conditional content\n";
     // Through the server, so the cache drops the old version at once.
     auto reset = [&] {
-        HttpResponse r = t.request("PUT /c.txt HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+        HttpResponse r = t.request("PUT /c.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
                                    std::to_string(content.size()) + "\r\nConnection: close\r\n\r\n" + content);
         REQUIRE((r.status == 201 || r.status == 204));
     };
@@ -94,10 +94,10 @@ TEST_CASE("conditional GET/HEAD/PUT/DELETE table", "[conditional]") {
         } else if (g.status == 200) {
             CHECK(g.body == content);
         }
-        HttpResponse h = t.request("HEAD /c.txt HTTP/1.1\r\nHost: x\r\n" + field + "Connection: close\r\n\r\n", true);
+        HttpResponse h = t.request("HEAD /c.txt HTTP/1.1\r\nHost: localhost\r\n" + field + "Connection: close\r\n\r\n", true);
         CHECK(h.status == c.get_status);
 
-        HttpResponse p = t.request("PUT /c.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n" + field +
+        HttpResponse p = t.request("PUT /c.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n" + field +
                                    "Connection: close\r\n\r\nnew");
         CHECK(p.status == c.put_status);
         CHECK(t.root().read("c.txt") == (p.status == 204 ? "new" : content));
@@ -105,7 +105,7 @@ TEST_CASE("conditional GET/HEAD/PUT/DELETE table", "[conditional]") {
         reset();
         base = t.get("/c.txt");
         field = expand(c.header, base.header("etag"), *uvh::parse_http_date(base.header("last-modified"))) + "\r\n";
-        HttpResponse d = t.request("DELETE /c.txt HTTP/1.1\r\nHost: x\r\n" + field + "Connection: close\r\n\r\n");
+        HttpResponse d = t.request("DELETE /c.txt HTTP/1.1\r\nHost: localhost\r\n" + field + "Connection: close\r\n\r\n");
         CHECK(d.status == c.delete_status);
         CHECK(t.root().exists("c.txt") == (d.status != 204));
     }
@@ -115,13 +115,13 @@ TEST_CASE("preconditions on a missing resource", "[conditional]") {
     TestServer t;
     // GET of a missing file is a 404 whatever the conditions (RFC 9110 §13.2.1).
     CHECK(t.get("/none.txt", "If-Match: *\r\n").status == 404);
-    HttpResponse put_star = t.request("PUT /none.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nIf-Match: *\r\n"
+    HttpResponse put_star = t.request("PUT /none.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nIf-Match: *\r\n"
                                       "Connection: close\r\n\r\nx");
     CHECK(put_star.status == 412);
-    HttpResponse create = t.request("PUT /none.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nIf-None-Match: *\r\n"
+    HttpResponse create = t.request("PUT /none.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nIf-None-Match: *\r\n"
                                     "Connection: close\r\n\r\nx");
     CHECK(create.status == 201);
-    HttpResponse del = t.request("DELETE /missing.txt HTTP/1.1\r\nHost: x\r\nIf-Match: *\r\nConnection: close\r\n\r\n");
+    HttpResponse del = t.request("DELETE /missing.txt HTTP/1.1\r\nHost: localhost\r\nIf-Match: *\r\nConnection: close\r\n\r\n");
     CHECK(del.status == 412);
 }
 
@@ -139,12 +139,12 @@ TEST_CASE("Cache-Control: --cache-control on files, no-cache on listings and dat
 
 TEST_CASE("ETag and Last-Modified agree across GET, HEAD, 206, 304 and PUT", "[conditional]") {
     TestServer t;
-    HttpResponse put = t.request("PUT /v.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789");
+    HttpResponse put = t.request("PUT /v.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789");
     REQUIRE(put.status == 201);
     std::string etag = put.header("etag");
     std::string lm = put.header("last-modified");
     HttpResponse get = t.get("/v.txt");
-    HttpResponse head = t.request("HEAD /v.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true);
+    HttpResponse head = t.request("HEAD /v.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", true);
     HttpResponse part = t.get("/v.txt", "Range: bytes=0-1\r\n");
     HttpResponse nm = t.get("/v.txt", "If-None-Match: " + etag + "\r\n");
     for (const HttpResponse* r : {&get, &head, &part, &nm}) CHECK(r->header("etag") == etag);

@@ -31,7 +31,7 @@ TEST_CASE("HEAD returns exactly GET's headers and no body", "[head]") {
     TestServer t;
     t.root().write("page.html", "<!doctype html><p>hi</p>");
     RawClient c(t);
-    c.send("HEAD /page.html HTTP/1.1\r\nHost: x\r\n\r\nGET /page.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("HEAD /page.html HTTP/1.1\r\nHost: localhost\r\n\r\nGET /page.html HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto head = c.read_response(true);
     auto get = c.read_response();
     REQUIRE(head);
@@ -52,7 +52,7 @@ TEST_CASE("HEAD of a large file sends no body", "[head]") {
     TestServer t;
     t.root().write("big.bin", std::string(300000, 'x'));
     RawClient c(t);
-    c.send("HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("HEAD /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\nGET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto head = c.read_response(true);
     REQUIRE(head);
     CHECK(head->header("content-length") == "300000");
@@ -68,7 +68,7 @@ TEST_CASE("a large file goes out whole and byte-identical", "[get][sendfile]") {
     for (size_t i = 0; data.size() < (3u << 20); ++i) data += std::to_string(i * 2654435761u) + "\n";
     t.root().write("big.txt", data);
     RawClient c(t);
-    c.send("GET /big.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /big.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /big.txt HTTP/1.1\r\nHost: localhost\r\n\r\nGET /big.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto r1 = c.read_response();
     auto r2 = c.read_response();
     REQUIRE(r1);

@@ -305,7 +305,7 @@ void TestServer::spin_for(std::chrono::milliseconds duration) {
 HttpResponse TestServer::get(std::string_view target, std::string_view extra_headers) {
     std::string raw = "GET ";
     raw.append(target);
-    raw.append(" HTTP/1.1\r\nHost: test\r\n");
+    raw.append(" HTTP/1.1\r\nHost: localhost\r\n");
     raw.append(extra_headers);
     raw.append("Connection: close\r\n\r\n");
     return request(raw);

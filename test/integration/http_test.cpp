@@ -11,7 +11,7 @@ TEST_CASE("keep-alive: HTTP/1.1 connections persist by default", "[http][keepali
     t.root().write("a.txt", "A");
     RawClient c(t);
     for (int i = 0; i < 5; ++i) {
-        c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
         auto r = c.read_response();
         REQUIRE(r);
         CHECK(r->status == 200);
@@ -23,7 +23,7 @@ TEST_CASE("keep-alive: Connection: close is honoured", "[http][keepalive]") {
     TestServer t;
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     auto r = c.read_response();
     REQUIRE(r);
     CHECK(r->header("connection") == "close");
@@ -61,11 +61,11 @@ TEST_CASE("pipelined requests are answered in order", "[http][pipeline]") {
     t.root().write("2.txt", std::string(200000, '2'));  // sent with sendfile
     t.root().write("3.txt", "three");
     RawClient c(t);
-    c.send("GET /1.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-           "GET /2.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-           "HEAD /3.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-           "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
-           "GET /3.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /1.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
+           "GET /2.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
+           "HEAD /3.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
+           "GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n"
+           "GET /3.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto r1 = c.read_response();
     auto r2 = c.read_response();
     auto r3 = c.read_response(true);
@@ -82,7 +82,7 @@ TEST_CASE("pipelined requests are answered in order", "[http][pipeline]") {
 TEST_CASE("a request split at every byte gives the same response", "[http][split]") {
     TestServer t;
     t.root().write("s.txt", "split");
-    std::string req = "GET /s.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: byte-by-byte\r\n\r\n";
+    std::string req = "GET /s.txt HTTP/1.1\r\nHost: localhost\r\nUser-Agent: byte-by-byte\r\n\r\n";
     RawClient c(t);
     for (char ch : req) {
         c.send(std::string_view(&ch, 1));
@@ -97,7 +97,7 @@ TEST_CASE("a request split at every byte gives the same response", "[http][split
 TEST_CASE("OPTIONS answers 204 with Allow, for a path and for *", "[http][options]") {
     TestServer t;
     for (const char* target : {"/", "*", "/anything"}) {
-        HttpResponse r = t.request(std::string("OPTIONS ") + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        HttpResponse r = t.request(std::string("OPTIONS ") + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         INFO(target);
         CHECK(r.status == 204);
         CHECK(r.header("allow").find("GET") != std::string::npos);
@@ -130,24 +130,24 @@ TEST_CASE("malformed and unsupported requests get the right status and close", "
         {"missing Host on 1.1 (RFC 9112 3.2)", "GET / HTTP/1.1\r\n\r\n", 400},
         {"duplicate Host (RFC 9112 3.2)", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
         {"malformed Host (RFC 9112 3.2)", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
-        {"target over 8 KiB", "GET " + long_target + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
-        {"header block over 16 KiB", "GET / HTTP/1.1\r\nHost: x\r\n" + big_headers + "\r\n", 431},
-        {"more than 100 header fields", "GET / HTTP/1.1\r\nHost: x\r\n" + many_headers + "\r\n", 431},
-        {"HTTP/2.0 in an HTTP/1 request line", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
-        {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505},
-        {"unknown method", "FROB / HTTP/1.1\r\nHost: x\r\n\r\n", 501},
-        {"asterisk with GET (RFC 9112 3.2.4)", "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400},
-        {"unsupported expectation", "GET / HTTP/1.1\r\nHost: x\r\nExpect: tea\r\nContent-Length: 1\r\n\r\nx", 417},
-        {"obs-fold (RFC 9112 5.2)", "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400},
+        {"target over 8 KiB", "GET " + long_target + " HTTP/1.1\r\nHost: localhost\r\n\r\n", 414},
+        {"header block over 16 KiB", "GET / HTTP/1.1\r\nHost: localhost\r\n" + big_headers + "\r\n", 431},
+        {"more than 100 header fields", "GET / HTTP/1.1\r\nHost: localhost\r\n" + many_headers + "\r\n", 431},
+        {"HTTP/2.0 in an HTTP/1 request line", "GET / HTTP/2.0\r\nHost: localhost\r\n\r\n", 505},
+        {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: localhost\r\n\r\n", 505},
+        {"unknown method", "FROB / HTTP/1.1\r\nHost: localhost\r\n\r\n", 501},
+        {"asterisk with GET (RFC 9112 3.2.4)", "GET * HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
+        {"unsupported expectation", "GET / HTTP/1.1\r\nHost: localhost\r\nExpect: tea\r\nContent-Length: 1\r\n\r\nx", 417},
+        {"obs-fold (RFC 9112 5.2)", "GET / HTTP/1.1\r\nHost: localhost\r\nX: a\r\n b\r\n\r\n", 400},
         {"space before colon (RFC 9112 5.1)", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
         {"CL and TE together (RFC 9112 6.3)",
-         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-        {"TE not ending in chunked (RFC 9112 6.3)", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+         "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+        {"TE not ending in chunked (RFC 9112 6.3)", "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
         {"unknown coding before chunked (RFC 9112 6.1)",
-         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+         "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
         {"TE on HTTP/1.0 (RFC 9112 6.1)", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-        {"bad Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\n", 400},
-        {"path escaping the root", "GET /../x HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"bad Content-Length", "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0x5\r\n\r\n", 400},
+        {"path escaping the root", "GET /../x HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
         {"bare LF line endings", "GET / HTTP/1.1\nHost: x\n\n", 400},
     };
     for (const ErrorCase& c : cases) {
@@ -169,8 +169,8 @@ TEST_CASE("a known but unimplemented method is 501 and keeps the connection", "[
     TestServer t;
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("PATCH /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-           "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("PATCH /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc"
+           "GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto r1 = c.read_response();
     auto r2 = c.read_response();
     REQUIRE((r1 && r2));
@@ -181,7 +181,7 @@ TEST_CASE("a known but unimplemented method is 501 and keeps the connection", "[
 TEST_CASE("an unknown method sent a byte at a time is still 501", "[http][errors][split]") {
     TestServer t;
     RawClient c(t);
-    for (char ch : std::string("FROB / HTTP/1.1\r\nHost: x\r\n\r\n")) {
+    for (char ch : std::string("FROB / HTTP/1.1\r\nHost: localhost\r\n\r\n")) {
         c.send(std::string_view(&ch, 1));
         t.spin_for(std::chrono::milliseconds(0));
     }
@@ -193,7 +193,7 @@ TEST_CASE("an unknown method sent a byte at a time is still 501", "[http][errors
 TEST_CASE("writes answer 405 with Allow until enabled", "[http][errors]") {
     TestServer t([](uvh::Config&) {});
     t.root().write("f.txt", "f");
-    HttpResponse r = t.request("DELETE /f.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    HttpResponse r = t.request("DELETE /f.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     CHECK((r.status == 405 || r.status == 204 || r.status == 401));
     if (r.status == 405) CHECK(r.has("allow"));
 }
@@ -202,8 +202,8 @@ TEST_CASE("a GET with a small body keeps the connection usable", "[http][body]")
     TestServer t;
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-           "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello"
+           "GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto r1 = c.read_response();
     auto r2 = c.read_response();
     REQUIRE((r1 && r2));
@@ -214,7 +214,7 @@ TEST_CASE("a GET with a small body keeps the connection usable", "[http][body]")
 TEST_CASE("the header timeout answers 408 and closes", "[http][timeout]") {
     TestServer t([](uvh::Config& c) { c.header_timeout_ms = 300; });
     RawClient c(t);
-    c.send("GET / HTTP/1.1\r\nHost: x\r\n");  // never finished
+    c.send("GET / HTTP/1.1\r\nHost: localhost\r\n");  // never finished
     auto r = c.read_response(false, std::chrono::seconds(5));
     REQUIRE(r);
     CHECK(r->status == 408);
@@ -232,7 +232,7 @@ TEST_CASE("idle keep-alive connections close after the idle timeout", "[http][ti
     TestServer t([](uvh::Config& c) { c.idle_timeout_ms = 300; });
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     REQUIRE(c.read_response());
     CHECK(c.wait_closed(std::chrono::seconds(5)));
 }
@@ -241,7 +241,7 @@ TEST_CASE("a half-closed client still gets its answers", "[http][eof]") {
     TestServer t;
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     c.shutdown_write();
     auto r1 = c.read_response();
     auto r2 = c.read_response();

@@ -12,7 +12,7 @@ TEST_CASE("shutdown lets an in-flight large response finish", "[lifecycle]") {
     std::string data(4 << 20, 'z');
     t.root().write("big.bin", data);
     RawClient c(t);
-    c.send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n");
     // Wait until the response has started, then stop the server.
     REQUIRE(t.spin_until([&] {
         char b;
@@ -30,7 +30,7 @@ TEST_CASE("shutdown closes idle keep-alive connections", "[lifecycle]") {
     TestServer t;
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     REQUIRE(c.read_response());
     t.stop();
     CHECK(c.wait_closed());
@@ -50,7 +50,7 @@ TEST_CASE("peer resets mid-request and mid-response leak nothing", "[lifecycle][
         }
         {
             RawClient c(t);
-            c.send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+            c.send("GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n");
             t.spin_until([&] {
                 char b;
                 return recv(c.fd(), &b, 1, MSG_PEEK) == 1;

@@ -21,7 +21,7 @@ TEST_CASE("/healthz and /readyz answer 200, and take precedence over files", "[o
     HttpResponse r = t.get("/readyz");
     CHECK(r.status == 200);
     CHECK(r.body == "ready\n");
-    HttpResponse post = t.request("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    HttpResponse post = t.request("POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     CHECK(post.status == 405);
     CHECK(post.header("allow") == "GET, HEAD");
 }
@@ -43,7 +43,7 @@ TEST_CASE("a drain turns /readyz to 503 at once and asks clients to close", "[op
     TestServer t([](uvh::Config& c) { c.drain_delay_ms = 60'000; });
     t.root().write("a.txt", "A");
     RawClient keep(t);
-    keep.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    keep.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     REQUIRE(keep.read_response());
     t.server().drain();
     HttpResponse r = t.get("/readyz");
@@ -51,7 +51,7 @@ TEST_CASE("a drain turns /readyz to 503 at once and asks clients to close", "[op
     CHECK(r.body == "draining\n");
     CHECK(t.get("/healthz").status == 200);  // alive, just not ready
     // Still serving during the delay, but every response closes its connection.
-    keep.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    keep.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto last = keep.read_response();
     REQUIRE(last);
     CHECK(last->status == 200);
@@ -65,7 +65,7 @@ TEST_CASE("metrics: Prometheus text with the counters, loopback only", "[ops][me
     t.root().write("a.txt", "A");
     t.get("/a.txt");
     t.get("/missing");
-    t.request("POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    t.request("POST /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
               "Content-Length: 6\r\nConnection: close\r\n\r\nname=x");
     HttpResponse m = t.get("/metrics");
     CHECK(m.status == 200);
@@ -215,20 +215,20 @@ TEST_CASE("PROXY protocol v1 and v2 give the client address and anything else is
         });
         t.root().write("a.txt", "x");
         HttpResponse v1 = t.request("PROXY TCP4 198.51.100.22 203.0.113.7 35646 80\r\n"
-                                    "GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                                    "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         CHECK(v1.status == 200);
         std::string v2 = std::string("\r\n\r\n\0\r\nQUIT\n", 12) + "\x21\x11" + std::string("\x00\x0c", 2) +
                          std::string("\xc0\x00\x02\x05\xcb\x00\x71\x07\x1f\x90\x00\x50", 12) +
-                         "GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                         "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
         CHECK(t.request(v2).status == 200);
         RawClient split(t);  // the header may come in pieces
         split.send("PROXY TCP6 2001:db8::5 2001:db8::1 1000 ");
         t.spin_for(std::chrono::milliseconds(5));
-        split.send("80\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        split.send("80\r\nGET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         auto sr = split.read_response();
         REQUIRE(sr);
         CHECK(sr->status == 200);
-        HttpResponse bad = t.request("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        HttpResponse bad = t.request("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
         CHECK(bad.status == 400);
         t.stop();
     }
@@ -248,7 +248,7 @@ TEST_CASE("max-connections: over the limit a short 503 and close", "[ops][limits
     std::vector<std::unique_ptr<RawClient>> held;
     for (int i = 0; i < 3; ++i) {
         held.push_back(std::make_unique<RawClient>(t));
-        held.back()->send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        held.back()->send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
         REQUIRE(held.back()->read_response());
     }
     RawClient over(t);
@@ -262,7 +262,7 @@ TEST_CASE("max-connections: over the limit a short 503 and close", "[ops][limits
     held.pop_back();
     CHECK(t.spin_until([&] { return t.server().metrics().open_connections <= 2; }));
     RawClient next(t);
-    next.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    next.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto ok = next.read_response();
     REQUIRE(ok);
     CHECK(ok->status == 200);
@@ -273,7 +273,7 @@ TEST_CASE("keepalive-requests closes after N requests", "[ops][limits]") {
     t.root().write("a.txt", "A");
     RawClient c(t);
     for (int i = 0; i < 3; ++i) {
-        c.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
         auto r = c.read_response();
         REQUIRE(r);
         CHECK(r->header("connection") == (i == 2 ? "close" : ""));
@@ -296,7 +296,7 @@ TEST_CASE("a body that stalls after its early response is still under the body t
     for (const char* framing : {"Content-Length: 100\r\n\r\nonly a part",
                                 "Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"}) {
         RawClient c(t);
-        c.send(std::string("GET /a.txt HTTP/1.1\r\nHost: x\r\n") + framing);
+        c.send(std::string("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n") + framing);
         auto r = c.read_response(false, std::chrono::seconds(5));
         REQUIRE(r);
         CHECK(r->status == 200);
@@ -308,7 +308,7 @@ TEST_CASE("a body that stalls after its early response is still under the body t
 TEST_CASE("an error answer to HEAD carries no body", "[http]") {
     TestServer t;
     RawClient c(t);
-    c.send("HEAD /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n");
+    c.send("HEAD /a.txt HTTP/1.1\r\nHost: localhost\r\nHost: y\r\n\r\n");
     auto r = c.read_response(true, std::chrono::seconds(5));
     REQUIRE(r);
     CHECK(r->status == 400);
@@ -322,7 +322,7 @@ TEST_CASE("a body that trickles in is closed by the body timeout too", "[ops][ti
     // alone would let this run for hours.
     TestServer t([](uvh::Config& c) { c.body_timeout_ms = 300; });
     RawClient c(t);
-    c.send("PUT /slow.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    c.send("PUT /slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n");
     bool closed = false;
     int sent = 0;
     while (sent < 1000 && !closed) {  // 1 byte every 20 ms: 20 s for the whole body
@@ -340,7 +340,7 @@ TEST_CASE("a body that trickles in is closed by the body timeout too", "[ops][ti
 TEST_CASE("the body timeout closes a stalled upload with 408", "[ops][timeout]") {
     TestServer t([](uvh::Config& c) { c.body_timeout_ms = 300; });
     RawClient c(t);
-    c.send("PUT /slow.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part");
+    c.send("PUT /slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly a part");
     auto r = c.read_response(false, std::chrono::seconds(5));
     REQUIRE(r);
     CHECK(r->status == 408);

@@ -9,7 +9,7 @@ using namespace uvh::test;
 namespace {
 
 std::string post(std::string_view path, std::string_view type, std::string_view body, std::string_view extra = {}) {
-    return "POST " + std::string(path) + " HTTP/1.1\r\nHost: x\r\nContent-Type: " + std::string(type) +
+    return "POST " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: " + std::string(type) +
            "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + std::string(extra) +
            "Connection: close\r\n\r\n" + std::string(body);
 }
@@ -89,7 +89,7 @@ TEST_CASE("records: multipart and JSON bodies, bad bodies and types", "[records]
         CHECK(r.status == b.status);
         CHECK(r.body.find('\n') == r.body.size() - 1);
     }
-    HttpResponse notype = t.request("POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b");
+    HttpResponse notype = t.request("POST /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b");
     CHECK(notype.status == 415);
     CHECK(lines(t) == "1 name=Carol&note=two%0D%0Alines\n2 name=Dan&age=42&ok=true\n");
 }
@@ -129,7 +129,7 @@ TEST_CASE("records: GET/PUT/DELETE of /database.txt/ID", "[records]") {
     CHECK(t.get("/database.txt/bad%20id").status == 404);
     auto put = [&](std::string_view id, std::string_view body) {
         return t.request("PUT /database.txt/" + std::string(id) +
-                         " HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
+                         " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + std::string(body));
     };
     HttpResponse replaced = put("1", "name=changed");
@@ -138,22 +138,22 @@ TEST_CASE("records: GET/PUT/DELETE of /database.txt/ID", "[records]") {
     CHECK(created.status == 201);
     CHECK(created.header("location") == "/database.txt/new");
     CHECK(lines(t) == "1 name=changed\nnew name=made\n");
-    HttpResponse del = t.request("DELETE /database.txt/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    HttpResponse del = t.request("DELETE /database.txt/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     CHECK(del.status == 204);
-    CHECK(t.request("DELETE /database.txt/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 404);
+    CHECK(t.request("DELETE /database.txt/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").status == 404);
     CHECK(lines(t) == "new name=made\n");
     HttpResponse all = t.get("/database.txt");
     CHECK(all.body == "new name=made\n");
     CHECK(all.header("cache-control") == "no-cache");
 
-    HttpResponse bad_method = t.request("PUT /database.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    HttpResponse bad_method = t.request("PUT /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
     CHECK(bad_method.status == 405);
     CHECK(bad_method.header("allow") == "GET, HEAD, POST, OPTIONS");
-    CHECK(t.request("DELETE /database.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 405);
+    CHECK(t.request("DELETE /database.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").status == 405);
     HttpResponse post_record = t.request(post("/database.txt/new", "application/x-www-form-urlencoded", "a=b"));
     CHECK(post_record.status == 405);
     CHECK(post_record.header("allow") == "GET, HEAD, PUT, DELETE, OPTIONS");
-    CHECK(t.request("OPTIONS /database.txt/new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").header("allow") ==
+    CHECK(t.request("OPTIONS /database.txt/new HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").header("allow") ==
           "GET, HEAD, PUT, DELETE, OPTIONS");
 }
 
@@ -163,7 +163,7 @@ TEST_CASE("records: pipelined POSTs are answered in order", "[records][pipeline]
     std::string batch;
     for (int i = 0; i < 5; ++i) {
         std::string body = "n=" + std::to_string(i);
-        batch += "POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        batch += "POST /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                  "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     }
     c.send(batch);
@@ -184,7 +184,7 @@ TEST_CASE("records: limits, Expect, read-only and the token", "[records]") {
     SECTION("100-continue, then 201") {
         TestServer t;
         RawClient c(t);
-        c.send("POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        c.send("POST /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                "Content-Length: 6\r\nExpect: 100-continue\r\n\r\n");
         auto cont = c.read_response();
         REQUIRE(cont);

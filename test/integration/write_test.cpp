@@ -12,13 +12,13 @@ using namespace uvh::test;
 namespace {
 
 std::string put(std::string_view path, std::string_view body, std::string_view extra = {}) {
-    std::string r = "PUT " + std::string(path) + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+    std::string r = "PUT " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
                     std::to_string(body.size()) + "\r\n" + std::string(extra) + "\r\n" + std::string(body);
     return r;
 }
 
 std::string req(std::string_view method, std::string_view path, std::string_view extra = {}) {
-    return std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" + std::string(extra) + "\r\n";
+    return std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n" + std::string(extra) + "\r\n";
 }
 
 // Names in a directory that look like our temporary files.
@@ -71,7 +71,7 @@ TEST_CASE("the Location of a created file is a path on this server", "[put]") {
 
 TEST_CASE("PUT with a chunked body", "[put]") {
     TestServer t;
-    HttpResponse r = one(t, "PUT /c.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    HttpResponse r = one(t, "PUT /c.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
                             "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     CHECK(r.status == 201);
     CHECK(t.root().read("c.txt") == "hello world");
@@ -94,7 +94,7 @@ TEST_CASE("Expect: 100-continue gets 100 only after the checks pass", "[put][exp
     t.root().write("exists.txt", "old");
     SECTION("checks pass: 100, then the body, then 201") {
         RawClient c(t);
-        c.send("PUT /e.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+        c.send("PUT /e.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
         auto cont = c.read_response();
         REQUIRE(cont);
         CHECK(cont->status == 100);
@@ -106,7 +106,7 @@ TEST_CASE("Expect: 100-continue gets 100 only after the checks pass", "[put][exp
     }
     SECTION("a failing precondition answers at once, without 100") {
         RawClient c(t);
-        c.send("PUT /exists.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n"
+        c.send("PUT /exists.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nExpect: 100-continue\r\n"
                "If-None-Match: *\r\n\r\n");
         auto r = c.read_response();
         REQUIRE(r);
@@ -117,7 +117,7 @@ TEST_CASE("Expect: 100-continue gets 100 only after the checks pass", "[put][exp
     }
     SECTION("too large: 413 at once, without 100") {
         RawClient c(t);
-        c.send("PUT /big.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+        c.send("PUT /big.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
         auto r = c.read_response();
         REQUIRE(r);
         CHECK(r->status == 413);
@@ -139,7 +139,7 @@ TEST_CASE("413 for bodies over --max-body-size, declared or chunked", "[put][lim
     HttpResponse declared = one(t, put("/x.txt", std::string(11, 'a')));
     CHECK(declared.status == 413);
     RawClient c(t);
-    c.send("PUT /y.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\naaaaaaaa\r\n8\r\nbbbbbbbb\r\n0\r\n\r\n");
+    c.send("PUT /y.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n8\r\naaaaaaaa\r\n8\r\nbbbbbbbb\r\n0\r\n\r\n");
     auto r = c.read_response();
     REQUIRE(r);
     CHECK(r->status == 413);
@@ -189,7 +189,7 @@ TEST_CASE("an aborted upload leaves the old file and no temporary file", "[put][
     t.root().write("keep.txt", "original");
     for (int i = 0; i < 5; ++i) {
         RawClient c(t);
-        c.send("PUT /keep.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+        c.send("PUT /keep.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n");
         c.send(std::string(300000, 'n'));
         t.spin_for(std::chrono::milliseconds(20));
         c.reset();
@@ -233,7 +233,7 @@ TEST_CASE("MKCOL: 201, 405 when it exists, 409 without parent, 415 with a body",
     CHECK(again.status == 405);
     CHECK(again.has("allow"));
     CHECK(one(t, req("MKCOL", "/no/parent/")).status == 409);
-    CHECK(one(t, "MKCOL /withbody/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").status == 415);
+    CHECK(one(t, "MKCOL /withbody/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc").status == 415);
     CHECK_FALSE(t.root().exists("withbody"));
 }
 
@@ -241,7 +241,7 @@ TEST_CASE("read-only: writes answer writes with 405 and Allow", "[auth]") {
     TestServer t([](uvh::Config& c) { c.read_only = true; });
     t.root().write("f.txt", "f");
     for (const std::string& raw : {put("/f.txt", "x"), req("DELETE", "/f.txt"), req("MKCOL", "/d/"),
-                                   std::string("POST /database.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                                   std::string("POST /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n"
                                                "Content-Type: application/x-www-form-urlencoded\r\n\r\na=b")}) {
         HttpResponse r = one(t, raw);
         INFO(raw);
