@@ -1,0 +1,384 @@
+"""Regression tests for the adversarial findings against 0.1 (the hardening
+issue): lost updates under If-Match, DNS rebinding and cross-site writes,
+the record store reached through other URLs, setuid bits kept by PUT,
+stale reads across workers and through alias paths, and a descriptor limit
+lower than --max-connections. Each test failed before its fix."""
+
+import http.client
+import os
+import socket
+import stat
+import threading
+import time
+
+import uvhlib
+from uvhlib import Server, TempRoot, curl, parse_head
+
+
+def request(port, method, path, body=None, headers=None, timeout=30):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+def stopped_cleanly(s):
+    code = s.stop()
+    assert code == 0, f"server exited {code}: {s.proc.stderr.read()}"
+
+
+def raw_head(port, text):
+    """Sends a hand-written request head (and body) and returns the status
+    and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(text.encode() if isinstance(text, str) else text)
+        data = uvhlib.recv_to_eof(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+# ----------------------------------------------------- 1. If-Match races
+
+def race_round(port, path, etag, writers, body_size):
+    """`writers` connections send PUT path with If-Match: etag, all but the
+    last byte; once every one has sent its head, all release the last byte
+    together. Returns the statuses."""
+    socks = []
+    body = b"r" * body_size
+    for i in range(writers):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        head = (f"PUT {path} HTTP/1.1\r\nHost: localhost\r\nIf-Match: {etag}\r\n"
+                f"Content-Length: {body_size}\r\nConnection: close\r\n\r\n").encode()
+        s.sendall(head + body[:-1])
+        socks.append(s)
+    # Whether or not every writer's first check has run by now, the
+    # outcome must be the same: one wins, the others see its new ETag.
+    for s in socks:
+        s.sendall(body[-1:])
+    statuses = []
+    for s in socks:
+        data = uvhlib.recv_to_eof(s)
+        statuses.append(int(data.split()[1]))
+        s.close()
+    return statuses
+
+
+def if_match_race(extra_args, rounds):
+    with TempRoot() as root:
+        root.write("race.txt", "initial\n")
+        with Server(root.path, *extra_args) as s:
+            for n in range(rounds):
+                st, h, _ = request(s.port, "HEAD", "/race.txt")
+                assert st == 200, st
+                statuses = race_round(s.port, "/race.txt", h["etag"], 8, 2000)
+                wins = [x for x in statuses if 200 <= x < 300]
+                assert len(wins) == 1 and sorted(statuses) == [204] + [412] * 7, \
+                    f"round {n}: {statuses} (exactly one 204, the rest 412)"
+            # DELETE with If-Match: of 8 at once, exactly one removes it.
+            st, h, _ = request(s.port, "HEAD", "/race.txt")
+            results = []
+            lock = threading.Lock()
+
+            def delete():
+                r = request(s.port, "DELETE", "/race.txt", headers={"If-Match": h["etag"]})[0]
+                with lock:
+                    results.append(r)
+            threads = [threading.Thread(target=delete) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert sorted(results) == [204] + [412] * 7, results
+            stopped_cleanly(s)
+
+
+def test_if_match_race_one_process():
+    if_match_race((), 40)
+
+
+def test_if_match_race_workers():
+    if_match_race(("--workers", "3"), 25)
+
+
+def test_create_only_race():
+    """If-None-Match: * from 8 writers at once: exactly one creates."""
+    with TempRoot() as root:
+        with Server(root.path) as s:
+            for n in range(10):
+                results = []
+                lock = threading.Lock()
+
+                def create(i, n=n):
+                    r = request(s.port, "PUT", f"/c{n}.txt", body=f"writer {i}\n".encode(),
+                                headers={"If-None-Match": "*"})[0]
+                    with lock:
+                        results.append(r)
+                threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                assert sorted(results) == [201] + [412] * 7, results
+            stopped_cleanly(s)
+
+
+# ------------------------------------------ 2. Host and Origin on writes
+
+def test_foreign_host_cannot_write():
+    with TempRoot() as root:
+        root.write("keep.txt", "keep\n")
+        with Server(root.path) as s:
+            p = s.port
+            foreign = {"Host": "rebind.attacker.example"}
+            st, _, body = request(p, "PUT", "/planted.html", body=b"<script>", headers=foreign)
+            assert st == 421, (st, body)
+            assert body.count(b"\n") == 1 and b"--allowed-host" in body, body
+            assert not os.path.exists(os.path.join(root.path, "planted.html"))
+            st, _, _ = request(p, "DELETE", "/keep.txt", headers=foreign)
+            assert st == 421
+            assert os.path.exists(os.path.join(root.path, "keep.txt"))
+            st, _, _ = request(p, "MKCOL", "/d/", headers=foreign)
+            assert st == 421
+            st, _, _ = request(p, "POST", "/database.txt", body=b"name=x",
+                               headers={**foreign, "Content-Type": "application/x-www-form-urlencoded"})
+            assert st == 421
+            # Reads stay open whatever the Host.
+            st, _, body = request(p, "GET", "/keep.txt", headers=foreign)
+            assert st == 200 and body == b"keep\n"
+            # Loopback names and addresses, any port: allowed.
+            for host in ("localhost", f"localhost:{p}", f"127.0.0.1:{p}", "127.9.9.9", f"[::1]:{p}",
+                         "LOCALHOST", "app.localhost"):
+                st, _, body = request(p, "PUT", "/ok.txt", body=host.encode(), headers={"Host": host})
+                assert st in (201, 204), (host, st, body)
+            stopped_cleanly(s)
+
+
+def test_allowed_host_flag():
+    with TempRoot() as root:
+        with Server(root.path, "--allowed-host", "files.example", "--allowed-host", ".lan.example") as s:
+            for host, want in (("files.example", 201), ("FILES.EXAMPLE:8080", 204), ("a.lan.example", 204),
+                               ("lan.example", 204), ("evil-files.example", 421), ("files.example.evil", 421)):
+                st, _, body = request(s.port, "PUT", "/f.txt", body=b"x", headers={"Host": host})
+                assert st == want, (host, st, body)
+            stopped_cleanly(s)
+
+
+def test_cross_site_writes_refused():
+    with TempRoot() as root:
+        with Server(root.path) as s:
+            p = s.port
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            evil = {**form, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+            st, _, body = request(p, "POST", "/database.txt", body=b"name=csrf", headers=evil)
+            assert st == 403, (st, body)
+            assert b"cross-site" in body and body.count(b"\n") == 1, body
+            st, _, body = request(p, "GET", "/database.txt")
+            assert b"csrf" not in body
+            # Origin alone (older browsers send no Sec-Fetch-Site).
+            st, _, _ = request(p, "PUT", "/x.txt", body=b"x", headers={"Origin": "http://localhost:1"})
+            assert st == 403
+            st, _, _ = request(p, "PUT", "/x.txt", body=b"x", headers={"Origin": "null"})
+            assert st == 403
+            # same-site is another origin too (another local web app).
+            st, _, _ = request(p, "PUT", "/x.txt", body=b"x", headers={"Sec-Fetch-Site": "same-site"})
+            assert st == 403
+            # The listing page's own form: same origin.
+            st, _, _ = request(p, "POST", "/database.txt", body=b"name=ok",
+                               headers={**form, "Origin": f"http://127.0.0.1:{p}", "Sec-Fetch-Site": "same-origin"})
+            assert st == 201
+            st, _, _ = request(p, "POST", "/database.txt", body=b"name=ok2",
+                               headers={**form, "Origin": f"http://127.0.0.1:{p}"})
+            assert st == 201
+            # A user typing the URL or a bookmark: none.
+            st, _, _ = request(p, "PUT", "/y.txt", body=b"y", headers={"Sec-Fetch-Site": "none"})
+            assert st == 201
+            # Reads from anywhere.
+            st, _, _ = request(p, "GET", "/y.txt", headers={"Origin": "https://evil.example",
+                                                           "Sec-Fetch-Site": "cross-site"})
+            assert st == 200
+            stopped_cleanly(s)
+        with Server(root.path, "--allowed-origin", "https://app.example") as s:
+            st, _, body = request(s.port, "PUT", "/z.txt", body=b"z",
+                                  headers={"Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"})
+            assert st == 201, (st, body)
+            st, _, _ = request(s.port, "PUT", "/z.txt", body=b"z",
+                               headers={"Origin": "https://app.example.evil", "Sec-Fetch-Site": "cross-site"})
+            assert st == 403
+            stopped_cleanly(s)
+
+
+def test_token_writes_skip_host_check_but_not_origin():
+    """With --write-token the server is meant to be reached by its public
+    name, so the Host check is off; a cross-site request could still carry
+    cached Basic credentials, so the Origin check stays."""
+    with TempRoot() as root:
+        with Server(root.path, "--write-token", "s3cret") as s:
+            auth = {"Authorization": "Bearer s3cret"}
+            st, _, _ = request(s.port, "PUT", "/t.txt", body=b"t", headers={**auth, "Host": "files.example.org"})
+            assert st == 201
+            st, _, _ = request(s.port, "PUT", "/t.txt", body=b"t",
+                               headers={**auth, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+            assert st == 403
+            stopped_cleanly(s)
+
+
+# ------------------------------------- 4. the record store on disk, by any URL
+
+def test_store_name_cannot_become_a_directory():
+    with TempRoot() as root:
+        with Server(root.path, "--create-dirs") as s:
+            p = s.port
+            st, _, body = request(p, "MKCOL", "/database.txt/")
+            assert st == 403, (st, body)
+            st, _, body = request(p, "PUT", "/database.txt/a/b", body=b"x")
+            assert st == 403, (st, body)
+            assert not os.path.isdir(os.path.join(root.path, "database.txt"))
+            st, _, body = request(p, "POST", "/database.txt", body=b"name=a",
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert st == 201, (st, body)
+            stopped_cleanly(s)
+
+
+def test_store_under_another_url():
+    with TempRoot() as root:
+        os.mkdir(os.path.join(root.path, "data"))
+        with Server(root.path, "--database", "data/records.txt") as s:
+            p = s.port
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            assert request(p, "POST", "/database.txt", body=b"name=a", headers=form)[0] == 201
+            store = os.path.join(root.path, "data", "records.txt")
+            before = open(store, "rb").read()
+            st, _, body = request(p, "PUT", "/data/records.txt", body=b"overwritten\n")
+            assert st == 403, (st, body)
+            st, _, body = request(p, "DELETE", "/data/records.txt")
+            assert st == 403, (st, body)
+            assert open(store, "rb").read() == before
+            stopped_cleanly(s)
+
+
+def test_store_through_a_symlink_loop():
+    with TempRoot() as root:
+        os.symlink(".", os.path.join(root.path, "loop"))
+        with Server(root.path) as s:
+            p = s.port
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            assert request(p, "POST", "/database.txt", body=b"name=a", headers=form)[0] == 201
+            store = os.path.join(root.path, "database.txt")
+            before = open(store, "rb").read()
+            for method, body in (("PUT", b"1 name=evil\n"), ("DELETE", None)):
+                st, _, text = request(p, method, "/loop/database.txt", body=body)
+                assert st == 403, (method, st, text)
+                st, _, text = request(p, method, "/loop/loop/database.txt", body=body)
+                assert st == 403, (method, st, text)
+            assert open(store, "rb").read() == before
+            stopped_cleanly(s)
+
+
+# ------------------------------------------------ 6. PUT drops setuid/setgid
+
+def test_put_drops_setuid_setgid_sticky():
+    with TempRoot() as root:
+        tool = root.write("tool", "#!/bin/sh\necho old\n")
+        os.chmod(tool, 0o6755)
+        with Server(root.path) as s:
+            st, _, _ = request(s.port, "PUT", "/tool", body=b"#!/bin/sh\necho evil\n")
+            assert st == 204
+            mode = stat.S_IMODE(os.stat(tool).st_mode)
+            assert mode == 0o755, oct(mode)
+            stopped_cleanly(s)
+
+
+# ------------------------------- 8. read-after-write across workers and aliases
+
+def test_read_after_write_across_workers():
+    with TempRoot() as root:
+        root.write("w.txt", "version 0\n")
+        with Server(root.path, "--workers", "3") as s:
+            stale = 0
+            for n in range(1, 61):
+                # Warm every worker's cache: many fresh connections.
+                for _ in range(6):
+                    assert request(s.port, "GET", "/w.txt")[0] == 200
+                st, h, _ = request(s.port, "PUT", "/w.txt", body=f"version {n}\n".encode())
+                assert st == 204
+                for _ in range(3):
+                    st, gh, body = request(s.port, "GET", "/w.txt")
+                    if body != f"version {n}\n".encode() or gh.get("etag") != h.get("etag"):
+                        stale += 1
+            assert stale == 0, f"{stale} stale reads after an acknowledged PUT"
+            stopped_cleanly(s)
+
+
+def test_read_after_write_through_alias():
+    with TempRoot() as root:
+        root.write("sub/c.txt", "old\n")
+        os.symlink("sub", os.path.join(root.path, "subl"))
+        with Server(root.path) as s:
+            for n in range(20):
+                assert request(s.port, "GET", "/sub/c.txt")[0] == 200
+                assert request(s.port, "GET", "/sub/c.txt")[0] == 200
+                assert request(s.port, "PUT", "/subl/c.txt", body=f"new {n}\n".encode())[0] == 204
+                st, _, body = request(s.port, "GET", "/sub/c.txt")
+                assert body == f"new {n}\n".encode(), (n, body)
+                # And the other way round, DELETE through the alias.
+            assert request(s.port, "DELETE", "/subl/c.txt")[0] == 204
+            assert request(s.port, "GET", "/sub/c.txt")[0] == 404
+            stopped_cleanly(s)
+
+
+# --------------------------------------- 12. descriptors vs --max-connections
+
+def test_max_connections_fits_the_descriptor_limit():
+    with TempRoot() as root:
+        root.write("big.bin", os.urandom(1 << 20))  # sent from a descriptor, never cached
+        with Server(root.path, prlimit="--nofile=128") as s:
+            idle = []
+            for _ in range(200):
+                idle.append(socket.create_connection(("127.0.0.1", s.port), timeout=30))
+            results = []
+            lock = threading.Lock()
+
+            def get(sock):
+                sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = uvhlib.recv_to_eof(sock, timeout=120)
+                with lock:
+                    results.append(data)
+            threads = [threading.Thread(target=get, args=(c,)) for c in idle]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(150)
+            for c in idle:
+                c.close()
+            statuses = [int(r.split()[1]) if r else 0 for r in results]
+            assert all(b"open files" not in r[:400] for r in results), \
+                [r[:200] for r in results if b"open files" in r[:400]][:3]
+            served = statuses.count(200)
+            assert served >= 40, statuses
+            assert set(statuses) <= {200, 503}, statuses
+            err = s.proc.stderr
+            stopped_cleanly(s)
+            log = err.read()
+            assert "--max-connections" in log and "128" in log, log
+
+
+if __name__ == "__main__":
+    uvhlib.main([
+        test_if_match_race_one_process,
+        test_if_match_race_workers,
+        test_create_only_race,
+        test_foreign_host_cannot_write,
+        test_allowed_host_flag,
+        test_cross_site_writes_refused,
+        test_token_writes_skip_host_check_but_not_origin,
+        test_store_name_cannot_become_a_directory,
+        test_store_under_another_url,
+        test_store_through_a_symlink_loop,
+        test_put_drops_setuid_setgid_sticky,
+        test_read_after_write_across_workers,
+        test_read_after_write_through_alias,
+        test_max_connections_fits_the_descriptor_limit,
+    ])
