@@ -2,6 +2,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
 #include "test/integration/harness.h"
 
 using namespace uvh::test;
@@ -215,4 +220,64 @@ TEST_CASE("records: --database moves the file, still served at /database.txt", "
     CHECK(elsewhere.read("records.db") == "1 name=moved\n");
     CHECK_FALSE(t.root().exists("database.txt"));
     CHECK(t.get("/database.txt").body == "1 name=moved\n");
+}
+
+namespace {
+
+// The hidden files a writable store moved an unterminated last line to.
+std::vector<std::string> torn_names(TestServer& t) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(t.root().path())) {
+        std::string name = e.path().filename().string();
+        if (name.rfind(".database.txt.torn-", 0) == 0) out.push_back(name);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("records: an unterminated last line is never lost", "[records][torn]") {
+    SECTION("read-only: the file is not touched, the complete lines are served") {
+        TestServer t([](uvh::Config& c) {
+            c.read_only = true;
+            std::ofstream(c.root + "/database.txt", std::ios::binary) << "1 name=a\n2 name=b";
+        });
+        CHECK(t.get("/database.txt/1").body == "name=a\n");
+        CHECK(t.get("/database.txt/2").status == 404);
+        CHECK(lines(t) == "1 name=a\n2 name=b");
+        CHECK(torn_names(t).empty());
+    }
+    SECTION("writable: moved aside at start-up to a hidden dated file, not served") {
+        TestServer t([](uvh::Config& c) {
+            std::ofstream(c.root + "/database.txt", std::ios::binary) << "1 name=a\n2 name=b";
+        });
+        CHECK(lines(t) == "1 name=a\n");
+        auto torn = torn_names(t);
+        REQUIRE(torn.size() == 1);
+        CHECK(t.root().read(torn[0]) == "2 name=b");
+        CHECK(t.get("/" + torn[0]).status == 404);
+        HttpResponse r = t.request(form_post("name=c"));
+        CHECK(r.header("location") == "/database.txt/2");
+    }
+    SECTION("writable: a line appended by hand without a newline, then a POST") {
+        TestServer t;
+        REQUIRE(t.request(form_post("name=a")).status == 201);
+        std::ofstream(t.root().path() + "/database.txt", std::ios::binary | std::ios::app) << "9 name=z";
+        HttpResponse r = t.request(form_post("name=b"));
+        CHECK(r.header("location") == "/database.txt/2");
+        CHECK(lines(t) == "1 name=a\n2 name=b\n");
+        auto torn = torn_names(t);
+        REQUIRE(torn.size() == 1);
+        CHECK(t.root().read(torn[0]) == "9 name=z");
+    }
+    SECTION("CRLF line endings") {
+        TestServer t([](uvh::Config& c) {
+            std::ofstream(c.root + "/database.txt", std::ios::binary) << "1 name=a\r\n2 name=b\r\n";
+        });
+        CHECK(t.get("/database.txt/1").body == "name=a\n");
+        HttpResponse two = t.get("/database.txt/2");
+        CHECK(two.status == 200);
+        CHECK(two.body == "name=b\n");
+        CHECK(t.request(form_post("name=c")).header("location") == "/database.txt/3");
+    }
 }
