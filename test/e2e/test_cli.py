@@ -5,7 +5,6 @@ import http.client
 import os
 import signal
 import socket
-import subprocess
 
 import uvhlib
 from uvhlib import Server, TempRoot, curl, parse_head, run
@@ -56,28 +55,18 @@ def test_positional_port_like_the_seed():
     with TempRoot() as root:
         root.write("a.txt", "A")
         port = uvhlib.free_port()
-        p = subprocess.Popen([uvhlib.BINARY, str(port), "--root", root.path],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            line = uvhlib.read_line(p.stdout, 10)
-            assert line.strip() == f"listening on http://127.0.0.1:{port}/", line
+        with Server(root.path, str(port), "--root", root.path, args_only=True, access_log_off=False) as s:
+            assert s.url == f"http://127.0.0.1:{port}/", s.url
             assert curl(f"http://127.0.0.1:{port}/a.txt").stdout == "A"
-        finally:
-            p.send_signal(signal.SIGINT)
-            assert p.wait(timeout=30) == 0
+            assert s.finish(signal.SIGINT) == 0
 
 
 def test_default_root_is_the_working_directory():
     with TempRoot() as root:
         root.write("cwd.txt", "here")
-        p = subprocess.Popen([uvhlib.BINARY, "--port", "0"], cwd=root.path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            url = uvhlib.read_line(p.stdout, 10).strip().split(" ")[-1]
-            assert curl(url + "cwd.txt").stdout == "here"
-        finally:
-            p.terminate()
-            assert p.wait(timeout=30) == 0
+        with Server(None, "--port", "0", args_only=True, access_log_off=False,
+                    popen={"cwd": root.path}) as s:
+            assert curl(s.url + "cwd.txt").stdout == "here"
 
 
 def test_curl_file_directory_missing():
@@ -134,8 +123,7 @@ def test_ipv6_loopback():
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
     except OSError:
-        print("  (no IPv6 loopback here; skipped)")
-        return
+        raise uvhlib.Skip("no IPv6 loopback here")
     with TempRoot() as root:
         root.write("six.txt", "6")
         with Server(root.path, host="::1") as s:
@@ -147,7 +135,7 @@ def test_sigterm_and_sigint_exit_0():
     with TempRoot() as root:
         for sig in (signal.SIGTERM, signal.SIGINT):
             s = Server(root.path)
-            assert s.stop(sig) == 0
+            assert s.finish(sig) == 0
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def temp_files(root):
 def test_kill_9_during_a_large_PUT_keeps_the_old_file():
     with TempRoot() as root:
         root.write("target.bin", b"old content\n")
-        s = Server(root.path)
+        s = Server(root.path, expect_exit=-signal.SIGKILL)
         # Start a 512 MiB upload, then kill the server once part of it is in.
         c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
         c.putrequest("PUT", "/target.bin")
@@ -175,7 +175,7 @@ def test_two_servers_64_clients_20000_records():
 
 def test_kill_9_during_post_load_loses_no_acknowledged_record():
     with TempRoot() as root:
-        s = Server(root.path)
+        s = Server(root.path, expect_exit=-signal.SIGKILL)
         killed = threading.Event()
 
         def killer():

@@ -26,24 +26,79 @@ def parse_args():
     return a
 
 
-class Server:
-    """A running uvhttpd. Use as a context manager."""
+class Skip(Exception):
+    """Raised by a test that cannot run here (a missing kernel feature, no
+    privileges). It is reported as skipped, never as passed: the script
+    exits 77 (CTest's SKIP_RETURN_CODE) when something was skipped and
+    nothing failed, and UVH_REQUIRE_ALL=1 (set by `make test`) turns it into
+    a failure."""
 
-    def __init__(self, root, *args, host="127.0.0.1", env=None, prlimit=None):
+
+class Deselected(Exception):
+    """Raised by a test whose every case was filtered out (UVH_CASE): it did
+    not run, and it did not pass either."""
+
+
+# Sanitizer reports that must fail a test even when the exit code is 0
+# (a report without halt_on_error, or one printed from a forked worker).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer")
+
+
+class Server:
+    """A running uvhttpd. Use as a context manager: leaving the block stops
+    it with SIGTERM and asserts that it exited with `expect_exit` (0 unless
+    the test says otherwise; None: not checked, for a test that kills it on
+    purpose) and that its stderr holds no sanitizer report. A server that a
+    test starts without a with-block is checked the same way when the test
+    ends (uvhlib.main), so no test can drop an exit status.
+
+    `port` is 0 (the kernel picks) unless a test needs it in advance
+    (HAProxy's configuration); `args_only` passes `args` without adding
+    --port/--host/--root (the positional-port and default-root tests);
+    `wrap` prefixes the command (prlimit, strace, a shell that sets
+    LISTEN_PID); `popen` holds extra subprocess.Popen arguments."""
+
+    started = []  # every Server of the running test, for uvhlib.main
+
+    def __init__(self, root, *args, host="127.0.0.1", env=None, prlimit=None, expect_exit=0, port=0,
+                 args_only=False, wrap=None, popen=None, access_log_off=True):
         self.root = root
+        self.expect_exit = expect_exit
+        self.checked = False
         # Nobody reads the server's stdout after the first line, so the
         # access log goes nowhere unless a test asks for it.
-        if not any(a == "--access-log" for a in args):
+        if access_log_off and not any(a == "--access-log" for a in args):
             args = ("--access-log", "off") + tuple(args)
-        cmd = [BINARY, "--port", "0", "--host", host, "--root", root, *args]
+        if args_only:
+            cmd = [BINARY, *args]
+        else:
+            cmd = [BINARY, "--port", str(port), "--host", host, "--root", root, *args]
         if prlimit:
             cmd = ["prlimit", prlimit, "--"] + cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, text=True)
-        line = read_line(self.proc.stdout, timeout=10)
+        if wrap:
+            cmd = list(wrap) + cmd
+        # stderr goes to a file, not a pipe: a long sanitizer report must not
+        # block the server on a pipe nobody reads.
+        self.stderr_file = tempfile.TemporaryFile(mode="w+", prefix="uvh-stderr-")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr_file,
+                                     env=env, text=True, **(popen or {}))
+        # proc.stderr reads the same file from its start, like the pipe it
+        # used to be (tests read it after the server exited).
+        self.proc.stderr = open(f"/proc/self/fd/{self.stderr_file.fileno()}", "r")
+        Server.started.append(self)
+        try:
+            line = read_line(self.proc.stdout, timeout=10)
+        except AssertionError as e:
+            self.proc.kill()
+            self.proc.wait()
+            self.checked = True
+            raise AssertionError(f"{e}; stderr: {self.stderr()}") from None
         if not line.startswith("listening on http://"):
             self.proc.kill()
-            raise AssertionError(f"unexpected first line {line!r}; stderr: {self.proc.stderr.read()}")
+            self.proc.wait()
+            self.checked = True
+            raise AssertionError(f"unexpected first line {line!r}; stderr: {self.stderr()}")
         self.url = line.strip()[len("listening on "):]
         self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
         self.host = host
@@ -51,8 +106,18 @@ class Server:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            # The test already failed: stop the server, show its stderr with
+            # the failure, and let the original exception through.
+            self.stop()
+            self.checked = True
+            err = self.stderr().strip()
+            if err:
+                print(f"  server stderr (exit {self.proc.returncode}):\n{err}", flush=True)
+            return False
+        self.finish()
+        return False
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
@@ -62,8 +127,34 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError("server did not stop within the timeout")
+                raise AssertionError(f"server did not stop within the timeout; stderr: {self.stderr()}")
         return self.proc.returncode
+
+    def finish(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the server (if it still runs) and asserts its exit status
+        and a clean stderr. Returns the exit status."""
+        code = self.stop(sig, timeout)
+        self.checked = True
+        self.check_exit()
+        return code
+
+    def check_exit(self):
+        code = self.proc.returncode
+        err = self.stderr()
+        if self.expect_exit is not None and code != self.expect_exit:
+            raise AssertionError(f"the server exited {code}, expected {self.expect_exit}; stderr:\n{err}")
+        marks = [m for m in SANITIZER_MARKS if m in err]
+        if marks:
+            raise AssertionError(f"sanitizer report in the server's stderr ({marks}):\n{err}")
+
+    def stderr(self):
+        """Everything the server wrote to stderr so far."""
+        try:
+            self.stderr_file.flush()
+            self.stderr_file.seek(0)
+            return self.stderr_file.read()
+        except (OSError, ValueError):
+            return ""
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -74,6 +165,31 @@ class Server:
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+
+def finish_servers(test_failed):
+    """After a test: every server it started and did not check yet is
+    stopped and checked (exit status, sanitizer reports). When the test
+    already failed, the servers are only stopped and their stderr shown."""
+    servers, Server.started = Server.started, []
+    problems = []
+    for s in servers:
+        if s.checked:
+            continue
+        try:
+            if test_failed:
+                s.stop()
+                err = s.stderr().strip()
+                if err:
+                    print(f"  server stderr (exit {s.proc.returncode}):\n{err}", flush=True)
+            else:
+                s.finish()
+        except AssertionError as e:
+            problems.append(str(e))
+        finally:
+            s.checked = True
+    if problems:
+        raise AssertionError("\n".join(problems))
 
 
 def read_line(stream, timeout):
@@ -160,21 +276,63 @@ class TempRoot:
         return p
 
 
-def main(tests):
-    """Runs the given test functions, prints a summary, exits non-zero on
-    any failure."""
+def main(tests, select=None):
+    """Runs the given test functions and prints one line per test and a
+    summary. Exit status: 1 if any test failed or none ran (a filter that
+    matches nothing is not a pass), 77 if some were skipped and none failed,
+    else 0. With UVH_REQUIRE_ALL=1 (set by `make test`) a skip is a failure:
+    on a CI machine every test must run.
+
+    `select(test)` false, or `-k` not matching, leaves a test out: counted
+    as "not run (filtered)", never as passed."""
     args = parse_args()
-    failed = 0
+    require_all = os.environ.get("UVH_REQUIRE_ALL") == "1"
+    passed = failed = skipped = filtered = 0
     for t in tests:
-        if args.only and args.only not in t.__name__:
+        if (args.only and args.only not in t.__name__) or (select and not select(t)):
+            filtered += 1
             continue
         start = time.monotonic()
+        Server.started = []
+        outcome = "ok"
         try:
-            t()
-            print(f"ok   {t.__name__} ({time.monotonic() - start:.1f}s)", flush=True)
+            try:
+                t()
+            except (Skip, Deselected):
+                finish_servers(test_failed=False)
+                raise
+            except BaseException:
+                finish_servers(test_failed=True)
+                raise
+            finish_servers(test_failed=False)
+        except Deselected as e:
+            outcome = f"not run ({e})"
+        except Skip as e:
+            outcome = f"skip ({e})"
         except Exception:
+            outcome = "FAIL"
+            traceback.print_exc(file=sys.stdout)
+        took = f"({time.monotonic() - start:.1f}s)"
+        if outcome == "ok":
+            passed += 1
+            print(f"ok   {t.__name__} {took}", flush=True)
+        elif outcome == "FAIL":
             failed += 1
-            print(f"FAIL {t.__name__}", flush=True)
-            traceback.print_exc()
-    print(f"{len(tests) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+            print(f"FAIL {t.__name__} {took}", flush=True)
+        elif outcome.startswith("not run"):
+            filtered += 1
+            print(f"--   {t.__name__}: {outcome}", flush=True)
+        elif require_all:
+            failed += 1
+            print(f"FAIL {t.__name__}: {outcome}, and UVH_REQUIRE_ALL=1 says every test must run here",
+                  flush=True)
+        else:
+            skipped += 1
+            print(f"SKIP {t.__name__}: {outcome[6:-1]}", flush=True)
+    print(f"{passed} passed, {failed} failed, {skipped} skipped, {filtered} not run (filtered)")
+    if failed:
+        sys.exit(1)
+    if passed == 0 and skipped == 0:
+        print("no test ran")
+        sys.exit(1)
+    sys.exit(77 if skipped else 0)
