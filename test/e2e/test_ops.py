@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import http.client
@@ -28,12 +27,9 @@ def wait_for(pred, timeout, what):
 
 
 def start_on(root, port, *flags):
-    """A server on a chosen port (HAProxy needs to know it in advance)."""
-    p = subprocess.Popen([uvhlib.BINARY, "--port", str(port), "--root", root, "--access-log", "off", *flags],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = uvhlib.read_line(p.stdout, 10)
-    assert line.startswith("listening on"), line
-    return p
+    """A server on a chosen port (HAProxy needs to know it in advance). A
+    Server: it must exit 0 on SIGTERM like every other (uvhlib)."""
+    return Server(root, *flags, port=port)
 
 
 def http_status(port, path, timeout=2):
@@ -48,25 +44,61 @@ def http_status(port, path, timeout=2):
         return None
 
 
+def haproxy_stats(sock_path):
+    """HAProxy's `show stat` CSV from its stats socket, as
+    {(proxy, server): {column: value}}."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sock_path)
+    s.sendall(b"show stat\n")
+    data = recv_to_eof(s, timeout=5).decode()
+    s.close()
+    lines = [l for l in data.splitlines() if l]
+    cols = lines[0].lstrip("# ").split(",")
+    out = {}
+    for line in lines[1:]:
+        row = dict(zip(cols, line.split(",")))
+        out[(row["pxname"], row["svname"])] = row
+    return out
+
+
+def num(row, col):
+    return int(row.get(col) or 0)
+
+
 def test_rolling_restart_behind_haproxy_loses_no_request():
-    with TempRoot() as root:
+    """Both backends restarted in turn under wrk load, behind HAProxy set
+    up the way a careful operator would: health checks on /readyz, and
+    retries only for the keep-alive races a proxy cannot avoid (a
+    connection refused, or a reused idle connection that the server closed
+    as the request went out: `retry-on conn-failure empty-response`, with
+    HAProxy's default of 3 retries to the same server). No redispatch, no
+    retry of a 503 or of a reset mid-response, so it is uvhttpd's drain
+    (/readyz at 503 for --drain-delay, in-flight requests finished, then the
+    listener closed) that keeps every request whole. Zero non-2xx, zero
+    socket errors, zero 4xx/5xx at HAProxy; the retries it made are counted
+    from its stats socket and printed."""
+    with TempRoot() as root, TempRoot() as ha_dir:
         root.write("index.html", INDEX)
         pa, pb, front = free_port(), free_port(), free_port()
         flags = ("--drain-delay", "1", "--shutdown-timeout", "10")
-        a = start_on(root.path, pa, *flags)
-        b = start_on(root.path, pb, *flags)
-        cfg = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)
-        cfg.write(f"""
+        servers = {"a": start_on(root.path, pa, *flags), "b": start_on(root.path, pb, *flags)}
+        ports = {"a": pa, "b": pb}
+        stats_sock = os.path.join(ha_dir.path, "stats.sock")
+        cfg = ha_dir.write("haproxy.cfg", f"""
 global
     maxconn 4096
+    stats socket {stats_sock} mode 600 level admin
+    log stderr format raw local0
 defaults
     mode http
+    log global
+    option httplog
+    option dontlog-normal
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-    retries 3
-    option redispatch
-    retry-on all-retryable-errors
+    retry-on conn-failure empty-response
 frontend fe
     bind 127.0.0.1:{front}
     default_backend be
@@ -78,38 +110,70 @@ backend be
     server a 127.0.0.1:{pa} check
     server b 127.0.0.1:{pb} check
 """)
-        cfg.close()
-        ha = subprocess.Popen(["haproxy", "-db", "-f", cfg.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+        # HAProxy's log (abnormal requests only: errors, retries) and its
+        # warnings go to a file, shown with the counters.
+        ha_log = open(os.path.join(ha_dir.path, "haproxy.log"), "w+")
+        ha = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=ha_log)
+        wrk = None
         try:
             wait_for(lambda: http_status(front, "/index.html") == 200, 10, "haproxy to serve")
-            wrk = subprocess.Popen(["wrk", "-t2", "-c100", "-d14s", f"http://127.0.0.1:{front}/index.html"],
+
+            def stat(sv):
+                return haproxy_stats(stats_sock)[("be", sv)]
+
+            def served_by(sv):
+                return num(stat(sv), "stot")
+
+            def up_and_served(sv, n):
+                row = stat(sv)
+                return row["status"] == "UP" and num(row, "stot") >= n
+
+            # The load runs for at most 120 s; it is stopped (SIGINT makes
+            # wrk print its summary) once both restarts are done.
+            wrk = subprocess.Popen(["wrk", "-t2", "-c100", "-d120s", f"http://127.0.0.1:{front}/index.html"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(2)  # let the load run before the first restart (part of the scenario, not a sync)
-            for name, port in (("a", pa), ("b", pb)):
-                proc = a if name == "a" else b
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=20) == 0, f"backend {name} did not exit 0"
-                new = start_on(root.path, port, *flags)
-                if name == "a":
-                    a = new
-                else:
-                    b = new
-                wait_for(lambda: http_status(port, "/readyz") == 200, 10, f"backend {name} back")
-                time.sleep(2)  # keep both in rotation a while before the next restart
+            # Both backends carry load before the first restart.
+            start = {sv: served_by(sv) for sv in ports}
+            wait_for(lambda: all(served_by(sv) >= start[sv] + 5000 for sv in ports), 60,
+                     "both backends to serve 5000 requests under load")
+            for name in ("a", "b"):
+                servers[name].finish()  # SIGTERM: drains, and must exit 0
+                servers[name] = start_on(root.path, ports[name], *flags)
+                # Back in rotation and carrying load before the next step.
+                base = served_by(name)
+                wait_for(lambda: up_and_served(name, base + 5000), 60,
+                         f"backend {name} UP in HAProxy and serving 5000 requests")
+            assert wrk.poll() is None, "wrk finished before the restarts were done"
+            # HAProxy's counters before wrk stops: stopping cuts wrk's
+            # requests in flight, which HAProxy counts as client errors.
+            stats = haproxy_stats(stats_sock)
+            wrk.send_signal(signal.SIGINT)
             out, err = wrk.communicate(timeout=60)
+            fe, be = stats[("fe", "FRONTEND")], stats[("be", "BACKEND")]
             print("  " + " | ".join(l.strip() for l in out.splitlines() if "requests in" in l or "Requests/sec" in l))
+            ha_log.seek(0)
+            log = [l.rstrip() for l in ha_log if "[WARNING]" not in l and l.strip()]
+            print(f"  HAProxy: {num(fe, 'req_tot')} requests, {num(be, 'wretr')} retries, "
+                  f"{num(be, 'wredis')} redispatches, {num(be, 'econ')} connection errors, "
+                  f"{num(be, 'eresp')} response errors; from the backends {num(be, 'hrsp_4xx')} 4xx and "
+                  f"{num(be, 'hrsp_5xx')} 5xx, {num(fe, 'hrsp_5xx')} 5xx to clients")
+            for line in log[:20]:
+                print("    " + line)
             assert "Non-2xx" not in out, out
             assert "Socket errors" not in out, out
             assert int(re.search(r"(\d+) requests in", out).group(1)) > 1000, out
+            # The frontend's own 400s are not counted: wrk opens and closes
+            # one connection to test the address before its load (HAProxy
+            # logs it as <BADREQ>, CR--).
+            assert num(fe, "hrsp_5xx") == 0, fe
+            assert num(be, "hrsp_4xx") == 0 and num(be, "hrsp_5xx") == 0, be
+            assert num(be, "wredis") == 0, be
         finally:
+            if wrk and wrk.poll() is None:
+                wrk.kill()
+                wrk.wait(timeout=10)
             ha.terminate()
             ha.wait(timeout=10)
-            for p in (a, b):
-                if p.poll() is None:
-                    p.terminate()
-                    p.wait(timeout=20)
-            os.unlink(cfg.name)
 
 
 def wrk_run(url, seconds=2):
@@ -186,7 +250,9 @@ def test_out_of_descriptors_neither_spins_nor_crashes():
             print(f"  200 clients under RLIMIT_NOFILE=64: {served} served, "
                   f"{len(results) - served} refused or reset; server CPU {cpu_after - cpu_before} ticks")
             assert s.proc.poll() is None, "the server died"
-            assert served >= 150, results[:5]
+            # docs/reliability.md: "all served". Accepts wait while the
+            # process is out of descriptors; no client may be refused.
+            assert served == 200, [r for r in results if r is not True][:5]
             assert cpu_after - cpu_before < 500, "the server spun"  # 5 s of CPU at most
             assert curl(s.url + "a.txt").stdout == "A"
 
@@ -228,7 +294,8 @@ def test_sigterm_finishes_an_inflight_upload_then_exits_0():
         resp = recv_to_eof(c)
         assert resp.startswith(b"HTTP/1.1 201"), resp[:200]
         assert b"Connection: close" in resp
-        assert s.proc.wait(timeout=20) == 0
+        s.proc.wait(timeout=20)  # exits by itself after the upload
+        assert s.finish() == 0
         assert os.path.getsize(os.path.join(root.path, "up.bin")) == 200000
 
 
@@ -236,15 +303,11 @@ def test_a_blocked_stdout_log_does_not_hold_the_exit():
     with TempRoot() as root:
         root.write("a.txt", "A")
         # Default access log on stdout, which nobody reads after the first line.
-        p = subprocess.Popen([uvhlib.BINARY, "--port", "0", "--root", root.path], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-        url = uvhlib.read_line(p.stdout, 10).strip().split(" ")[-1]
-        run(["ab", "-q", "-k", "-n", "3000", "-c", "4", url + "a.txt"], timeout=60)  # >64 KiB of log
-        start = time.monotonic()
-        p.send_signal(signal.SIGTERM)
-        code = p.wait(timeout=30)
-        print(f"  exited {code} after {time.monotonic() - start:.1f}s with a full stdout pipe")
-        assert code == 0
+        with Server(root.path, access_log_off=False) as s:
+            run(["ab", "-q", "-k", "-n", "3000", "-c", "4", s.url + "a.txt"], timeout=60)  # >64 KiB of log
+            start = time.monotonic()
+            code = s.finish()
+            print(f"  exited {code} after {time.monotonic() - start:.1f}s with a full stdout pipe")
 
 
 def test_workers_restart_a_crashed_worker():
@@ -263,7 +326,7 @@ def test_workers_restart_a_crashed_worker():
             for _ in range(20):
                 assert curl(s.url + "a.txt").stdout == "A"
             kids = workers()
-        assert s.proc.returncode == 0
+        # The with-block asserted the exit status 0.
         for k in kids:
             assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split()[2] == "Z"
 
@@ -282,18 +345,12 @@ def test_systemd_socket_activation():
                 os.dup2(fd, 3)
             os.set_inheritable(3, True)  # dup2 onto itself would keep close-on-exec
 
-        p = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', uvhlib.BINARY,
-                              "--root", root.path, "--access-log", "off"],
-                             preexec_fn=as_fd_3, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             close_fds=False)
-        try:
-            line = uvhlib.read_line(p.stdout, 10)
-            assert line.strip() == f"listening on http://127.0.0.1:{port}/", line
+        with Server(root.path, "--root", root.path, "--access-log", "off", args_only=True,
+                    wrap=["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'],
+                    popen={"preexec_fn": as_fd_3, "close_fds": False}) as s:
+            assert s.url == f"http://127.0.0.1:{port}/", s.url
             sock.close()  # the server has its own copy
             assert curl(f"http://127.0.0.1:{port}/a.txt").stdout == "A"
-        finally:
-            p.terminate()
-            assert p.wait(timeout=20) == 0
 
 
 if __name__ == "__main__":
