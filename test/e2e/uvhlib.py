@@ -211,6 +211,50 @@ def read_line(stream, timeout):
     return buf
 
 
+def wait_until(cond, timeout, what, interval=0.01):
+    """Polls cond() until it returns something true (which it returns) or
+    the deadline passes (then fails, naming `what`). The interval is a poll
+    period, never a synchronisation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(interval)
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue, rx_queue) of the IPv4 TCP socket local_port -> remote_port
+    from /proc/net/tcp, or None. rx_queue is what the kernel holds that the
+    process has not read yet; tx_queue what was sent and not yet acknowledged."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
+                tx, rx = queues.split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def wait_server_read(sock, timeout=10):
+    """Waits until everything sent on the client socket `sock` has been read
+    by the server process: nothing unacknowledged on the client's side and
+    nothing unread in the server's receive queue (/proc/net/tcp)."""
+    client_port = sock.getsockname()[1]
+    server_port = sock.getpeername()[1]
+
+    def drained():
+        mine = tcp_queues(client_port, server_port)
+        theirs = tcp_queues(server_port, client_port)
+        return mine is not None and theirs is not None and mine[0] == 0 and theirs[1] == 0
+
+    wait_until(drained, timeout, "the server to read what the client sent", interval=0.005)
+
+
 def recv_to_eof(sock, timeout=30):
     """Everything the peer sends until it closes (bounded by timeout)."""
     deadline = time.monotonic() + timeout
