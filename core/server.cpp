@@ -151,12 +151,13 @@ bool Server::start(std::string& error, int listen_fd) {
         site_.database_rel = config_.database;
     }
 
-    // The record store. Torn lines a crash left are cut now, before anyone
-    // reads the file (start-up: blocking is fine).
+    // The record store. A last line without a newline is moved aside now
+    // (never with --read-only, which never writes), before anyone reads the
+    // file (start-up: blocking is fine).
     {
         bool beneath = site_.database_dir_fd == root;
         auto file = std::make_unique<RecordFile>(site_.database_dir_fd, site_.database_rel, beneath);
-        if (int e = file->recover(); e != 0 && e != ENOENT)
+        if (int e = file->recover(!config_.read_only); e != 0 && e != ENOENT)
             fmt::print(stderr, "uvhttpd: cannot check the record store '{}': {}\n", config_.database, std::strerror(e));
         records_ = std::make_unique<RecordStore>(loop_, std::move(file));
         site_.records = records_.get();

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 #include "handlers/fs_ops.h"
@@ -64,17 +65,48 @@ std::string increment_number(std::string n) {  // canonical in, canonical out
 // hand-damaged line keeps its id taken.
 std::string_view line_id(std::string_view line) { return line.substr(0, line.find(' ')); }
 
-// Calls fn(line) for every complete line of `content` (without its '\n');
-// returns the length of the complete lines (a torn tail is not visited).
+// Calls fn(line) for every complete line of `content`, without its line
+// ending ("\n", or "\r\n" for a file edited on Windows); returns the length
+// of the complete lines (an unterminated tail is not visited).
 template <typename Fn>
 size_t for_each_line(std::string_view content, Fn&& fn) {
     size_t start = 0;
     for (;;) {
         size_t nl = content.find('\n', start);
         if (nl == std::string_view::npos) return start;
-        fn(content.substr(start, nl - start));
+        size_t end = nl > start && content[nl - 1] == '\r' ? nl - 1 : nl;
+        fn(content.substr(start, end - start));
         start = nl + 1;
     }
+}
+
+// For the one stderr line about a set-aside tail: printable ASCII as it is,
+// '"' and '\\' escaped, every other byte as \xNN, at most kLogBytes of it.
+constexpr size_t kLogBytes = 200;
+std::string escape_for_log(std::string_view bytes) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < bytes.size() && i < kLogBytes; ++i) {
+        unsigned char c = static_cast<unsigned char>(bytes[i]);
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(static_cast<char>(c));
+        } else if (c >= 0x20 && c < 0x7f) {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.append("\\x");
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        }
+    }
+    return out;
+}
+
+// One line on stderr, written with one call so lines of several threads or
+// workers do not interleave.
+void log_line(const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
 }
 
 // The status for a failed store operation (issue: 507 for a full disk or
@@ -286,10 +318,8 @@ int RecordFile::refresh_index(Locked& lk) {
         if (!read_exact(lk.fd, off, n, chunk)) return errno;
         off += n;
         pending.append(chunk);
-        size_t used = for_each_line(pending, [&](std::string_view line) {
-            note_id(line_id(line));
-            scanned_ += line.size() + 1;
-        });
+        size_t used = for_each_line(pending, [&](std::string_view line) { note_id(line_id(line)); });
+        scanned_ += used;
         pending.erase(0, used);
     }
     return 0;
@@ -362,6 +392,60 @@ int RecordFile::rewrite(Locked& lk, const std::string& content) {
     return err;
 }
 
+// A last line without '\n' (the bytes after scanned_) is either an append
+// a crash cut short (never acknowledged, maybe cut mid-value) or a line
+// someone added by hand without a newline; the store cannot tell which.
+// So it is neither taken as a record nor glued to the next append nor
+// dropped: its bytes go to ".NAME.torn-YYYYmmddTHHMMSSZ" next to the store
+// (hidden, so never served; not kTmpPrefix, so never cleaned up), durably,
+// before the store is cut back to its complete lines, and one line on
+// stderr says so. Returns 0 or an errno (then the store is unchanged).
+int RecordFile::set_aside_tail(Locked& lk) {
+    uint64_t size = static_cast<uint64_t>(lk.st.st_size);
+    if (size <= scanned_) return 0;
+    std::string tail;
+    if (!read_exact(lk.fd, scanned_, static_cast<size_t>(size - scanned_), tail)) return errno;
+    int dfd = open_parent_dir();
+    if (dfd < 0) return errno;
+    std::string parent, base;
+    split_parent(path_, parent, base);
+    char stamp[32];
+    time_t now = time(nullptr);
+    struct tm tm {};
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    // NAME_MAX is 255: leave room for ".", ".torn-", the stamp and "-NNN".
+    std::string name_base = "." + base.substr(0, 200) + ".torn-" + stamp;
+    std::string name;
+    int tfd = -1;
+    for (int n = 1; n < 1000 && tfd < 0; ++n) {
+        name = n == 1 ? name_base : name_base + "-" + std::to_string(n);
+        tfd = openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (tfd < 0 && errno != EEXIST) break;
+    }
+    if (tfd < 0) {
+        int err = errno;
+        close(dfd);
+        return err;
+    }
+    int err = 0;
+    if (!write_all(tfd, tail.data(), tail.size()) || fdatasync(tfd) < 0) err = errno;
+    close(tfd);
+    if (err == 0 && fsync(dfd) < 0) err = errno;
+    if (err != 0) {
+        unlinkat(dfd, name.c_str(), 0);
+        close(dfd);
+        return err;
+    }
+    close(dfd);
+    if (ftruncate(lk.fd, static_cast<off_t>(scanned_)) < 0 || fdatasync(lk.fd) < 0) return errno;
+    lk.st.st_size = static_cast<off_t>(scanned_);
+    log_line("uvhttpd: record store " + path_ + ": the last line had no newline (a crash mid-write or a hand edit); moved its " +
+             std::to_string(tail.size()) + " bytes to " + name + ": \"" + escape_for_log(tail) + "\"" +
+             (tail.size() > kLogBytes ? "..." : "") + "\n");
+    return 0;
+}
+
 void RecordFile::append_batch(std::vector<Append*>& batch) {
     for (Append* a : batch) a->status = 0;
     auto fail_all = [&](int status) {
@@ -380,11 +464,7 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
         Locked lk;
         if (int err = lock(true, true, lk)) return fail_all(store_status(err));
         if (int err = refresh_index(lk)) return fail_all(store_status(err));
-        // A torn final line (a crash or a kill in the middle of a write) is
-        // cut off, so it is never glued to the next line.
-        if (static_cast<uint64_t>(lk.st.st_size) > scanned_ &&
-            ftruncate(lk.fd, static_cast<off_t>(scanned_)) < 0)
-            return fail_all(store_status(errno));
+        if (int err = set_aside_tail(lk)) return fail_all(store_status(err));
 
         std::string buf;
         std::unordered_set<std::string> batch_ids;
@@ -474,6 +554,8 @@ int RecordFile::put(const Record& rec, bool& created) {
     try {
         Locked lk;
         if (int err = lock(true, true, lk)) return store_status(err);
+        if (int err = refresh_index(lk)) return store_status(err);
+        if (int err = set_aside_tail(lk)) return store_status(err);
         std::string content;
         if (int err = read_all(lk, content)) return store_status(err);
         std::string line = format_record_line(rec);
@@ -504,6 +586,8 @@ int RecordFile::remove(std::string_view id) {
     try {
         Locked lk;
         if (int err = lock(true, false, lk)) return err == ENOENT ? 404 : store_status(err);
+        if (int err = refresh_index(lk)) return store_status(err);
+        if (int err = set_aside_tail(lk)) return store_status(err);
         std::string content;
         if (int err = read_all(lk, content)) return store_status(err);
         std::string out;
@@ -526,15 +610,14 @@ int RecordFile::remove(std::string_view id) {
     }
 }
 
-int RecordFile::recover() {
+int RecordFile::recover(bool writable) {
     try {
         Locked lk;
-        if (int err = lock(true, false, lk)) return err == ENOENT ? 0 : err;
+        if (int err = lock(writable, false, lk)) return err == ENOENT ? 0 : err;
         if (int err = refresh_index(lk)) return err;
-        if (static_cast<uint64_t>(lk.st.st_size) > scanned_) {
-            if (ftruncate(lk.fd, static_cast<off_t>(scanned_)) < 0 || fdatasync(lk.fd) < 0)
-                return errno;
-        }
+        if (writable) return set_aside_tail(lk);
+        if (static_cast<uint64_t>(lk.st.st_size) > scanned_)
+            log_line("uvhttpd: record store " + path_ + ": the last line has no newline; read-only, so it is left as it is and not served\n");
         return 0;
     } catch (...) {  // std::bad_alloc
         forget_index();

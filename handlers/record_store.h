@@ -83,9 +83,10 @@ public:
     // directory the first time this process appends to this inode, so a just
     // created file's name is durable too). Statuses are set only after the
     // sync succeeded. Empty ids get the next integer after the largest
-    // all-digit id in the file, in batch order. A torn final line (a crash
-    // mid-write) is cut off first. On failure the file is truncated back to
-    // its previous size and every accepted record gets 507/500.
+    // all-digit id in the file, in batch order. A last line without a
+    // newline is moved aside first (see recover()). On failure the file is
+    // truncated back to its previous size and every accepted record gets
+    // 507/500.
     void append_batch(std::vector<Append*>& batch);
 
     // 200 with `out` filled, 404 (no such record or no file), or an error
@@ -103,10 +104,15 @@ public:
     // 507/500 with the file unchanged.
     int remove(std::string_view id);
 
-    // Cuts a torn final line left by a crash (append_batch also does so
-    // under the lock). Called once at start-up. Returns 0 (also when the
-    // file does not exist yet) or the errno of the failing step.
-    int recover();
+    // Called once at start-up. Writable: a last line without a newline (a
+    // crash mid-append, or a hand edit) is moved to ".NAME.torn-DATE" next
+    // to the store and logged on stderr, never dropped and never taken as a
+    // record (every writing operation does the same under its lock).
+    // Read-only (writable = false): nothing is written, the line is only
+    // reported, and reads serve the complete lines. CRLF line endings are
+    // line endings. Returns 0 (also when the file does not exist yet) or the
+    // errno of the failing step.
+    int recover(bool writable = true);
 
     // For tests and metrics: ids known to this process's index.
     size_t indexed() const { return ids_.size(); }
@@ -115,6 +121,7 @@ private:
     struct Locked;
     int lock(bool write, bool create, Locked& lk);
     int refresh_index(Locked& lk);
+    int set_aside_tail(Locked& lk);
     int read_all(Locked& lk, std::string& content);
     int rewrite(Locked& lk, const std::string& content);
     int open_parent_dir();
