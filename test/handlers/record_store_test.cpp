@@ -525,6 +525,35 @@ TEST_CASE("RecordFile: get, put and remove", "[records]") {
     CHECK(read_file(db).find("77 not a form\n") != std::string::npos);
 }
 
+TEST_CASE("RecordFile: lines sharing an id: the first wins, none is dropped", "[records][dups]") {
+    TempDir dir;
+    std::string db = dir.file("database.txt");
+    write_file(db, "7 a=1\n8 b=1\n7 a=2\n9 c=1\n7 a=3\n");
+    StderrCapture err(dir);
+    RecordFile rf(AT_FDCWD, db, false);
+    CHECK(rf.recover() == 0);
+    std::string log = err.text();
+    CHECK(std::count(log.begin(), log.end(), '\n') == 1);  // one line per duplicated id
+    CHECK(log.find("id 7 is on 3 lines") != std::string::npos);
+    CHECK(read_file(db) == "7 a=1\n8 b=1\n7 a=2\n9 c=1\n7 a=3\n");  // reporting changes nothing
+
+    Record out;
+    CHECK(rf.get("7", out) == 200);
+    CHECK(out.fields == FormFields{{"a", "1"}});  // the first in file order, as the listing shows it
+    bool created = true;
+    CHECK(rf.put(rec("7", {{"a", "9"}}), created) == 204);
+    CHECK_FALSE(created);
+    CHECK(read_file(db) == "7 a=9\n8 b=1\n7 a=2\n9 c=1\n7 a=3\n");  // the others stay
+    CHECK(rf.get("7", out) == 200);
+    CHECK(out.fields == FormFields{{"a", "9"}});
+    CHECK(rf.remove("7") == 204);  // the first one only: the next becomes the record
+    CHECK(read_file(db) == "8 b=1\n7 a=2\n9 c=1\n7 a=3\n");
+    CHECK(rf.get("7", out) == 200);
+    CHECK(out.fields == FormFields{{"a", "2"}});
+    Record dup = rec("7");
+    CHECK(append_one(rf, dup) == 409);
+}
+
 TEST_CASE("RecordFile: a path beneath the served root", "[records]") {
     TempDir dir;
     REQUIRE(mkdir(dir.file("root").c_str(), 0755) == 0);

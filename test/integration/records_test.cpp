@@ -281,3 +281,18 @@ TEST_CASE("records: an unterminated last line is never lost", "[records][torn]")
         CHECK(t.request(form_post("name=c")).header("location") == "/database.txt/3");
     }
 }
+
+TEST_CASE("records: a POST with only an id and no fields is a 400", "[records][dups]") {
+    TestServer t;
+    for (std::string body : {"id=x", "mis=x", "id=x&mis=x", "mis=5&id="}) {
+        INFO(body);
+        HttpResponse r = t.request(form_post(body));
+        CHECK(r.status == 400);
+        CHECK(r.body == "400 Bad Request: no fields besides the id: send the record's fields\n");
+    }
+    CHECK(t.request(post("/database.txt", "application/json", R"({"id":"x"})")).status == 400);
+    CHECK_FALSE(t.root().exists("database.txt"));
+    CHECK(t.request(form_post("mis=x&name=a")).status == 201);
+    CHECK(t.request(form_post("id=y&name=b")).status == 201);
+    CHECK(lines(t) == "x mis=x&name=a\ny name=b\n");
+}
