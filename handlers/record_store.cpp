@@ -262,7 +262,7 @@ int RecordFile::lock(bool write, bool create, Locked& lk) {
 
 void RecordFile::note_id(std::string_view id) {
     if (!valid_record_id(id)) return;
-    ids_.emplace(id);
+    if (!ids_.emplace(id).second) ++dups_[std::string(id)];
     if (all_digits(id)) {
         std::string_view n = canonical_number(id);
         if (max_numeric_.empty() || number_greater(n, max_numeric_)) max_numeric_.assign(n);
@@ -283,11 +283,13 @@ void RecordFile::forget_index() {
     scanned_ = 0;
     dir_synced_ = false;
     ids_.clear();
+    dups_.clear();
     max_numeric_.clear();
 }
 
 void RecordFile::rebuild_index(std::string_view content, const struct stat& st) {
     ids_.clear();
+    dups_.clear();
     max_numeric_.clear();
     scanned_ = for_each_line(content, [&](std::string_view line) { note_id(line_id(line)); });
     held_st_ = st;
@@ -306,6 +308,7 @@ int RecordFile::refresh_index(Locked& lk) {
         if (dup_fd < 0) return errno;
         adopt(dup_fd, lk.st);
         ids_.clear();
+        dups_.clear();
         max_numeric_.clear();
         scanned_ = 0;
         dir_synced_ = false;
@@ -561,10 +564,13 @@ int RecordFile::put(const Record& rec, bool& created) {
         std::string line = format_record_line(rec);
         std::string out;
         out.reserve(content.size() + line.size());
+        // The first line with the id is the record (GET shows it, and the
+        // listing shows it first); it is replaced in place. Later lines
+        // with the same id (hand edits; recover() reports them) are kept.
         bool replaced = false;
         for_each_line(content, [&](std::string_view l) {
-            if (line_id(l) == rec.id) {
-                if (!replaced) out.append(line);  // in place; a duplicate would be dropped
+            if (!replaced && line_id(l) == rec.id) {
+                out.append(line);
                 replaced = true;
                 return;
             }
@@ -592,9 +598,11 @@ int RecordFile::remove(std::string_view id) {
         if (int err = read_all(lk, content)) return store_status(err);
         std::string out;
         out.reserve(content.size());
+        // Only the first line with the id (the record GET shows); a later
+        // duplicate then becomes the record.
         bool found = false;
         for_each_line(content, [&](std::string_view l) {
-            if (line_id(l) == id) {
+            if (!found && line_id(l) == id) {
                 found = true;
                 return;
             }
@@ -610,11 +618,26 @@ int RecordFile::remove(std::string_view id) {
     }
 }
 
+// One stderr line per id that more than one line carries (at most
+// kReportIds of them, then a count): a hand edit or a merge of two files.
+void RecordFile::report_duplicates() {
+    constexpr size_t kReportIds = 10;
+    std::vector<std::pair<std::string, uint64_t>> dups(dups_.begin(), dups_.end());
+    std::sort(dups.begin(), dups.end());
+    for (size_t i = 0; i < dups.size() && i < kReportIds; ++i)
+        log_line("uvhttpd: record store " + path_ + ": id " + dups[i].first + " is on " +
+                 std::to_string(dups[i].second + 1) + " lines; GET, PUT and DELETE use the first\n");
+    if (dups.size() > kReportIds)
+        log_line("uvhttpd: record store " + path_ + ": and " + std::to_string(dups.size() - kReportIds) +
+                 " more ids are on several lines\n");
+}
+
 int RecordFile::recover(bool writable) {
     try {
         Locked lk;
         if (int err = lock(writable, false, lk)) return err == ENOENT ? 0 : err;
         if (int err = refresh_index(lk)) return err;
+        report_duplicates();
         if (writable) return set_aside_tail(lk);
         if (static_cast<uint64_t>(lk.st.st_size) > scanned_)
             log_line("uvhttpd: record store " + path_ + ": the last line has no newline; read-only, so it is left as it is and not served\n");

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -93,6 +94,10 @@ public:
     // status (500 for a record line that does not parse).
     int get(std::string_view id, Record& out);
 
+    // Lines sharing an id (only a hand edit makes them): the first in file
+    // order is the record for get(), put() and remove(); the others are
+    // kept, and recover() reports them on stderr.
+    //
     // Replaces the record with rec.id in place (204, created = false) or
     // appends it at the end (201, created = true), by rewriting the file:
     // a ".uvhttpd-tmp-" file in the same directory, fdatasync, rename over
@@ -122,6 +127,7 @@ private:
     int lock(bool write, bool create, Locked& lk);
     int refresh_index(Locked& lk);
     int set_aside_tail(Locked& lk);
+    void report_duplicates();
     int read_all(Locked& lk, std::string& content);
     int rewrite(Locked& lk, const std::string& content);
     int open_parent_dir();
@@ -144,6 +150,7 @@ private:
     uint64_t scanned_ = 0;
     bool dir_synced_ = false;  // this process fsynced the directory for held_st_'s inode
     std::unordered_set<std::string> ids_;
+    std::unordered_map<std::string, uint64_t> dups_;  // id -> lines after its first
     std::string max_numeric_;
     uint64_t tmp_counter_ = 0;
 };

@@ -1,5 +1,6 @@
 #include "handlers/records.h"
 
+#include <algorithm>
 #include <memory>
 
 #include <fmt/format.h>
@@ -87,6 +88,14 @@ std::string take_id(FormFields& fields) {
     for (const auto& [name, value] : fields)
         if (name == "mis" && !value.empty()) return value;
     return {};
+}
+
+// A record is its fields: a body that only names an id ("id=x", or the
+// seed's "mis=x" alone) stores nothing anyone asked for.
+constexpr std::string_view kOnlyIdText = "no fields besides the id: send the record's fields";
+bool only_id(const FormFields& fields) {
+    return std::all_of(fields.begin(), fields.end(),
+                       [](const auto& f) { return f.first == "id" || f.first == "mis"; });
 }
 
 nlohmann::ordered_json record_json(std::string_view id, const FormFields& fields) {
@@ -239,6 +248,7 @@ void post_collected(Exchange& ex) {
     std::string error = parse_fields(ex.request(), job.data, rec.fields);
     if (!error.empty()) return respond_error(ex, 400, error);
     rec.id = take_id(rec.fields);
+    if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
     if (!rec.id.empty() && !valid_record_id(rec.id)) return respond_error(ex, 400, store_error_text(400));
     submit(ex, RecordStore::Op::Kind::Append, std::move(rec), post_stored);
 }
@@ -287,6 +297,7 @@ void put_collected(Exchange& ex) {
     if (!error.empty()) return respond_error(ex, 400, error);
     std::string body_id = take_id(rec.fields);
     (void)body_id;  // the URL names the record; an "id" field in the body is not a field
+    if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
     rec.id = job.id;
     submit(ex, RecordStore::Op::Kind::Put, std::move(rec), put_stored);
 }
