@@ -554,6 +554,45 @@ TEST_CASE("RecordFile: lines sharing an id: the first wins, none is dropped", "[
     CHECK(append_one(rf, dup) == 409);
 }
 
+TEST_CASE("RecordFile: numeric ids have a range, auto ids always work", "[records][ids]") {
+    TempDir dir;
+    std::string db = dir.file("database.txt");
+    // A hand edit put a 64-digit id in the file: it stays a record, but
+    // auto-numbering skips it.
+    write_file(db, std::string(64, '9') + " a=1\n5 b=1\n");
+    RecordFile rf(AT_FDCWD, db, false);
+    Record out;
+    CHECK(rf.get(std::string(64, '9'), out) == 200);
+    Record r = rec("");
+    CHECK(append_one(rf, r) == 201);
+    CHECK(r.id == "6");
+
+    // Numbers are below 10^18 (leading zeros aside): beyond is a 400.
+    Record zeros = rec("000000999999999999999998");  // 18 digits after the zeros
+    CHECK(append_one(rf, zeros) == 201);
+    Record big = rec("1000000000000000000");
+    CHECK(append_one(rf, big) == 400);
+    bool created = false;
+    CHECK(rf.put(rec("1000000000000000000", {{"a", "1"}}), created) == 400);
+
+    // The largest number taken: auto ids go on with the smallest free one,
+    // never 507.
+    Record last = rec("999999999999999999");
+    CHECK(append_one(rf, last) == 201);
+    std::vector<Record> more{rec(""), rec(""), rec("")};
+    CHECK(append(rf, more) == std::vector<int>{201, 201, 201});
+    CHECK(more[0].id == "1");
+    CHECK(more[1].id == "2");
+    CHECK(more[2].id == "3");
+    RecordFile fresh(AT_FDCWD, db, false);  // the same from a rescan
+    Record next = rec("");
+    CHECK(append_one(fresh, next) == 201);
+    CHECK(next.id == "4");
+    Record after = rec("");
+    CHECK(append_one(fresh, after) == 201);
+    CHECK(after.id == "7");  // 5 and 6 are taken
+}
+
 TEST_CASE("RecordFile: a path beneath the served root", "[records]") {
     TempDir dir;
     REQUIRE(mkdir(dir.file("root").c_str(), 0755) == 0);

@@ -296,3 +296,32 @@ TEST_CASE("records: a POST with only an id and no fields is a 400", "[records][d
     CHECK(t.request(form_post("id=y&name=b")).status == 201);
     CHECK(lines(t) == "x mis=x&name=a\ny name=b\n");
 }
+
+TEST_CASE("records: a huge numeric id is a 400 and never stops auto ids", "[records][ids]") {
+    TestServer t;
+    HttpResponse big = t.request(form_post("id=" + std::string(64, '9') + "&name=x"));
+    CHECK(big.status == 400);
+    CHECK(big.body == "400 Bad Request: a numeric id must be below 10^18 (at most 18 digits)\n");
+    CHECK(t.request(form_post("mis=1000000000000000000&name=x")).status == 400);
+    HttpResponse put = t.request("PUT /database.txt/1000000000000000000 HTTP/1.1\r\nHost: localhost\r\n"
+                                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n"
+                                 "Connection: close\r\n\r\na=b");
+    CHECK(put.status == 400);
+    HttpResponse a = t.request(form_post("name=a"));
+    CHECK(a.status == 201);
+    CHECK(a.header("location") == "/database.txt/1");
+    CHECK(t.request(form_post("id=999999999999999999&name=max")).status == 201);
+    HttpResponse b = t.request(form_post("name=b"));
+    CHECK(b.status == 201);
+    CHECK(b.header("location") == "/database.txt/2");
+}
+
+TEST_CASE("records: a 64-digit id written by hand does not stop auto ids", "[records][ids]") {
+    TestServer t([](uvh::Config& c) {
+        std::ofstream(c.root + "/database.txt", std::ios::binary) << std::string(64, '9') << " a=1\n41 b=2\n";
+    });
+    HttpResponse r = t.request(form_post("name=c"));
+    CHECK(r.status == 201);
+    CHECK(r.header("location") == "/database.txt/42");
+    CHECK(t.get("/database.txt/" + std::string(64, '9')).body == "a=1\n");
+}
