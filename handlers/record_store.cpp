@@ -46,18 +46,11 @@ std::string_view canonical_number(std::string_view digits) {
     return nz == std::string_view::npos ? digits.substr(digits.size() - 1) : digits.substr(nz);
 }
 
-bool number_greater(std::string_view a, std::string_view b) {  // both canonical
-    return a.size() != b.size() ? a.size() > b.size() : a > b;
-}
-
-std::string increment_number(std::string n) {  // canonical in, canonical out
-    size_t i = n.size();
-    while (i > 0 && n[i - 1] == '9') n[--i] = '0';
-    if (i == 0)
-        n.insert(n.begin(), '1');
-    else
-        ++n[i - 1];
-    return n;
+// The value of an all-digit id in range (numeric_id_in_range).
+uint64_t number_value(std::string_view digits) {
+    uint64_t v = 0;
+    for (char c : canonical_number(digits)) v = v * 10 + static_cast<uint64_t>(c - '0');
+    return v;
 }
 
 // The id of a stored line: everything before the first space (the whole
@@ -137,6 +130,10 @@ void truncate_back(int fd, uint64_t size) {
 }
 
 }  // namespace
+
+bool numeric_id_in_range(std::string_view id) {
+    return !all_digits(id) || canonical_number(id).size() <= kMaxNumericDigits;
+}
 
 bool valid_record_id(std::string_view id) {
     if (id.empty() || id.size() > kMaxIdLength || id == "." || id == "..") return false;
@@ -263,9 +260,19 @@ int RecordFile::lock(bool write, bool create, Locked& lk) {
 void RecordFile::note_id(std::string_view id) {
     if (!valid_record_id(id)) return;
     if (!ids_.emplace(id).second) ++dups_[std::string(id)];
-    if (all_digits(id)) {
-        std::string_view n = canonical_number(id);
-        if (max_numeric_.empty() || number_greater(n, max_numeric_)) max_numeric_.assign(n);
+    // Numbers beyond the range (only a hand edit makes them) stay records
+    // but do not steer auto-numbering.
+    if (all_digits(id) && numeric_id_in_range(id)) max_numeric_ = std::max(max_numeric_, number_value(id));
+}
+
+// The id for a record without one: the number after the largest in range,
+// or when that is the largest possible (someone chose it), the smallest
+// number not taken. Never fails: 10^18 ids do not fit on a disk.
+std::string RecordFile::next_auto_id(uint64_t& max, const std::unordered_set<std::string>& batch_ids) const {
+    if (max < kMaxNumeric) return std::to_string(++max);
+    for (uint64_t n = 1;; ++n) {
+        std::string id = std::to_string(n);
+        if (!ids_.count(id) && !batch_ids.count(id)) return id;
     }
 }
 
@@ -284,13 +291,13 @@ void RecordFile::forget_index() {
     dir_synced_ = false;
     ids_.clear();
     dups_.clear();
-    max_numeric_.clear();
+    max_numeric_ = 0;
 }
 
 void RecordFile::rebuild_index(std::string_view content, const struct stat& st) {
     ids_.clear();
     dups_.clear();
-    max_numeric_.clear();
+    max_numeric_ = 0;
     scanned_ = for_each_line(content, [&](std::string_view line) { note_id(line_id(line)); });
     held_st_ = st;
 }
@@ -309,7 +316,7 @@ int RecordFile::refresh_index(Locked& lk) {
         adopt(dup_fd, lk.st);
         ids_.clear();
         dups_.clear();
-        max_numeric_.clear();
+        max_numeric_ = 0;
         scanned_ = 0;
         dir_synced_ = false;
     }
@@ -471,29 +478,20 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
 
         std::string buf;
         std::unordered_set<std::string> batch_ids;
-        std::string max = max_numeric_;
+        uint64_t max = max_numeric_;
         for (size_t i = 0; i < batch.size(); ++i) {
             Record& rec = batch[i]->rec;
             if (rec.id.empty()) {
-                rec.id = max.empty() ? std::string("1") : increment_number(max);
+                rec.id = next_auto_id(max, batch_ids);
                 auto_id[i] = true;
-                if (rec.id.size() > kMaxIdLength) {  // 64 nines used up
-                    rec.id.clear();
-                    auto_id[i] = false;
-                    batch[i]->status = 507;
-                    continue;
-                }
-            } else if (!valid_record_id(rec.id)) {
+            } else if (!valid_record_id(rec.id) || !numeric_id_in_range(rec.id)) {
                 batch[i]->status = 400;
                 continue;
             } else if (ids_.count(rec.id) || batch_ids.count(rec.id)) {
                 batch[i]->status = 409;
                 continue;
             }
-            if (all_digits(rec.id)) {
-                std::string_view n = canonical_number(rec.id);
-                if (max.empty() || number_greater(n, max)) max.assign(n);
-            }
+            if (all_digits(rec.id)) max = std::max(max, number_value(rec.id));
             batch_ids.insert(rec.id);
             buf.append(format_record_line(rec));
         }
@@ -518,7 +516,7 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
             dir_synced_ = true;
         }
         scanned_ = before + buf.size();
-        max_numeric_ = std::move(max);
+        max_numeric_ = max;
         for (size_t i = 0; i < batch.size(); ++i) {
             if (batch[i]->status != 0) continue;
             batch[i]->status = 201;
@@ -553,7 +551,7 @@ int RecordFile::get(std::string_view id, Record& out) {
 
 int RecordFile::put(const Record& rec, bool& created) {
     created = false;
-    if (!valid_record_id(rec.id)) return 400;
+    if (!valid_record_id(rec.id) || !numeric_id_in_range(rec.id)) return 400;
     try {
         Locked lk;
         if (int err = lock(true, true, lk)) return store_status(err);

@@ -38,6 +38,14 @@ struct Record {
 // URL path segment, /database.txt/ID, where those two would be dot segments).
 bool valid_record_id(std::string_view id);
 
+// An id of only digits is a number, and numbers are below 10^18: at most
+// kMaxNumericDigits digits after any leading zeros ("007" is the number 7,
+// but its own id). POST and PUT refuse a larger one with 400; one already in
+// the file (a hand edit) stays a record that auto-numbering skips.
+inline constexpr size_t kMaxNumericDigits = 18;
+inline constexpr uint64_t kMaxNumeric = 999'999'999'999'999'999ull;
+bool numeric_id_in_range(std::string_view id);
+
 // "ID name=value&...\n". The id must be valid (callers check it first).
 std::string format_record_line(const Record& r);
 
@@ -72,8 +80,10 @@ public:
     RecordFile& operator=(const RecordFile&) = delete;
 
     // In: rec (an empty id asks for the next number). Out: status 201 (and
-    // rec.id set), 400 (invalid explicit id), 409 (the id exists in the file
-    // or earlier in the batch), 507 or 500 (and rec.id as it came in).
+    // rec.id set), 400 (invalid explicit id, or a number out of range), 409
+    // (the id exists in the file or earlier in the batch), 507 (disk full)
+    // or 500 (and rec.id as it came in). Never 507 for an id: see
+    // next_auto_id().
     struct Append {
         Record rec;
         int status = 0;
@@ -84,7 +94,8 @@ public:
     // directory the first time this process appends to this inode, so a just
     // created file's name is durable too). Statuses are set only after the
     // sync succeeded. Empty ids get the next integer after the largest
-    // all-digit id in the file, in batch order. A last line without a
+    // number in range in the file (or the smallest free number once the
+    // largest, kMaxNumeric, is taken), in batch order. A last line without a
     // newline is moved aside first (see recover()). On failure the file is
     // truncated back to its previous size and every accepted record gets
     // 507/500.
@@ -135,13 +146,14 @@ private:
     void forget_index();
     void adopt(int fd, const struct stat& st);
     void note_id(std::string_view id);
+    std::string next_auto_id(uint64_t& max, const std::unordered_set<std::string>& batch_ids) const;
 
     int dir_fd_;
     std::string path_;
     bool beneath_;
 
     // The index of the file this process last saw: ids and the largest
-    // all-digit id (canonical, no leading zeros; empty for none), for the
+    // number in range among them (0 for none), for the
     // first `scanned_` bytes of the inode held open in `held_fd_`. Holding
     // the inode open means its number cannot be reused by another file, so
     // "same inode" really means "same file, maybe grown".
@@ -151,7 +163,7 @@ private:
     bool dir_synced_ = false;  // this process fsynced the directory for held_st_'s inode
     std::unordered_set<std::string> ids_;
     std::unordered_map<std::string, uint64_t> dups_;  // id -> lines after its first
-    std::string max_numeric_;
+    uint64_t max_numeric_ = 0;
     uint64_t tmp_counter_ = 0;
 };
 

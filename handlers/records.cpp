@@ -93,6 +93,8 @@ std::string take_id(FormFields& fields) {
 // A record is its fields: a body that only names an id ("id=x", or the
 // seed's "mis=x" alone) stores nothing anyone asked for.
 constexpr std::string_view kOnlyIdText = "no fields besides the id: send the record's fields";
+constexpr std::string_view kIdRangeText = "a numeric id must be below 10^18 (at most 18 digits)";
+
 bool only_id(const FormFields& fields) {
     return std::all_of(fields.begin(), fields.end(),
                        [](const auto& f) { return f.first == "id" || f.first == "mis"; });
@@ -250,6 +252,7 @@ void post_collected(Exchange& ex) {
     rec.id = take_id(rec.fields);
     if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
     if (!rec.id.empty() && !valid_record_id(rec.id)) return respond_error(ex, 400, store_error_text(400));
+    if (!numeric_id_in_range(rec.id)) return respond_error(ex, 400, kIdRangeText);
     submit(ex, RecordStore::Op::Kind::Append, std::move(rec), post_stored);
 }
 
@@ -298,6 +301,7 @@ void put_collected(Exchange& ex) {
     std::string body_id = take_id(rec.fields);
     (void)body_id;  // the URL names the record; an "id" field in the body is not a field
     if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
+    if (!numeric_id_in_range(job.id)) return respond_error(ex, 400, kIdRangeText);
     rec.id = job.id;
     submit(ex, RecordStore::Op::Kind::Put, std::move(rec), put_stored);
 }
