@@ -82,6 +82,13 @@ std::string usage_text() {
         "  --write-token TOKEN     writes need Authorization: Bearer TOKEN (or Basic\n"
         "                          auth with TOKEN as the password: curl -u :TOKEN)\n"
         "  --allow-anonymous-writes  allow writes without a token on a non-loopback address\n"
+        "  --allowed-host NAME     without a token, writes must name a loopback host or\n"
+        "                          an IP address in Host (DNS rebinding); also allow\n"
+        "                          NAME (repeatable; .NAME takes its subdomains too,\n"
+        "                          * turns the check off)\n"
+        "  --allowed-origin ORIGIN browsers may write from this other origin, e.g.\n"
+        "                          https://app.example (repeatable; * for any); other\n"
+        "                          cross-site writes get 403\n"
         "  --create-dirs           PUT creates missing parent directories (default: 409)\n"
         "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
         "  --database PATH         the record store file (default: database.txt in the root)\n"
@@ -226,6 +233,16 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 Cidr c;
                 if (!Cidr::parse(v, c)) throw UsageError(fmt::format("{} needs an address or CIDR, got '{}'", arg, v));
                 (arg == "--metrics-allow" ? cfg.metrics_allow : cfg.trust_proxy).push_back(v);
+            } else if (arg == "--allowed-host") {
+                std::string v(need());
+                if (v.empty() || v.find_first_of(" /:@") != std::string::npos)
+                    throw UsageError(fmt::format("--allowed-host needs a host name (no port or scheme), got '{}'", v));
+                cfg.allowed_hosts.push_back(v);
+            } else if (arg == "--allowed-origin") {
+                std::string v(need());
+                if (v != "*" && (v.find("://") == std::string::npos || v.back() == '/'))
+                    throw UsageError(fmt::format("--allowed-origin needs scheme://host[:port], got '{}'", v));
+                cfg.allowed_origins.push_back(v);
             } else if (arg == "--proxy-protocol") {
                 cfg.proxy_protocol = true;
             } else if (arg == "--drain-delay") {

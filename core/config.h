@@ -46,6 +46,8 @@ struct Config {
     std::string ready_path = "/readyz";
     std::string metrics_path = "/metrics";
     std::vector<std::string> metrics_allow;  // CIDRs besides loopback
+    std::vector<std::string> allowed_hosts;    // --allowed-host: names anonymous writes may use
+    std::vector<std::string> allowed_origins;  // --allowed-origin: cross-site origins that may write
     std::vector<std::string> trust_proxy;    // CIDRs whose forwarding headers we believe
     bool proxy_protocol = false;
     uint64_t drain_delay_ms = 0;

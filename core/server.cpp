@@ -4,9 +4,12 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -17,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "core/connection.h"
+#include "handlers/fs_ops.h"
 #include "handlers/record_store.h"
 #include "handlers/write_ops.h"
 
@@ -91,7 +95,39 @@ void Server::next_request_id(std::string& out) {
     out.assign(buf, sizeof buf);
 }
 
+// Each connection may hold three descriptors (its socket, the duplicate a
+// threadpool sendfile writes through, and the file it sends; or a PUT's
+// temporary file and its directory), and the process needs some descriptors of its
+// own (the loop, the listener, the root, logs, the record store, the state
+// file, the threadpool's short-lived opens). A --max-connections the
+// open-files limit cannot back would turn every request into a 503 once
+// idle connections took the descriptors (hardening issue, item 12), so the
+// limit is raised to the hard limit where allowed and connections are
+// capped to what it backs.
+void Server::fit_connections_to_descriptors() {
+    constexpr rlim_t kReserve = 32;
+    struct rlimit rl {};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = rl;
+        raised.rlim_cur = std::min<rlim_t>(rl.rlim_max, 1 << 20);
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    }
+    rlim_t usable = rl.rlim_cur > kReserve + 3 ? (rl.rlim_cur - kReserve) / 3 : 1;
+    if (config_.max_connections > usable) {
+        // Quiet when only the default is trimmed on a machine with a
+        // reasonable limit; loud when the user's choice or a small limit is.
+        if (config_.max_connections != Config{}.max_connections || usable < 1024)
+            fmt::print(stderr,
+                       "uvhttpd: --max-connections lowered from {} to {}: the open-files limit is {} and each "
+                       "connection may need three descriptors (raise it with ulimit -n or LimitNOFILE=)\n",
+                       config_.max_connections, usable, rl.rlim_cur);
+        config_.max_connections = usable;
+    }
+}
+
 bool Server::start(std::string& error, int listen_fd) {
+    fit_connections_to_descriptors();
     // Start-up runs before the loop does, so these blocking calls hold up
     // no client.
     int root = ::open(config_.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -108,6 +144,8 @@ bool Server::start(std::string& error, int listen_fd) {
     site_.writes_enabled = !config_.read_only;
     site_.write_token = config_.write_token;
     site_.create_dirs = config_.create_dirs;
+    site_.allowed_hosts = config_.allowed_hosts;
+    site_.allowed_origins = config_.allowed_origins;
     site_.health_path = config_.health_path;
     site_.ready_path = config_.ready_path;
     site_.metrics_path = config_.metrics_path;
@@ -120,8 +158,14 @@ bool Server::start(std::string& error, int listen_fd) {
         Cidr cidr;
         if (Cidr::parse(c, cidr)) trust_proxy_.push_back(cidr);
     }
+    // Writers create the state file; a read-only server uses it when it is
+    // there, to see writes made by another server sharing the root.
+    locks_ = std::make_unique<LockService>();
+    locks_->open(root, !config_.read_only);
+    site_.locks = locks_.get();
     if (config_.cache_size > 0) {
         cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
+        cache_->set_generations(locks_.get());
         site_.cache = cache_.get();
     }
 
@@ -149,6 +193,22 @@ bool Server::start(std::string& error, int listen_fd) {
     } else {
         site_.database_dir_fd = root;
         site_.database_rel = config_.database;
+    }
+
+    {
+        // The store's identity on disk, for the write guard. Its directory
+        // exists whenever the store can exist at all.
+        std::string parent, name;
+        split_parent(site_.database_rel, parent, name);
+        int pfd = openat(site_.database_dir_fd, parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat pst {};
+        if (pfd >= 0 && fstat(pfd, &pst) == 0) {
+            site_.store_known = true;
+            site_.store_dir_dev = pst.st_dev;
+            site_.store_dir_ino = pst.st_ino;
+            site_.store_name = name;
+        }
+        if (pfd >= 0) ::close(pfd);
     }
 
     // The record store. A last line without a newline is moved aside now

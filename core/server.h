@@ -16,6 +16,7 @@
 #include "core/scratch.h"
 #include "core/timeouts.h"
 #include "handlers/file_cache.h"
+#include "handlers/lock_service.h"
 #include "handlers/metrics.h"
 #include "handlers/site.h"
 #include "protocol/http_date.h"
@@ -103,6 +104,7 @@ private:
     void close_handle(uv_handle_t* h);
 
     uv_loop_t* loop_;
+    void fit_connections_to_descriptors();
     Config config_;
     Site site_;
     ParserLimits limits_;
@@ -110,6 +112,7 @@ private:
     ScratchPool pool_;
     std::unique_ptr<char[]> read_buffer_;
     std::unique_ptr<FileCache> cache_;
+    std::unique_ptr<LockService> locks_;
     std::unique_ptr<AccessLog> log_;
     std::unique_ptr<RecordStore> records_;
     bool records_closing_ = false;

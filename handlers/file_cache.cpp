@@ -1,5 +1,7 @@
 #include "handlers/file_cache.h"
 
+#include "handlers/lock_service.h"
+
 namespace uvh {
 
 CachedEntry* FileCache::find(std::string_view url_path, uint64_t now_ms) {
@@ -15,7 +17,12 @@ CachedEntry* FileCache::find(std::string_view url_path, uint64_t now_ms) {
     // served the entry; at the full interval an entry not yet replaced is
     // dropped, so a change always shows within the interval.
     uint64_t age = now_ms - e.loaded_ms;
-    if (age >= revalidate_ms_) {
+    bool replaced = false;
+    if (locks_) {
+        for (const CachedRep& r : e.reps)
+            if (r.present && locks_->generation(r.dev, r.ino) != r.file_generation) replaced = true;
+    }
+    if (age >= revalidate_ms_ || replaced) {
         ++misses_;
         erase(url_path);
         return nullptr;

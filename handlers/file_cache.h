@@ -8,6 +8,8 @@
 // because an entry older than that is read again before it is served.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <ctime>
 #include <list>
@@ -16,6 +18,8 @@
 #include <unordered_map>
 
 namespace uvh {
+
+class LockService;
 
 // One representation of a URL: the file itself or one of its
 // precompressed variants.
@@ -27,6 +31,12 @@ struct CachedRep {
     std::string_view encoding;      // "", "gzip" or "br" (static strings)
     time_t last_modified = 0;
     std::string fields;  // the representation fields of a 200, formatted
+    // The file the bytes came from and its generation when they were read
+    // (handlers/lock_service.h): a write by any process, through any URL,
+    // bumps it, and the entry is dropped at its next hit.
+    dev_t dev = 0;
+    ino_t ino = 0;
+    uint64_t file_generation = 0;
 };
 
 struct CachedEntry {
@@ -48,9 +58,13 @@ public:
         : max_bytes_(max_bytes), max_file_(max_file), revalidate_ms_(revalidate_ms) {}
 
     bool enabled() const { return max_bytes_ > 0; }
+    // Where file generations are kept; without it only this process's own
+    // writes (by URL) and the revalidation interval invalidate.
+    void set_generations(const LockService* locks) { locks_ = locks; }
     size_t max_file() const { return max_file_; }
 
-    // The entry for a URL path if it is fresh; nullptr otherwise, and the
+    // The entry for a URL path if it is fresh and no representation's file
+    // was replaced or removed since it was read; nullptr otherwise, and the
     // caller reads the file again. The first request past two thirds of the
     // interval gets nullptr and its read replaces the entry; until that
     // lands (at most until the interval ends) the others are still served
@@ -85,6 +99,7 @@ private:
     void erase(std::string_view key);
     void evict_to(size_t budget);
 
+    const LockService* locks_ = nullptr;
     size_t max_bytes_;
     size_t max_file_;
     uint64_t revalidate_ms_;

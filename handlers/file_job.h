@@ -38,6 +38,8 @@ struct FileJob {
     const void* request = nullptr;  // the Request, for checks re-run on the worker
     time_t now = 0;
     uint64_t started_generation = 0;  // of the file cache, when the read began
+    const class LockService* locks = nullptr;  // write locks, file generations
+    const struct Site* site = nullptr;         // read-only settings (store identity)
 
     // ---- outputs (worker thread) ----
     enum class Kind { None, File, Listing, Redirect };
@@ -52,6 +54,8 @@ struct FileJob {
     bool exists = false;
     bool has_variants = false;  // .gz or .br next to the file: Vary needed
     std::string_view encoding;  // "gzip", "br" or empty: what `fd` holds
+    uint64_t file_generation = 0;  // of `st`'s file, read before its bytes
+    bool cacheable = false;        // the bytes are still what the path names
     std::string data;           // inline file bytes / rendered listing / collected body
     std::string id;             // a record's id (record store)
     std::vector<std::pair<std::string, std::string>> fields;  // a record's fields
@@ -74,6 +78,10 @@ struct FileJob {
         request = nullptr;
         now = 0;
         started_generation = 0;
+        locks = nullptr;
+        site = nullptr;
+        file_generation = 0;
+        cacheable = false;
         kind = Kind::None;
         err = 0;
         fd = -1;

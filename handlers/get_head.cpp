@@ -12,6 +12,7 @@
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/listing.h"
+#include "handlers/lock_service.h"
 #include "protocol/etag.h"
 #include "protocol/mime.h"
 #include "protocol/negotiate.h"
@@ -240,8 +241,11 @@ void serve_opened_file(Exchange& ex) {
     v.fd = job.fd;
 
     FileCache* cache = ex.site().cache;
-    if (cache && v.in_memory && !v.database && ex.request().method == Method::Get) {
+    if (cache && v.in_memory && !v.database && job.cacheable && ex.request().method == Method::Get) {
         CachedRep rep;
+        rep.dev = job.st.st_dev;
+        rep.ino = job.st.st_ino;
+        rep.file_generation = job.file_generation;
         rep.content = job.data;
         rep.etag = etag;
         rep.content_type = v.content_type;
@@ -367,7 +371,22 @@ void open_for_get(FileJob& job) {
     }
     job.kind = FileJob::Kind::File;
     choose_variant(job);
+    if (job.locks) job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
     read_inline(job);
+    job.cacheable = true;
+    if (job.locks && (job.flags & kInMemory)) {
+        // The bytes may go into the cache tagged with the generation read
+        // above. That is only right if the path still named this file after
+        // the generation was read: a writer bumps it after its rename, so a
+        // rename we did not see here comes with a bump the cache will see.
+        std::string path = job.rel2;
+        if (!job.encoding.empty()) path += job.encoding == "br" ? ".br" : ".gz";
+        struct stat now {};
+        int check = open_beneath(job.root_fd, path, O_PATH);
+        job.cacheable = check >= 0 && fstat(check, &now) == 0 && now.st_ino == job.st.st_ino &&
+                        now.st_dev == job.st.st_dev;
+        if (check >= 0) close(check);
+    }
 }
 
 void handle_get(Exchange& ex) {
@@ -388,6 +407,7 @@ void handle_get(Exchange& ex) {
 
     FileJob& job = ex.job();
     if (site.cache) job.started_generation = site.cache->generation();
+    job.locks = site.locks;
     if (path == site.database_url) {
         // Wherever --database put it, the record file is served at its URL.
         job.root_fd = site.database_dir_fd;

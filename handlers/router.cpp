@@ -7,6 +7,7 @@
 #include "handlers/write_ops.h"
 #include "protocol/auth.h"
 #include "protocol/target.h"
+#include "protocol/write_origin.h"
 
 namespace uvh {
 
@@ -142,6 +143,24 @@ void dispatch(Exchange& ex) {
     if (is_write(req.method)) {
         if (!site.writes_enabled) return respond_error(ex, 405, "this server is read-only", kReadMethods);
         if (!authorized(ex)) return respond_unauthorized(ex);
+        // DNS rebinding: without a token, loopback is the only protection,
+        // so the request must say it is for a loopback name or an address
+        // (protocol/write_origin.h). An HTTP/1.0 request without Host comes
+        // from no browser. RFC 9110 §7.4: 421 for a request this server is
+        // not configured to answer for that authority.
+        if (site.write_token.empty() && !req.host.empty() && !write_host_allowed(req.host, site.allowed_hosts)) {
+            return respond_error(ex, 421,
+                                 "writes without a token need Host to be localhost or an IP address "
+                                 "(allow other names with --allowed-host)");
+        }
+        // A cross-site page may still carry the browser's cached Basic
+        // credentials, so this holds with a token too.
+        if (classify_write_origin(req.find("origin"), req.find("sec-fetch-site"), req.host, site.allowed_origins) !=
+            WriteOrigin::Allowed) {
+            return respond_error(ex, 403,
+                                 "cross-site write refused (Origin / Sec-Fetch-Site); "
+                                 "allow an origin with --allowed-origin");
+        }
     }
 
     // The record store: /database.txt itself, and one record per

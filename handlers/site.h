@@ -3,6 +3,8 @@
 // the server; handlers only read it (the services have their own methods).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 namespace uvh {
 
 class FileCache;
+class LockService;
 class RecordStore;
 class Metrics;
 
@@ -28,9 +31,18 @@ struct Site {
     std::string write_token;     // --write-token; empty: no authentication
     uint64_t max_body_size = 1ull << 30;  // --max-body-size; 0: unlimited
     bool create_dirs = false;    // --create-dirs
+    std::vector<std::string> allowed_hosts;    // --allowed-host (protocol/write_origin.h)
+    std::vector<std::string> allowed_origins;  // --allowed-origin
     std::string database_url = "/database.txt";  // URL path of the record store
     int database_dir_fd = -1;    // directory holding the record file
     std::string database_rel;    // the record file, relative to database_dir_fd
+    // What the record file is on disk: its directory and name. Writes by
+    // any URL (aliases, symlinks, another --database) are checked against
+    // this, not against the URL (hardening issue, item 4).
+    bool store_known = false;
+    dev_t store_dir_dev = 0;
+    ino_t store_dir_ino = 0;
+    std::string store_name;
 
     // Operational endpoints; an empty path turns one off.
     std::string health_path = "/healthz";
@@ -39,6 +51,7 @@ struct Site {
     std::vector<Cidr> metrics_allow;  // besides loopback
 
     FileCache* cache = nullptr;
+    const LockService* locks = nullptr;  // write locks and file generations
     RecordStore* records = nullptr;
     Metrics* metrics = nullptr;
 };

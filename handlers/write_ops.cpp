@@ -15,6 +15,7 @@
 
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
+#include "handlers/lock_service.h"
 #include "handlers/router.h"
 #include "protocol/etag.h"
 #include "protocol/preconditions.h"
@@ -59,7 +60,23 @@ bool check_target(FileJob& job, const std::string& name) {
     return true;
 }
 
+// True when `name` in the directory `dir_fd` is the record store's file,
+// whatever URL led there (hardening issue, item 4): the store is known by
+// its directory's device and inode and its name, not by a URL string.
+bool is_record_store(const FileJob& job, int dir_fd, std::string_view name) {
+    const Site* site = job.site;
+    if (!site || !site->store_known || name != site->store_name) return false;
+    struct stat st {};
+    return fstat(dir_fd, &st) == 0 && st.st_dev == site->store_dir_dev && st.st_ino == site->store_dir_ino;
+}
+
+constexpr int kStoreRefused = 403;
+constexpr std::string_view kStoreMessage =
+    "that name is the record store's file; records live at /database.txt/ID";
+
 // Opens the parent of job.rel as job.dir_fd, creating it first when asked.
+// Refuses (job.status 403) when the target or a directory to create is the
+// record store's name.
 bool open_parent(FileJob& job, std::string& name) {
     std::string parent;
     split_parent(job.rel, parent, name);
@@ -74,6 +91,11 @@ bool open_parent(FileJob& job, std::string& name) {
             std::string base = so_far.empty() ? std::string(".") : so_far;
             int d = open_beneath(job.root_fd, base, O_RDONLY | O_DIRECTORY);
             if (d < 0) break;
+            if (is_record_store(job, d, comp)) {
+                close(d);
+                job.status = kStoreRefused;
+                return false;
+            }
             if (mkdirat(d, comp.c_str(), 0755) != 0 && errno != EEXIST) {
                 int e = errno;
                 close(d);
@@ -96,7 +118,36 @@ bool open_parent(FileJob& job, std::string& name) {
         }
         return false;
     }
+    if (is_record_store(job, job.dir_fd, name)) {
+        job.status = kStoreRefused;
+        return false;
+    }
     return true;
+}
+
+// The lock of the target's name (handlers/lock_service.h), held from the
+// check of the preconditions to the switch, so that of several writers with
+// the same If-Match exactly one succeeds (RFC 9110 §13.1.1), in this
+// process, across --workers and across servers sharing the root.
+bool lock_target(FileJob& job, const std::string& name, LockService::Guard& guard) {
+    if (!job.locks) return true;
+    struct stat dir {};
+    if (fstat(job.dir_fd, &dir) != 0) {
+        job.err = errno;
+        return false;
+    }
+    guard = job.locks->lock_name(dir, name);
+    if (!guard.held()) {
+        job.err = errno;
+        return false;
+    }
+    return true;
+}
+
+// Caches of every process drop what they hold of a replaced or removed
+// file at their next hit.
+void bump_generation(const FileJob& job, const struct stat& st) {
+    if (job.locks) job.locks->bump(st.st_dev, st.st_ino);
 }
 
 std::string location_for(const Exchange& ex) {
@@ -130,8 +181,10 @@ void put_prepare(FileJob& job) {
         job.err = errno;
         return;
     }
-    // A replacement keeps the permissions of the file it replaces.
-    if (job.exists && S_ISREG(job.st.st_mode)) fchmod(job.fd, job.st.st_mode & 07777);
+    // A replacement keeps the permission bits of the file it replaces, but
+    // not setuid, setgid or sticky: new content must not inherit privileges
+    // (the kernel clears them on an unprivileged write for the same reason).
+    if (job.exists && S_ISREG(job.st.st_mode)) fchmod(job.fd, job.st.st_mode & 0777);
 }
 
 void put_write(FileJob& job) {
@@ -145,9 +198,12 @@ void put_commit(FileJob& job) {
     }
     std::string parent, name;
     split_parent(job.rel, parent, name);
-    // Check again right before the switch: another writer may have changed
-    // the target while the body was arriving.
+    LockService::Guard guard;
+    if (!lock_target(job, name, guard)) return;
+    // Check again right before the switch, under the lock: another writer
+    // may have changed the target while the body was arriving.
     if (!check_target(job, name)) return;
+    const struct stat replaced = job.st;
     if (job.exists && S_ISDIR(job.st.st_mode)) {
         job.status = 409;
         return;
@@ -191,6 +247,7 @@ void put_commit(FileJob& job) {
     }
     job.temp_rel.clear();
     fsync(job.dir_fd);  // the rename itself must survive a crash
+    if (job.exists) bump_generation(job, replaced);
     job.created = !job.exists;
     if (fstat(job.fd, &job.st) != 0) job.err = errno;
 }
@@ -202,6 +259,7 @@ void invalidate(Exchange& ex) {
 void put_committed(Exchange& ex) {
     FileJob& job = ex.job();
     invalidate(ex);  // even a failed commit may have changed nothing or something: drop it
+    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (job.status) return respond_error(ex, job.status, job.status == 412 ? "precondition failed" : "conflict");
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
     std::string etag;
@@ -233,6 +291,7 @@ void put_end(Exchange& ex) { ex.offload(put_commit, put_committed); }
 
 void put_prepared(Exchange& ex) {
     FileJob& job = ex.job();
+    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (job.status == 412) return respond_error(ex, 412, "precondition failed");
     if (job.status == 409) {
         return respond_error(ex, 409, job.exists ? "the target is a directory" : "the parent directory does not exist");
@@ -256,6 +315,8 @@ void delete_work(FileJob& job) {
         }
         return;
     }
+    LockService::Guard guard;
+    if (!lock_target(job, name, guard)) return;
     if (!check_target(job, name)) return;
     if (!job.exists) {
         job.err = ENOENT;
@@ -275,11 +336,13 @@ void delete_work(FileJob& job) {
         return;
     }
     fsync(job.dir_fd);
+    bump_generation(job, job.st);
 }
 
 void delete_done(Exchange& ex) {
     FileJob& job = ex.job();
     invalidate(ex);
+    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (job.status == 409) return respond_error(ex, 409, "the directory is not empty");
     if (job.status == 412) return respond_error(ex, 412, "precondition failed");
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
@@ -307,6 +370,7 @@ void mkcol_work(FileJob& job) {
 void mkcol_done(Exchange& ex) {
     FileJob& job = ex.job();
     invalidate(ex);
+    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (job.status == 405) return respond_error(ex, 405, "something already exists there", allowed_methods(ex.site()));
     if (job.status == 409) return respond_error(ex, 409, "the parent directory does not exist");
     if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
@@ -324,6 +388,8 @@ void setup_job(Exchange& ex) {
     job.trailing_slash = ex.path().back() == '/';
     job.request = &ex.request();
     job.now = ex.now();
+    job.locks = ex.site().locks;
+    job.site = &ex.site();
 }
 
 }  // namespace

@@ -1,0 +1,138 @@
+#include "handlers/lock_service.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace uvh {
+
+namespace {
+
+constexpr size_t kTableBytes = LockService::kSlots * sizeof(uint64_t);
+// Lock bytes live past the table, so a lock never touches a counter's page.
+constexpr off_t kLockBase = 1 << 20;
+constexpr off_t kLockBytes = 1 << 16;
+
+uint64_t mix(uint64_t h, uint64_t v) {
+    // FNV-1a over the eight bytes of v.
+    for (int i = 0; i < 8; ++i) {
+        h ^= (v >> (i * 8)) & 0xff;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+constexpr uint64_t kFnvBasis = 14695981039346656037ull;
+
+}  // namespace
+
+LockService::~LockService() {
+    if (table_) munmap(table_, kTableBytes);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void LockService::open(int root_fd, bool create) {
+    int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+    int fd = openat(root_fd, kFileName, flags, 0600);
+    if (fd < 0 && !create) fd = openat(root_fd, kFileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st {};
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        ::close(fd);
+        fd = -1;
+        errno = EINVAL;
+    }
+    shared_ = fd >= 0;
+    if (fd < 0) {
+        if (create)
+            fmt::print(stderr,
+                       "uvhttpd: cannot use {} in the root ({}): write locks and cache generations hold within "
+                       "this process only\n",
+                       kFileName, std::strerror(errno));
+        fd = memfd_create("uvhttpd-state", MFD_CLOEXEC);
+        if (fd < 0) return;
+        st.st_size = 0;
+    }
+    bool writable = (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR;
+    if (writable && static_cast<size_t>(st.st_size) < kTableBytes && ftruncate(fd, kTableBytes) != 0) {
+        ::close(fd);
+        return;
+    }
+    void* map = mmap(nullptr, kTableBytes, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        ::close(fd);
+        return;
+    }
+    fd_ = fd;
+    table_ = static_cast<uint64_t*>(map);
+    writable_ = writable;
+}
+
+LockService::Guard& LockService::Guard::operator=(Guard&& o) noexcept {
+    if (this != &o) {
+        release();
+        fd_ = o.fd_;
+        o.fd_ = -1;
+    }
+    return *this;
+}
+
+void LockService::Guard::release() {
+    // Closing the description drops its OFD lock.
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+LockService::Guard LockService::lock_name(const struct stat& dir, std::string_view name) const {
+    if (fd_ < 0) {
+        errno = EBADF;
+        return Guard();
+    }
+    // A new open file description for every acquisition: OFD locks of one
+    // description do not exclude each other, so threads must not share one.
+    std::string self = fmt::format("/proc/self/fd/{}", fd_);
+    int fd = ::open(self.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return Guard();
+    uint64_t h = mix(mix(kFnvBasis, static_cast<uint64_t>(dir.st_dev)), static_cast<uint64_t>(dir.st_ino));
+    for (char c : name) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = kLockBase + static_cast<off_t>(h % kLockBytes);
+    fl.l_len = 1;
+    while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::close(fd);
+        errno = e;
+        return Guard();
+    }
+    return Guard(fd);
+}
+
+uint64_t* LockService::slot(dev_t dev, ino_t ino) const {
+    if (!table_) return nullptr;
+    uint64_t h = mix(mix(kFnvBasis, static_cast<uint64_t>(dev)), static_cast<uint64_t>(ino));
+    return table_ + (h % kSlots);
+}
+
+uint64_t LockService::generation(dev_t dev, ino_t ino) const {
+    uint64_t* s = slot(dev, ino);
+    return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : 0;
+}
+
+void LockService::bump(dev_t dev, ino_t ino) const {
+    uint64_t* s = slot(dev, ino);
+    // A read-only mapping (a --read-only server) never writes.
+    if (s && writable_) __atomic_add_fetch(s, 1, __ATOMIC_ACQ_REL);
+}
+
+}  // namespace uvh

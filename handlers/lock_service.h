@@ -1,0 +1,90 @@
+// The project's one lock-and-generation service (hardening issue, item 1 and
+// item 8). Every write that checks and then changes a name (PUT, DELETE;
+// later WebDAV, resumable uploads) takes the lock of that name first, and
+// every write that replaces or removes a file bumps that file's generation,
+// which caches of any process compare on each hit.
+//
+// Both live in one small file per served root, ".uvhttpd-state" (a dotfile:
+// never served, listed or writable through HTTP):
+//
+// * Locks are open-file-description locks (fcntl F_OFD_SETLKW) on one byte
+//   of that file, chosen by hashing the key. They are held by whoever opened
+//   the description, so each acquisition opens the file anew: two threads of
+//   one process, two --workers processes and two servers sharing one root on
+//   one machine all exclude each other, and the kernel drops a lock when its
+//   holder dies (a crashed worker cannot leave a name locked). Over NFSv4 the
+//   byte-range locks go to the server, so they hold across machines too;
+//   on storage without distributed locks they do not.
+// * Generations are 8-byte counters in the first pages of that file, mapped
+//   MAP_SHARED by every process on the machine. They do not cross machines:
+//   there, a cache notices a change within --cache-revalidate.
+//
+// Keys: the lock of a name is the parent directory's device and inode plus
+// the name, one key whether the file exists or not, so a create and a
+// replace of the same name exclude each other and every URL alias (symlinked
+// directories, "loop -> .") of one directory entry gets the same lock. The
+// generation of a file is its device and inode, so aliases share it too.
+// Different keys may share a byte or a counter (the tables are fixed-size):
+// that costs an unneeded wait or a cache miss, never a wrong answer.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace uvh {
+
+class LockService {
+public:
+    static constexpr size_t kSlots = 8192;  // generation counters (64 KiB)
+    static constexpr const char* kFileName = ".uvhttpd-state";
+
+    LockService() = default;
+    ~LockService();
+    LockService(const LockService&) = delete;
+    LockService& operator=(const LockService&) = delete;
+
+    // Opens (creating it when `create`) the state file in the root and maps
+    // its generation table. When the file cannot be had (a read-only root),
+    // falls back to an anonymous file: locks and generations then hold
+    // within this process only, and `shared()` says so. Blocking; start-up.
+    void open(int root_fd, bool create);
+    bool shared() const { return shared_; }
+
+    // An exclusive lock, released when the Guard goes. Blocks: call from a
+    // threadpool thread, never from the loop.
+    class Guard {
+    public:
+        Guard() = default;
+        explicit Guard(int fd) : fd_(fd) {}
+        Guard(Guard&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+        Guard& operator=(Guard&& o) noexcept;
+        ~Guard() { release(); }
+        void release();
+        bool held() const { return fd_ >= 0; }
+
+    private:
+        int fd_ = -1;
+    };
+    // The lock of `name` in the directory `dir` (an fstat of it). Returns a
+    // Guard that does not hold (held() false, errno set) when the lock could
+    // not be taken.
+    Guard lock_name(const struct stat& dir, std::string_view name) const;
+
+    // The generation of the file (dev, ino); bump() after replacing or
+    // removing it. Lock-free; any thread.
+    uint64_t generation(dev_t dev, ino_t ino) const;
+    void bump(dev_t dev, ino_t ino) const;
+
+private:
+    uint64_t* slot(dev_t dev, ino_t ino) const;
+    int fd_ = -1;
+    uint64_t* table_ = nullptr;
+    bool shared_ = false;
+    bool writable_ = false;
+};
+
+}  // namespace uvh
