@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -324,4 +325,60 @@ TEST_CASE("records: a 64-digit id written by hand does not stop auto ids", "[rec
     CHECK(r.status == 201);
     CHECK(r.header("location") == "/database.txt/42");
     CHECK(t.get("/database.txt/" + std::string(64, '9')).body == "a=1\n");
+}
+
+namespace {
+
+// A configure step that parses real command-line flags.
+std::function<void(uvh::Config&)> with_flags(std::vector<const char*> flags) {
+    return [flags](uvh::Config& c) {
+        std::vector<const char*> argv{"uvhttpd"};
+        argv.insert(argv.end(), flags.begin(), flags.end());
+        uvh::ParseOutcome out = uvh::parse_args(static_cast<int>(argv.size()), argv.data(), c);
+        INFO(out.message);
+        REQUIRE(out.kind == uvh::ParseOutcome::Kind::Run);
+    };
+}
+
+std::string put_form(std::string_view id, std::string_view body) {
+    return "PUT /database.txt/" + std::string(id) +
+           " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + std::string(body);
+}
+
+}  // namespace
+
+TEST_CASE("records: --max-record-size and --max-store-size", "[records][caps]") {
+    CHECK(uvh::usage_text().find("--max-record-size SIZE") != std::string::npos);
+    CHECK(uvh::usage_text().find("--max-store-size SIZE") != std::string::npos);
+    CHECK(uvh::usage_text().find("a record's line (default 64K)") != std::string::npos);
+    CHECK(uvh::usage_text().find("the record store file (default 1G") != std::string::npos);
+
+    SECTION("a record over the cap is a 413") {
+        TestServer t(with_flags({"--max-record-size", "100"}));
+        HttpResponse big = t.request(form_post("name=" + std::string(200, 'x')));
+        CHECK(big.status == 413);
+        CHECK(big.body == "413 Content Too Large: a record is at most 100 bytes (--max-record-size)\n");
+        // The limit is on the stored line: "1 name=" + 93 bytes + "\n" is 101.
+        CHECK(t.request(form_post("name=" + std::string(93, 'x'))).status == 413);
+        CHECK_FALSE(t.root().exists("database.txt"));
+        CHECK(t.request(form_post("name=" + std::string(92, 'x'))).status == 201);
+        CHECK(t.request(put_form("1", "name=" + std::string(200, 'y'))).status == 413);
+        CHECK(lines(t) == "1 name=" + std::string(92, 'x') + "\n");
+    }
+    SECTION("a store over the cap is a 507") {
+        TestServer t(with_flags({"--max-store-size=64"}));
+        for (int i = 1; i <= 3; ++i) {
+            INFO(i);
+            CHECK(t.request(form_post("name=xxxxxxxxxx")).status == 201);  // 18 bytes a line
+        }
+        HttpResponse full = t.request(form_post("name=xxxxxxxxxx"));
+        CHECK(full.status == 507);
+        CHECK(full.body == "507 Insufficient Storage: the record store is full (--max-store-size 64 bytes); nothing was stored\n");
+        CHECK(t.request(put_form("1", "name=" + std::string(40, 'y'))).status == 507);
+        CHECK(t.request(put_form("1", "name=short")).status == 204);  // not growing past the cap
+        CHECK(t.request("DELETE /database.txt/2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").status == 204);
+        CHECK(t.request(form_post("name=xxxxxxxxxx")).status == 201);
+        CHECK(lines(t) == "1 name=short\n3 name=xxxxxxxxxx\n4 name=xxxxxxxxxx\n");
+    }
 }
