@@ -191,6 +191,13 @@ void RawClient::send(std::string_view bytes) {
     if (!ok) throw std::runtime_error("send timed out");
 }
 
+void RawClient::send_and_wait_read(std::string_view bytes) {
+    uint64_t target = server_.server().metrics().bytes_in + bytes.size();
+    send(bytes);
+    if (!server_.spin_until([&] { return server_.server().metrics().bytes_in >= target; }))
+        throw std::runtime_error("the server did not read what was sent");
+}
+
 bool RawClient::fill() {
     char tmp[65536];
     for (;;) {

@@ -62,7 +62,14 @@ public:
     RawClient& operator=(const RawClient&) = delete;
 
     // Sends all bytes, spinning the loop while the socket buffer is full.
+    // Returns as soon as the kernel took them: the server may not have read
+    // them yet, and several sends may reach it in one read.
     void send(std::string_view bytes);
+    // Sends the bytes and runs the loop until the server has read them (its
+    // bytes_in counter grew by their size), so the next send arrives in a
+    // read of its own. Only meaningful while this is the one client
+    // sending; throws after 10 s.
+    void send_and_wait_read(std::string_view bytes);
     // Reads one response. `head_only` for HEAD and the like: no body
     // follows whatever Content-Length says. nullopt on timeout or EOF
     // before a complete response.

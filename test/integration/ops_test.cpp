@@ -222,8 +222,7 @@ TEST_CASE("PROXY protocol v1 and v2 give the client address and anything else is
                          "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
         CHECK(t.request(v2).status == 200);
         RawClient split(t);  // the header may come in pieces
-        split.send("PROXY TCP6 2001:db8::5 2001:db8::1 1000 ");
-        t.spin_for(std::chrono::milliseconds(5));
+        split.send_and_wait_read("PROXY TCP6 2001:db8::5 2001:db8::1 1000 ");
         split.send("80\r\nGET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         auto sr = split.read_response();
         REQUIRE(sr);
@@ -325,11 +324,15 @@ TEST_CASE("a body that trickles in is closed by the body timeout too", "[ops][ti
     c.send("PUT /slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n");
     bool closed = false;
     int sent = 0;
-    while (sent < 1000 && !closed) {  // 1 byte every 20 ms: 20 s for the whole body
+    // One byte, then up to 20 ms waiting for the close: at most 50 bytes a
+    // second, so no body-timeout interval can bring 16 KiB and the server
+    // must cut the upload off long before the 1000 bytes (20 s) are sent.
+    // The wait ends as soon as the connection closes; a slow machine only
+    // sends fewer bytes per interval.
+    while (sent < 1000 && !closed) {
         c.send("x");
         ++sent;
-        t.spin_for(std::chrono::milliseconds(20));
-        closed = c.wait_closed(std::chrono::milliseconds(1));
+        closed = c.wait_closed(std::chrono::milliseconds(20));
     }
     REQUIRE(closed);
     CHECK(sent < 1000);

@@ -189,9 +189,11 @@ TEST_CASE("an aborted upload leaves the old file and no temporary file", "[put][
     t.root().write("keep.txt", "original");
     for (int i = 0; i < 5; ++i) {
         RawClient c(t);
-        c.send("PUT /keep.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n");
-        c.send(std::string(300000, 'n'));
-        t.spin_for(std::chrono::milliseconds(20));
+        // The reset comes only after the server has read the head and the
+        // 300,000 bytes: the upload is under way when the peer goes away.
+        c.send_and_wait_read("PUT /keep.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n" +
+                             std::string(300000, 'n'));
+        REQUIRE(t.server().metrics().uploads_in_flight == 1);
         c.reset();
     }
     CHECK(t.spin_until([&] { return t.server().metrics().open_connections == 0; }));
