@@ -31,7 +31,7 @@ TEST_CASE("FileCache: fresh entries are hits until two thirds of the interval", 
     CHECK(c.find("/b", 1000) == nullptr);
 }
 
-TEST_CASE("FileCache: one request re-reads; the others are served meanwhile", "[cache]") {
+TEST_CASE("FileCache: one request re-reads, the others are served meanwhile", "[cache]") {
     FileCache c(1 << 20, 64 * 1024, kInterval);
     c.store("/a", CachedEntry::kIdentity, rep("A1", "\"1\""), kNoVariants, c.generation(), 1000);
     uint64_t misses = c.misses();

@@ -164,7 +164,7 @@ TEST_CASE("http_date: RFC 850 two-digit years are at most 50 years in the future
     CHECK(parse_year((year - 1) % 100) == year - 1);
 }
 
-TEST_CASE("http_date: DateCache header_line is \"Date: <29 chars>\\r\\n\"", "[http_date]") {
+TEST_CASE("http_date: DateCache header_line is the Date field, 29 characters and CRLF", "[http_date]") {
     DateCache cache;
     std::string_view line = cache.header_line();
     CHECK(line.size() == 6 + kHttpDateLen + 2);
