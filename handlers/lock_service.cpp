@@ -37,32 +37,56 @@ LockService::~LockService() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+
+// Gives the file kTableBytes of allocated blocks without touching what is
+// already there (another process may be using the counters). Not sparse:
+// touching a hole of a mapped file on a full disk is a SIGBUS, and on tmpfs
+// even reading one allocates a page.
+bool allocate_table(int fd, const struct stat& st) {
+    if (static_cast<size_t>(st.st_size) >= kTableBytes && static_cast<size_t>(st.st_blocks) * 512 >= kTableBytes)
+        return true;
+    int e = posix_fallocate(fd, 0, kTableBytes);
+    if (e == 0) return true;
+    if (e != EOPNOTSUPP && e != EINVAL) {
+        errno = e;
+        return false;
+    }
+    // No fallocate here: write zeros past the current end.
+    static const char zeros[4096] = {};
+    for (off_t off = st.st_size; off < static_cast<off_t>(kTableBytes); off += sizeof zeros) {
+        if (pwrite(fd, zeros, sizeof zeros, off) != static_cast<ssize_t>(sizeof zeros)) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 void LockService::open(int root_fd, bool create) {
-    int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
-    int fd = openat(root_fd, kFileName, flags, 0600);
+    int fd = openat(root_fd, kFileName, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
     if (fd < 0 && !create) fd = openat(root_fd, kFileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st {};
-    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-        ::close(fd);
-        fd = -1;
-        errno = EINVAL;
-    }
-    shared_ = fd >= 0;
-    if (fd < 0) {
+    bool writable = fd >= 0 && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR;
+    bool usable = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                  (writable ? allocate_table(fd, st) : static_cast<size_t>(st.st_size) >= kTableBytes);
+    if (!usable) {
+        int e = fd >= 0 ? (errno ? errno : EINVAL) : errno;
+        if (fd >= 0) ::close(fd);
         if (create)
             fmt::print(stderr,
                        "uvhttpd: cannot use {} in the root ({}): write locks and cache generations hold within "
                        "this process only\n",
-                       kFileName, std::strerror(errno));
+                       kFileName, std::strerror(e));
+        // A memory file: OFD locks on it still exclude this process's
+        // threads (each acquisition opens it anew through /proc).
         fd = memfd_create("uvhttpd-state", MFD_CLOEXEC);
-        if (fd < 0) return;
-        st.st_size = 0;
+        if (fd < 0 || ftruncate(fd, kTableBytes) != 0) {
+            if (fd >= 0) ::close(fd);
+            return;
+        }
+        writable = true;
     }
-    bool writable = (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR;
-    if (writable && static_cast<size_t>(st.st_size) < kTableBytes && ftruncate(fd, kTableBytes) != 0) {
-        ::close(fd);
-        return;
-    }
+    shared_ = usable;
     void* map = mmap(nullptr, kTableBytes, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         ::close(fd);
