@@ -4,8 +4,11 @@ the record store reached through other URLs, setuid bits kept by PUT,
 stale reads across workers and through alias paths, and a descriptor limit
 lower than --max-connections. Each test failed before its fix."""
 
+import fcntl
 import http.client
 import os
+import re
+import struct
 import socket
 import stat
 import threading
@@ -375,6 +378,102 @@ def test_max_connections_fits_the_descriptor_limit():
             assert "--max-connections" in log and "128" in log, log
 
 
+# ------------------------------------------------ 7. pool starvation
+
+def metric(port, name):
+    st, _, body = request(port, "GET", "/metrics")
+    assert st == 200
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body.decode(), re.M)
+    assert m, f"{name} not in /metrics"
+    return float(m.group(1))
+
+
+def wait_metric(port, name, pred, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = metric(port, name)
+        if pred(v):
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: {name} is {v} after {timeout}s")
+        time.sleep(0.02)  # polling a condition, bounded by the deadline
+
+
+def read_response(sock):
+    """Status line and body of one response on a raw socket (its timeout
+    bounds the wait)."""
+    r = http.client.HTTPResponse(sock)
+    r.begin()
+    body = r.read()
+    return f"HTTP/1.1 {r.status}".encode() + b"\r\n" + body
+
+
+def reset(sock):
+    """Closes with an RST, as a client that gave up does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_abandoned_work_is_cancelled_and_listings_are_capped():
+    """The threadpool is held busy deterministically: the test takes a POSIX
+    lock on the whole state file, which conflicts with the server's OFD
+    locks, so every PUT commit waits on a pool thread. Then: queued jobs of
+    connections that reset are cancelled, listings beyond their cap wait
+    outside the pool, and /readyz says the server is saturated."""
+    with TempRoot() as root:
+        for i in range(300):
+            root.write(f"big/{i:04d}.txt", "x")
+        for i in range(6):
+            root.write(f"f{i}.txt", "file %d\n" % i)
+        with Server(root.path, "--max-listing-jobs", "1", "--ready-max-queue", "8", "--cache-size", "0") as s:
+            p = s.port
+            assert request(p, "GET", "/readyz")[0] == 200
+            state = os.open(os.path.join(root.path, ".uvhttpd-state"), os.O_RDWR)
+            fcntl.lockf(state, fcntl.LOCK_EX, 0, 0)
+            puts = []
+            for i in range(4):  # libuv's default pool has 4 threads: all wait on the lock
+                c = socket.create_connection(("127.0.0.1", p), timeout=60)
+                c.sendall(f"PUT /p{i}.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nok".encode())
+                puts.append(c)
+            wait_metric(p, "uvhttpd_threadpool_queue_depth", lambda v: v >= 4, "PUTs waiting on the lock")
+            gets = []
+            for i in range(6):
+                c = socket.create_connection(("127.0.0.1", p), timeout=60)
+                c.sendall(f"GET /f{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                gets.append(c)
+            listings = []
+            for i in range(10):
+                c = socket.create_connection(("127.0.0.1", p), timeout=60)
+                c.sendall(b"GET /big/?format=json HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                listings.append(c)
+            # One listing holds the single slot (its job queued in the pool);
+            # the other nine wait outside it.
+            wait_metric(p, "uvhttpd_listings_waiting", lambda v: v == 9, "listings past the cap")
+            assert metric(p, "uvhttpd_listings_running") == 1
+            st, _, body = request(p, "GET", "/readyz")
+            assert st == 503 and body == b"saturated\n", (st, body)
+            cancelled0 = metric(p, "uvhttpd_jobs_cancelled_total")
+            for c in gets[:4] + listings[5:]:
+                reset(c)
+            wait_metric(p, "uvhttpd_jobs_cancelled_total", lambda v: v == cancelled0 + 9,
+                        "jobs of reset connections cancelled")
+            assert metric(p, "uvhttpd_listings_waiting") == 4
+            fcntl.lockf(state, fcntl.LOCK_UN, 0, 0)
+            os.close(state)
+            for c in puts:
+                assert read_response(c).startswith(b"HTTP/1.1 201"), "PUT after the lock"
+            for c in gets[4:]:
+                assert read_response(c).startswith(b"HTTP/1.1 200")
+            for c in listings[:5]:
+                r = read_response(c)
+                assert r.startswith(b"HTTP/1.1 200"), r[:100]
+            for c in puts + gets[4:] + listings[:5]:
+                c.close()
+            wait_metric(p, "uvhttpd_listings_running", lambda v: v == 0, "listings done")
+            assert request(p, "GET", "/readyz")[0] == 200
+            stopped_cleanly(s)
+
+
 if __name__ == "__main__":
     uvhlib.main([
         test_if_match_race_one_process,
@@ -391,4 +490,5 @@ if __name__ == "__main__":
         test_read_after_write_across_workers,
         test_read_after_write_through_alias,
         test_max_connections_fits_the_descriptor_limit,
+        test_abandoned_work_is_cancelled_and_listings_are_capped,
     ])
