@@ -92,6 +92,9 @@ std::string usage_text() {
         "  --create-dirs           PUT creates missing parent directories (default: 409)\n"
         "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
         "  --database PATH         the record store file (default: database.txt in the root)\n"
+        "  --max-record-size SIZE  largest record, as a record's line (default 64K); more: 413\n"
+        "  --max-store-size SIZE   largest size of the record store file (default 1G;\n"
+        "                          0 = unlimited); a POST or PUT beyond it: 507\n"
         "\n"
         "Limits and timeouts (seconds may have fractions):\n"
         "  --max-connections N     beyond N open connections: 503 and pause accepting\n"
@@ -185,6 +188,12 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 cfg.cache_control = need();
                 for (char c : cfg.cache_control)
                     if (c == '\r' || c == '\n') throw UsageError("--cache-control must be one line");
+            } else if (arg == "--max-record-size") {
+                cfg.max_record_size = parse_size(arg, need());
+                if (cfg.max_record_size < 16 || cfg.max_record_size > (64ull << 20))
+                    throw UsageError("--max-record-size is between 16 and 64M");
+            } else if (arg == "--max-store-size") {
+                cfg.max_store_size = parse_size(arg, need());
             } else if (arg == "--max-body-size") {
                 cfg.max_body_size = parse_size(arg, need());
             } else if (arg == "--inline-max") {

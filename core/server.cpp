@@ -141,6 +141,8 @@ bool Server::start(std::string& error, int listen_fd) {
     site_.cache_control = config_.cache_control;
     site_.inline_max = config_.inline_max;
     site_.max_body_size = config_.max_body_size;
+    site_.max_record_size = config_.max_record_size;
+    site_.max_store_size = config_.max_store_size;
     site_.writes_enabled = !config_.read_only;
     site_.write_token = config_.write_token;
     site_.create_dirs = config_.create_dirs;
@@ -217,6 +219,7 @@ bool Server::start(std::string& error, int listen_fd) {
     {
         bool beneath = site_.database_dir_fd == root;
         auto file = std::make_unique<RecordFile>(site_.database_dir_fd, site_.database_rel, beneath);
+        file->set_limits(config_.max_record_size, config_.max_store_size);
         if (int e = file->recover(!config_.read_only); e != 0 && e != ENOENT)
             fmt::print(stderr, "uvhttpd: cannot check the record store '{}': {}\n", config_.database, std::strerror(e));
         records_ = std::make_unique<RecordStore>(loop_, std::move(file));

@@ -191,13 +191,13 @@ struct RecordFile::Locked {
     int fd = -1;
     struct stat st {};
     bool created = false;
-    int new_fd = -1;  // a rewrite's file, now held_fd_: unlocked here, not closed
+    std::shared_ptr<Held> new_held;  // a rewrite's file, now held_: unlocked here, not closed
 
     Locked() = default;
     Locked(const Locked&) = delete;
     Locked& operator=(const Locked&) = delete;
     ~Locked() {
-        if (new_fd >= 0) flock(new_fd, LOCK_UN);
+        if (new_held) flock(new_held->fd, LOCK_UN);
         if (fd >= 0) {
             flock(fd, LOCK_UN);
             close(fd);
@@ -208,8 +208,25 @@ struct RecordFile::Locked {
 RecordFile::RecordFile(int dir_fd, std::string path, bool beneath)
     : dir_fd_(dir_fd), path_(std::move(path)), beneath_(beneath) {}
 
-RecordFile::~RecordFile() {
-    if (held_fd_ >= 0) close(held_fd_);
+RecordFile::~RecordFile() = default;
+
+RecordFile::Held::~Held() {
+    if (fd >= 0) close(fd);
+}
+
+void RecordFile::set_limits(uint64_t max_record, uint64_t max_store) {
+    max_record_ = max_record;
+    max_store_ = max_store;
+}
+
+size_t RecordFile::indexed() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return ids_.size();
+}
+
+int RecordFile::open_path(int flags, mode_t mode) {
+    return beneath_ ? open_beneath(dir_fd_, path_, flags, mode)
+                    : openat(dir_fd_, path_.c_str(), flags | O_CLOEXEC, mode);
 }
 
 // Opens the database, flocks it, and makes sure the path still names the
@@ -217,10 +234,6 @@ RecordFile::~RecordFile() {
 // over it while we waited for the lock (then the old inode is garbage and we
 // start over with the new one). Returns 0 or an errno.
 int RecordFile::lock(bool write, bool create, Locked& lk) {
-    auto open_path = [&](int flags, mode_t mode) {
-        return beneath_ ? open_beneath(dir_fd_, path_, flags, mode)
-                        : openat(dir_fd_, path_.c_str(), flags | O_CLOEXEC, mode);
-    };
     int flags = write ? (O_RDWR | O_APPEND) : O_RDONLY;
     for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
         bool created = false;
@@ -257,9 +270,10 @@ int RecordFile::lock(bool write, bool create, Locked& lk) {
     return EAGAIN;
 }
 
-void RecordFile::note_id(std::string_view id) {
+void RecordFile::note_id(std::string_view id, uint64_t off, size_t len) {
     if (!valid_record_id(id)) return;
-    if (!ids_.emplace(id).second) ++dups_[std::string(id)];
+    // The first line with an id is the record; later ones are duplicates.
+    if (!ids_.emplace(std::string(id), Entry{off, len}).second) ++dups_[std::string(id)];
     // Numbers beyond the range (only a hand edit makes them) stay records
     // but do not steer auto-numbering.
     if (all_digits(id) && numeric_id_in_range(id)) max_numeric_ = std::max(max_numeric_, number_value(id));
@@ -276,17 +290,10 @@ std::string RecordFile::next_auto_id(uint64_t& max, const std::unordered_set<std
     }
 }
 
-// Keeps `fd`'s inode open as the one the index describes.
-void RecordFile::adopt(int fd, const struct stat& st) {
-    if (held_fd_ >= 0) close(held_fd_);
-    held_fd_ = fd;
+// Makes `held` (with `st`) the file the index describes, empty.
+void RecordFile::reset_index(std::shared_ptr<Held> held, const struct stat& st) {
+    held_ = std::move(held);
     held_st_ = st;
-}
-
-void RecordFile::forget_index() {
-    if (held_fd_ >= 0) close(held_fd_);
-    held_fd_ = -1;
-    held_st_ = {};
     scanned_ = 0;
     dir_synced_ = false;
     ids_.clear();
@@ -294,43 +301,52 @@ void RecordFile::forget_index() {
     max_numeric_ = 0;
 }
 
-void RecordFile::rebuild_index(std::string_view content, const struct stat& st) {
-    ids_.clear();
-    dups_.clear();
-    max_numeric_ = 0;
-    scanned_ = for_each_line(content, [&](std::string_view line) { note_id(line_id(line)); });
-    held_st_ = st;
+void RecordFile::forget_index() {
+    std::lock_guard<std::mutex> g(mu_);
+    reset_index(nullptr, {});
 }
 
-// Brings the index up to date with the locked file: only the bytes appended
-// since the last scan when it is the same inode (held open, so the number
-// was not reused), everything when a rewrite replaced the file or it shrank.
-// Afterwards scanned_ is the end of the last complete line.
-int RecordFile::refresh_index(Locked& lk) {
-    uint64_t size = static_cast<uint64_t>(lk.st.st_size);
-    bool same = held_fd_ >= 0 && held_st_.st_ino == lk.st.st_ino && held_st_.st_dev == lk.st.st_dev &&
-                size >= scanned_;
-    if (!same) {
-        int dup_fd = fcntl(lk.fd, F_DUPFD_CLOEXEC, 0);
-        if (dup_fd < 0) return errno;
-        adopt(dup_fd, lk.st);
-        ids_.clear();
-        dups_.clear();
-        max_numeric_ = 0;
-        scanned_ = 0;
-        dir_synced_ = false;
-    }
-    // Chunks of the new bytes; `pending` holds a line cut by a chunk end.
-    std::string chunk, pending;
+// Indexes the complete lines of `content`, which sits at `base` in the file.
+size_t RecordFile::index_lines(std::string_view content, uint64_t base) {
+    size_t used = for_each_line(content, [&](std::string_view line) {
+        note_id(line_id(line), base + static_cast<uint64_t>(line.data() - content.data()), line.size());
+    });
+    scanned_ = base + used;
+    return used;
+}
+
+// Indexes the complete lines between scanned_ and `size` of the held file,
+// reading only those bytes. Afterwards scanned_ is the end of the last
+// complete line. Returns 0 or an errno.
+int RecordFile::scan_tail(uint64_t size) {
+    std::string chunk, pending;  // `pending` holds a line cut by a chunk end
     uint64_t off = scanned_;
     while (off < size) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(kScanChunk, size - off));
-        if (!read_exact(lk.fd, off, n, chunk)) return errno;
+        if (!read_exact(held_->fd, off, n, chunk)) return errno;
         off += n;
         pending.append(chunk);
-        size_t used = for_each_line(pending, [&](std::string_view line) { note_id(line_id(line)); });
-        scanned_ += used;
+        size_t used = index_lines(pending, scanned_);
         pending.erase(0, used);
+    }
+    return 0;
+}
+
+// Brings the index up to date with the locked file (mu_ held): only the
+// bytes appended since the last scan when it is the same inode (held open,
+// so the number was not reused), everything when a rewrite replaced the file
+// or it shrank.
+int RecordFile::refresh_index(Locked& lk) {
+    uint64_t size = static_cast<uint64_t>(lk.st.st_size);
+    bool same = held_ && held_st_.st_ino == lk.st.st_ino && held_st_.st_dev == lk.st.st_dev && size >= scanned_;
+    if (!same) {
+        int dup_fd = fcntl(lk.fd, F_DUPFD_CLOEXEC, 0);
+        if (dup_fd < 0) return errno;
+        reset_index(std::make_shared<Held>(dup_fd), lk.st);
+    }
+    if (int err = scan_tail(size)) {
+        reset_index(nullptr, {});
+        return err;
     }
     return 0;
 }
@@ -393,12 +409,16 @@ int RecordFile::rewrite(Locked& lk, const std::string& content) {
     if (renameat(dfd, tmp.c_str(), dfd, base.c_str()) < 0) return fail(errno, true);
     // The path now names the new file whatever happens next, so the index
     // follows it even if the directory sync fails.
-    adopt(tfd, st);
-    lk.new_fd = tfd;
-    rebuild_index(content, st);
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        reset_index(std::make_shared<Held>(tfd), st);
+        lk.new_held = held_;
+        index_lines(content, 0);
+    }
     int err = fsync(dfd) < 0 ? errno : 0;
     close(dfd);
-    dir_synced_ = err == 0;
+    std::lock_guard<std::mutex> g(mu_);
+    if (held_ == lk.new_held) dir_synced_ = err == 0;
     return err;
 }
 
@@ -457,7 +477,10 @@ int RecordFile::set_aside_tail(Locked& lk) {
 }
 
 void RecordFile::append_batch(std::vector<Append*>& batch) {
-    for (Append* a : batch) a->status = 0;
+    for (Append* a : batch) {
+        a->status = 0;
+        a->store_full = false;
+    }
     auto fail_all = [&](int status) {
         for (Append* a : batch)
             if (a->status == 0) a->status = status;
@@ -473,17 +496,21 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
     try {
         Locked lk;
         if (int err = lock(true, true, lk)) return fail_all(store_status(err));
+        std::unique_lock<std::mutex> g(mu_);
         if (int err = refresh_index(lk)) return fail_all(store_status(err));
         if (int err = set_aside_tail(lk)) return fail_all(store_status(err));
 
+        // The file size before the write is scanned_ (the tail is gone).
+        uint64_t before = scanned_;
         std::string buf;
         std::unordered_set<std::string> batch_ids;
         uint64_t max = max_numeric_;
         for (size_t i = 0; i < batch.size(); ++i) {
             Record& rec = batch[i]->rec;
-            if (rec.id.empty()) {
-                rec.id = next_auto_id(max, batch_ids);
-                auto_id[i] = true;
+            uint64_t next_max = max;
+            bool is_auto = rec.id.empty();
+            if (is_auto) {
+                rec.id = next_auto_id(next_max, batch_ids);
             } else if (!valid_record_id(rec.id) || !numeric_id_in_range(rec.id)) {
                 batch[i]->status = 400;
                 continue;
@@ -491,37 +518,70 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
                 batch[i]->status = 409;
                 continue;
             }
-            if (all_digits(rec.id)) max = std::max(max, number_value(rec.id));
+            std::string line = format_record_line(rec);
+            int refused = 0;
+            if (max_record_ != 0 && line.size() > max_record_) {
+                refused = 413;
+            } else if (max_store_ != 0 && before + buf.size() + line.size() > max_store_) {
+                refused = 507;
+                batch[i]->store_full = true;
+            }
+            if (refused != 0) {
+                batch[i]->status = refused;
+                if (is_auto) rec.id.clear();
+                continue;
+            }
+            auto_id[i] = is_auto;
+            if (all_digits(rec.id)) next_max = std::max(next_max, number_value(rec.id));
+            max = next_max;
             batch_ids.insert(rec.id);
-            buf.append(format_record_line(rec));
+            buf.append(line);
         }
-        if (buf.empty()) return;
+        if (buf.empty()) {
+            // Nothing to write: a file this call created goes again, so a
+            // refused record leaves no trace. Another process waiting for
+            // its lock finds the path gone and starts over (lock()).
+            if (lk.created) {
+                std::string parent, base;
+                split_parent(path_, parent, base);
+                int dfd = open_parent_dir();
+                if (dfd >= 0) {
+                    unlinkat(dfd, base.c_str(), 0);
+                    close(dfd);
+                }
+                reset_index(nullptr, {});
+            }
+            return;
+        }
+        bool sync_dir = !dir_synced_;
+        std::shared_ptr<Held> held = held_;
+        // Reads go on meanwhile: they take mu_ only to look up the index.
+        g.unlock();
 
         // One write() of every line and one fdatasync() for the batch: this
-        // is the group commit. The file size before it is scanned_.
-        uint64_t before = scanned_;
-        if (!write_all(lk.fd, buf.data(), buf.size()) || fdatasync(lk.fd) < 0) {
-            int err = errno;
+        // is the group commit.
+        int err = 0;
+        if (!write_all(lk.fd, buf.data(), buf.size()) || fdatasync(lk.fd) < 0) err = errno;
+        if (err == 0 && sync_dir) {
+            int dfd = open_parent_dir();
+            err = dfd < 0 ? errno : (fsync(dfd) < 0 ? errno : 0);
+            if (dfd >= 0) close(dfd);
+        }
+        g.lock();
+        if (err != 0) {
             truncate_back(lk.fd, before);
+            // A read may have indexed the lines meanwhile: forget them.
+            if (held_ != held || scanned_ > before) reset_index(nullptr, {});
             return fail_accepted(store_status(err));
         }
-        if (!dir_synced_) {
-            int dfd = open_parent_dir();
-            int err = dfd < 0 ? errno : (fsync(dfd) < 0 ? errno : 0);
-            if (dfd >= 0) close(dfd);
-            if (err != 0) {
-                truncate_back(lk.fd, before);
-                return fail_accepted(store_status(err));
-            }
-            dir_synced_ = true;
-        }
-        scanned_ = before + buf.size();
-        max_numeric_ = max;
-        for (size_t i = 0; i < batch.size(); ++i) {
-            if (batch[i]->status != 0) continue;
-            batch[i]->status = 201;
-            ids_.insert(batch[i]->rec.id);
-        }
+        if (held_ == held && scanned_ == before) {
+            index_lines(buf, before);
+        } else if (held_ != held || scanned_ < before + buf.size()) {
+            reset_index(nullptr, {});  // rescanned by the next operation
+        }  // else a read already indexed them
+        if (held_ == held) dir_synced_ = true;
+        for (size_t i = 0; i < batch.size(); ++i)
+            if (batch[i]->status == 0) batch[i]->status = 201;
     } catch (...) {
         // std::bad_alloc. If it struck after the write, the lines are in the
         // file but maybe not in the index: forget the index, so the next
@@ -531,35 +591,87 @@ void RecordFile::append_batch(std::vector<Append*>& batch) {
     }
 }
 
+// No flock and no wait for a writer: the index says where the line is, and
+// one pread reads it. Writers only append whole lines with one write() or
+// rename a complete file over the store, so the bytes below the size seen
+// are whole lines. Before the lookup the path is checked against the
+// indexed file by (dev, ino, size): another inode or a smaller size means a
+// rebuild; a larger size (another process appended) means scanning only the
+// new tail, and only when the id is not found in what is indexed.
 int RecordFile::get(std::string_view id, Record& out) {
     if (!valid_record_id(id)) return 404;
     try {
-        Locked lk;
-        if (int err = lock(false, false, lk)) return err == ENOENT ? 404 : store_status(err);
-        std::string content;
-        if (int err = read_all(lk, content)) return store_status(err);
-        int status = 404;
-        for_each_line(content, [&](std::string_view line) {
-            if (status != 404 || line_id(line) != id) return;
-            status = parse_record_line(line, out) ? 200 : 500;
-        });
-        return status;
+        // A file rewritten in place to the same size (a hand edit: same
+        // inode, same size) passes the (dev, ino, size) check; the line read
+        // then names another id, and a second attempt rebuilds the index.
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            int status = get_once(id, out, attempt > 0);
+            if (status >= 0) return status;
+        }
+        return 500;
     } catch (...) {
         return 500;
     }
 }
 
-int RecordFile::put(const Record& rec, bool& created) {
+// get() once: the status, or -1 when the line found names another id.
+int RecordFile::get_once(std::string_view id, Record& out, bool rebuild) {
+    {
+        struct stat pst;
+        if (fstatat(dir_fd_, path_.c_str(), &pst, 0) < 0) return errno == ENOENT ? 404 : store_status(errno);
+        std::shared_ptr<Held> held;
+        Entry e {};
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            bool same = !rebuild && held_ && held_st_.st_ino == pst.st_ino && held_st_.st_dev == pst.st_dev &&
+                        static_cast<uint64_t>(pst.st_size) >= scanned_;
+            if (!same) {
+                int fd = open_path(O_RDONLY, 0);
+                if (fd < 0) return errno == ENOENT ? 404 : store_status(errno);
+                struct stat st;
+                if (fstat(fd, &st) < 0) {
+                    int err = errno;
+                    close(fd);
+                    return store_status(err);
+                }
+                reset_index(std::make_shared<Held>(fd), st);
+                pst = st;
+            }
+            auto it = ids_.find(std::string(id));
+            if (it == ids_.end() && static_cast<uint64_t>(pst.st_size) > scanned_) {
+                if (int err = scan_tail(static_cast<uint64_t>(pst.st_size))) {
+                    reset_index(nullptr, {});
+                    return store_status(err);
+                }
+                it = ids_.find(std::string(id));
+            }
+            if (it == ids_.end()) return 404;
+            e = it->second;
+            held = held_;
+        }
+        std::string line;
+        if (!read_exact(held->fd, e.off, e.len, line)) return store_status(errno);
+        if (line_id(line) != id) return -1;
+        return parse_record_line(line, out) ? 200 : 500;
+    }
+}
+
+int RecordFile::put(const Record& rec, bool& created, bool* store_full) {
     created = false;
+    if (store_full) *store_full = false;
     if (!valid_record_id(rec.id) || !numeric_id_in_range(rec.id)) return 400;
     try {
+        std::string line = format_record_line(rec);
+        if (max_record_ != 0 && line.size() > max_record_) return 413;
         Locked lk;
         if (int err = lock(true, true, lk)) return store_status(err);
-        if (int err = refresh_index(lk)) return store_status(err);
-        if (int err = set_aside_tail(lk)) return store_status(err);
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            if (int err = refresh_index(lk)) return store_status(err);
+            if (int err = set_aside_tail(lk)) return store_status(err);
+        }
         std::string content;
         if (int err = read_all(lk, content)) return store_status(err);
-        std::string line = format_record_line(rec);
         std::string out;
         out.reserve(content.size() + line.size());
         // The first line with the id is the record (GET shows it, and the
@@ -576,6 +688,12 @@ int RecordFile::put(const Record& rec, bool& created) {
             out.push_back('\n');
         });
         if (!replaced) out.append(line);
+        // The store cap refuses growth only: a store over a lowered cap can
+        // still shrink or keep its size.
+        if (max_store_ != 0 && out.size() > max_store_ && out.size() > content.size()) {
+            if (store_full) *store_full = true;
+            return 507;
+        }
         if (int err = rewrite(lk, out)) return store_status(err);
         created = !replaced;
         return created ? 201 : 204;
@@ -590,8 +708,11 @@ int RecordFile::remove(std::string_view id) {
     try {
         Locked lk;
         if (int err = lock(true, false, lk)) return err == ENOENT ? 404 : store_status(err);
-        if (int err = refresh_index(lk)) return store_status(err);
-        if (int err = set_aside_tail(lk)) return store_status(err);
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            if (int err = refresh_index(lk)) return store_status(err);
+            if (int err = set_aside_tail(lk)) return store_status(err);
+        }
         std::string content;
         if (int err = read_all(lk, content)) return store_status(err);
         std::string out;
@@ -634,6 +755,7 @@ int RecordFile::recover(bool writable) {
     try {
         Locked lk;
         if (int err = lock(writable, false, lk)) return err == ENOENT ? 0 : err;
+        std::lock_guard<std::mutex> g(mu_);
         if (int err = refresh_index(lk)) return err;
         report_duplicates();
         if (writable) return set_aside_tail(lk);
@@ -654,7 +776,7 @@ RecordStore::RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file, uint
 }
 
 RecordStore::~RecordStore() {
-    if (busy_ || (timer_inited_ && !timer_closed_)) {
+    if (busy_ || reads_ != 0 || (timer_inited_ && !timer_closed_)) {
         // The job would write into freed memory, or the loop would keep a
         // dangling timer; there is no safe way on.
         std::fputs("uvhttpd: RecordStore destroyed with a job in flight or before close() finished\n", stderr);
@@ -665,6 +787,15 @@ RecordStore::~RecordStore() {
 void RecordStore::submit(Op* op) {
     op->status = closing_ ? 503 : 0;  // a refused op still completes through a job
     op->created = false;
+    op->store_full = false;
+    if (op->kind == Op::Kind::Get && !closing_) {
+        // Reads do not wait behind the writes' queue or their fdatasync.
+        op->store = this;
+        op->read_req.data = op;
+        ++reads_;
+        uv_queue_work(loop_, &op->read_req, read_work_cb, read_after_cb);
+        return;
+    }
     queued_.push_back(op);
     if (busy_) return;
     if (gathering_) {
@@ -727,7 +858,7 @@ void RecordStore::timer_closed_cb(uv_handle_t* handle) {
 }
 
 void RecordStore::maybe_closed() {
-    if (!closing_ || busy_ || !closed_ || !queued_.empty()) return;
+    if (!closing_ || busy_ || reads_ != 0 || !closed_ || !queued_.empty()) return;
     if (timer_inited_ && !timer_closed_) return;
     auto closed = std::move(closed_);
     closed_ = nullptr;
@@ -735,6 +866,25 @@ void RecordStore::maybe_closed() {
 }
 
 void RecordStore::work_cb(uv_work_t* req) { static_cast<RecordStore*>(req->data)->run_job(); }
+
+void RecordStore::read_work_cb(uv_work_t* req) {
+    auto* op = static_cast<Op*>(req->data);
+    try {
+        Record out;
+        op->status = op->store->file_->get(op->rec.id, out);
+        if (op->status == 200) op->rec.fields = std::move(out.fields);
+    } catch (...) {  // std::bad_alloc
+        op->status = 500;
+    }
+}
+
+void RecordStore::read_after_cb(uv_work_t* req, int /*status: never cancelled*/) {
+    auto* op = static_cast<Op*>(req->data);
+    RecordStore* self = op->store;
+    --self->reads_;
+    if (op->done) op->done(*op);  // may free op
+    self->maybe_closed();
+}
 
 void RecordStore::run_job() {
     try {
@@ -755,6 +905,7 @@ void RecordStore::run_job() {
                 for (size_t k = 0; k < j - i; ++k) {
                     scratch_[k].rec = std::move(running_[i + k]->rec);
                     scratch_[k].status = 0;
+                    scratch_[k].store_full = false;
                     scratch_ptrs_.push_back(&scratch_[k]);
                 }
                 file_->append_batch(scratch_ptrs_);
@@ -762,6 +913,7 @@ void RecordStore::run_job() {
                 for (size_t k = 0; k < j - i; ++k) {
                     running_[i + k]->rec = std::move(scratch_[k].rec);
                     running_[i + k]->status = scratch_[k].status;
+                    running_[i + k]->store_full = scratch_[k].store_full;
                 }
                 i = j;
                 break;
@@ -774,7 +926,7 @@ void RecordStore::run_job() {
                 break;
             }
             case Op::Kind::Put:
-                op->status = file_->put(op->rec, op->created);
+                op->status = file_->put(op->rec, op->created, &op->store_full);
                 ++i;
                 break;
             case Op::Kind::Delete:

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -54,9 +55,20 @@ std::string format_record_line(const Record& r);
 // without '=', or bad percent-encoding.
 bool parse_record_line(std::string_view line, Record& out);
 
-// Blocking operations on the record file. Called from one thread at a time
-// (RecordStore guarantees it), never from the loop thread: every call may
-// block on a lock held by another process and on fdatasync.
+// Blocking operations on the record file, never called from the loop
+// thread. The writing ones (append_batch, put, remove, recover) run on one
+// thread at a time (RecordStore guarantees it) and may block on a lock held
+// by another process and on fdatasync; get() may run on other threads at the
+// same time and never waits for either (see get()).
+//
+// The index: id -> (offset, length) of its line in the file, for the inode
+// this process holds open, built once and then extended by reading only
+// the bytes appended since (by this process or another); a different inode
+// (a rewrite renamed over it) or a smaller size means a rebuild.
+//
+// Limits (set_limits): a record's line, with its newline, is at most
+// max_record bytes (413), and an append or a growing put may not take the
+// file beyond max_store bytes (507 with store_full set); 0 turns one off.
 //
 // Concurrency between processes: every operation opens the path, takes an
 // exclusive flock(2) on it and then checks that the path still names the
@@ -87,7 +99,12 @@ public:
     struct Append {
         Record rec;
         int status = 0;
+        bool store_full = false;  // the 507 is the store cap, not the disk
     };
+
+    static constexpr uint64_t kDefaultMaxRecord = 64 * 1024;
+    static constexpr uint64_t kDefaultMaxStore = 1ull << 30;
+    void set_limits(uint64_t max_record, uint64_t max_store);
 
     // Appends every acceptable record with ONE write() of all their lines to
     // the O_APPEND descriptor, then one fdatasync() (and an fsync of the
@@ -102,7 +119,12 @@ public:
     void append_batch(std::vector<Append*>& batch);
 
     // 200 with `out` filled, 404 (no such record or no file), or an error
-    // status (500 for a record line that does not parse).
+    // status (500 for a record line that does not parse). One pread of the
+    // record's line, without flock: writers append whole lines with one
+    // write() or rename complete files, so the bytes below the size seen are
+    // whole lines. A record whose append is still waiting for its fdatasync
+    // may be seen. Safe to call from several threads, also while a writing
+    // operation runs.
     int get(std::string_view id, Record& out);
 
     // Lines sharing an id (only a hand edit makes them): the first in file
@@ -114,7 +136,7 @@ public:
     // a ".uvhttpd-tmp-" file in the same directory, fdatasync, rename over
     // the database, fsync of the directory. 400 for an invalid id, 507/500
     // with the file unchanged.
-    int put(const Record& rec, bool& created);
+    int put(const Record& rec, bool& created, bool* store_full = nullptr);
 
     // Removes the record (204) by the same rewrite, 404 if there is none,
     // 507/500 with the file unchanged.
@@ -131,37 +153,57 @@ public:
     int recover(bool writable = true);
 
     // For tests and metrics: ids known to this process's index.
-    size_t indexed() const { return ids_.size(); }
+    size_t indexed() const;
 
 private:
     struct Locked;
+    // A descriptor of the indexed file, shared with reads still using it.
+    struct Held {
+        int fd = -1;
+        explicit Held(int f) : fd(f) {}
+        ~Held();
+        Held(const Held&) = delete;
+        Held& operator=(const Held&) = delete;
+    };
+    struct Entry {
+        uint64_t off = 0;  // of the line
+        size_t len = 0;    // without its line ending
+    };
+    int open_path(int flags, mode_t mode);
+    int get_once(std::string_view id, Record& out, bool rebuild);
     int lock(bool write, bool create, Locked& lk);
+    // These four need mu_ held.
     int refresh_index(Locked& lk);
+    int scan_tail(uint64_t size);
+    size_t index_lines(std::string_view content, uint64_t base);
+    void reset_index(std::shared_ptr<Held> held, const struct stat& st);
     int set_aside_tail(Locked& lk);
     void report_duplicates();
     int read_all(Locked& lk, std::string& content);
     int rewrite(Locked& lk, const std::string& content);
     int open_parent_dir();
-    void rebuild_index(std::string_view content, const struct stat& st);
     void forget_index();
-    void adopt(int fd, const struct stat& st);
-    void note_id(std::string_view id);
+    void note_id(std::string_view id, uint64_t off, size_t len);
     std::string next_auto_id(uint64_t& max, const std::unordered_set<std::string>& batch_ids) const;
 
     int dir_fd_;
     std::string path_;
     bool beneath_;
 
-    // The index of the file this process last saw: ids and the largest
-    // number in range among them (0 for none), for the
-    // first `scanned_` bytes of the inode held open in `held_fd_`. Holding
-    // the inode open means its number cannot be reused by another file, so
-    // "same inode" really means "same file, maybe grown".
-    int held_fd_ = -1;
+    uint64_t max_record_ = kDefaultMaxRecord;
+    uint64_t max_store_ = kDefaultMaxStore;
+
+    // The index of the file this process last saw, guarded by mu_: ids and
+    // their lines, and the largest number in range among them (0 for none),
+    // for the first `scanned_` bytes of the inode held open in `held_`.
+    // Holding the inode open means its number cannot be reused by another
+    // file, so "same inode" really means "same file, maybe grown".
+    mutable std::mutex mu_;
+    std::shared_ptr<Held> held_;
     struct stat held_st_ {};
     uint64_t scanned_ = 0;
     bool dir_synced_ = false;  // this process fsynced the directory for held_st_'s inode
-    std::unordered_set<std::string> ids_;
+    std::unordered_map<std::string, Entry> ids_;
     std::unordered_map<std::string, uint64_t> dups_;  // id -> lines after its first
     uint64_t max_numeric_ = 0;
     uint64_t tmp_counter_ = 0;
@@ -169,13 +211,16 @@ private:
 
 // Runs RecordFile operations on the libuv threadpool, from the loop thread.
 //
-// Group commit: at most one threadpool job is in flight. When idle, submit()
-// starts a job with everything queued; ops that arrive while a job runs wait
-// and all go together in the next job, so many concurrent clients share one
-// fdatasync per batch. Inside a job, ops run in arrival order, each maximal
-// run of consecutive Appends as one append_batch. done() callbacks run in
-// submission order on the loop thread. Uses no libuv handle (only uv_work_t
-// requests), so uv_loop_close() succeeds once no job is in flight.
+// Group commit: at most one threadpool job of writes is in flight. When
+// idle, submit() starts a job with every queued write; writes that arrive
+// while a job runs wait and all go together in the next job, so many
+// concurrent clients share one fdatasync per batch. Inside a job, writes run
+// in arrival order, each maximal run of consecutive Appends as one
+// append_batch; their done() callbacks run in submission order on the loop
+// thread. A Get does not queue behind writes: it is a threadpool job of its
+// own (RecordFile::get, one pread), so its done() may come before that of a
+// write submitted earlier. Uses only the gathering timer and uv_work_t
+// requests, so uv_loop_close() succeeds once close() has called back.
 class RecordStore {
 public:
     struct Op {
@@ -183,8 +228,13 @@ public:
         Record rec;            // in (and out for Get, and for Append: the assigned id)
         int status = 0;        // out: HTTP status (503 when submitted after close())
         bool created = false;  // out, for Put
+        bool store_full = false;  // out: a 507 is the store cap (--max-store-size), not the disk
         void* ctx = nullptr;   // the caller's
         void (*done)(Op& op) = nullptr;  // called on the loop thread when the op finished
+
+        // The store's, for a Get's own threadpool job.
+        uv_work_t read_req {};
+        RecordStore* store = nullptr;
     };
 
     static constexpr uint64_t kGatherMs = 1;
@@ -211,6 +261,8 @@ public:
 
 private:
     static void work_cb(uv_work_t* req);
+    static void read_work_cb(uv_work_t* req);
+    static void read_after_cb(uv_work_t* req, int status);
     static void after_cb(uv_work_t* req, int status);
     static void gather_cb(uv_timer_t* timer);
     static void timer_closed_cb(uv_handle_t* handle);
@@ -223,6 +275,7 @@ private:
     std::unique_ptr<RecordFile> file_;
     uv_work_t work_ {};
     bool busy_ = false;
+    size_t reads_ = 0;  // Get jobs in flight
     bool closing_ = false;
     std::function<void()> closed_;
     std::vector<Op*> queued_;   // loop thread only

@@ -18,8 +18,17 @@ namespace uvh {
 
 namespace {
 
-// A form is small; this bounds the memory one request can make us hold.
-constexpr size_t kMaxFormBytes = 1 << 20;
+// A body may be larger than the line it becomes (multipart and JSON
+// framing): it is read up to the record cap plus this much, and the store
+// checks the line itself (--max-record-size). This bounds the memory one
+// request can make us hold.
+constexpr uint64_t kBodySlack = 64 * 1024;
+
+uint64_t body_limit(const Site& site) { return site.max_record_size + kBodySlack; }
+
+std::string record_too_large_text(const Site& site) {
+    return fmt::format("a record is at most {} bytes (--max-record-size)", site.max_record_size);
+}
 
 enum class BodyType { None, Form, Multipart, Json };
 
@@ -135,6 +144,7 @@ void op_done(RecordStore::Op& op) {
     std::unique_ptr<PendingOp> p(static_cast<PendingOp*>(op.ctx));
     FileJob& job = p->ex->job();
     job.status = op.status;
+    job.flags = op.store_full ? 1 : 0;  // 507: the store cap, not the disk
     job.created = op.created;
     job.id = std::move(op.rec.id);
     job.fields = std::move(op.rec.fields);
@@ -155,13 +165,19 @@ void submit(Exchange& ex, RecordStore::Op::Kind kind, Record rec, Done after) {
 
 int store_error_status(int status) { return status == 0 ? 500 : status; }
 
-std::string_view store_error_text(int status) {
+std::string store_error_text(Exchange& ex, int status) {
+    const Site& site = ex.site();
     switch (status) {
+    case 413: return record_too_large_text(site);
     case 400: return "invalid record id (1 to 64 of A-Z a-z 0-9 . _ -)";
     case 404: return "no such record";
     case 409: return "a record with this id exists";
     case 503: return "the record store is shutting down";
-    case 507: return "the disk is full; nothing was stored";
+    case 507:
+        if (ex.job().flags == 1)
+            return fmt::format("the record store is full (--max-store-size {} bytes); nothing was stored",
+                               site.max_store_size);
+        return "the disk is full; nothing was stored";
     default: return "the record store failed";
     }
 }
@@ -170,8 +186,8 @@ std::string_view store_error_text(int status) {
 
 void collect(Exchange& ex, std::string_view piece) {
     std::string& body = ex.job().data;
-    if (body.size() + piece.size() > kMaxFormBytes)
-        return respond_error(ex, 413, "a record is at most 1 MiB");
+    if (body.size() + piece.size() > body_limit(ex.site()))
+        return respond_error(ex, 413, record_too_large_text(ex.site()));
     body.append(piece);
     ex.body_consumed();
 }
@@ -186,9 +202,10 @@ void read_record_body(Exchange& ex, Done collected) {
     }
     uint64_t max = ex.site().max_body_size;
     if (req.has_content_length &&
-        (req.content_length > kMaxFormBytes || (max != 0 && req.content_length > max)))
-        return respond_error(ex, 413, "a record is at most 1 MiB");
+        (req.content_length > body_limit(ex.site()) || (max != 0 && req.content_length > max)))
+        return respond_error(ex, 413, record_too_large_text(ex.site()));
     ex.job().data.clear();
+    ex.job().flags = 0;
     BodyReader reader;
     reader.data = collect;
     reader.end = collected;
@@ -239,7 +256,7 @@ void respond_created(Exchange& ex) {
 
 void post_stored(Exchange& ex) {
     FileJob& job = ex.job();
-    if (job.status != 201) return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    if (job.status != 201) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     if (Metrics* m = ex.site().metrics) ++m->records_appended;
     respond_created(ex);
 }
@@ -251,7 +268,7 @@ void post_collected(Exchange& ex) {
     if (!error.empty()) return respond_error(ex, 400, error);
     rec.id = take_id(rec.fields);
     if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
-    if (!rec.id.empty() && !valid_record_id(rec.id)) return respond_error(ex, 400, store_error_text(400));
+    if (!rec.id.empty() && !valid_record_id(rec.id)) return respond_error(ex, 400, store_error_text(ex, 400));
     if (!numeric_id_in_range(rec.id)) return respond_error(ex, 400, kIdRangeText);
     submit(ex, RecordStore::Op::Kind::Append, std::move(rec), post_stored);
 }
@@ -260,7 +277,7 @@ void post_collected(Exchange& ex) {
 
 void respond_record(Exchange& ex) {
     FileJob& job = ex.job();
-    if (job.status != 200) return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    if (job.status != 200) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     std::string& body = ex.text();
     ResponseHead head;
     head.cache_control = "no-cache";
@@ -284,7 +301,7 @@ void respond_record(Exchange& ex) {
 void put_stored(Exchange& ex) {
     FileJob& job = ex.job();
     if (job.status != 201 && job.status != 204)
-        return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+        return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     if (job.status == 204) {
         ResponseHead head;
         head.status = 204;
@@ -308,7 +325,7 @@ void put_collected(Exchange& ex) {
 
 void delete_stored(Exchange& ex) {
     FileJob& job = ex.job();
-    if (job.status != 204) return respond_error(ex, store_error_status(job.status), store_error_text(job.status));
+    if (job.status != 204) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     ResponseHead head;
     head.status = 204;
     ex.respond(head, Body::none());

@@ -36,6 +36,8 @@ struct Site {
     std::string database_url = "/database.txt";  // URL path of the record store
     int database_dir_fd = -1;    // directory holding the record file
     std::string database_rel;    // the record file, relative to database_dir_fd
+    uint64_t max_record_size = 64 * 1024;  // --max-record-size
+    uint64_t max_store_size = 1ull << 30;  // --max-store-size; 0: unlimited
     // What the record file is on disk: its directory and name. Writes by
     // any URL (aliases, symlinks, another --database) are checked against
     // this, not against the URL (hardening issue, item 4).
