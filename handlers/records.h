@@ -12,7 +12,9 @@ namespace uvh {
 // POST /database.txt, or POST to a directory URL (where the seed's listing
 // form posted): form-urlencoded, multipart/form-data (text fields) or a flat
 // JSON object. A field "id" (or the seed's "mis") chooses the id; otherwise
-// the next integer is assigned. 201 with Location /database.txt/ID.
+// the next integer is assigned. 201 with Location /database.txt/ID. 400 for
+// a body with only the id, or a numeric id of 10^18 or more; 413 for a
+// record over --max-record-size; 507 for a full disk or --max-store-size.
 void handle_record_post(Exchange& ex);
 
 // GET, HEAD, PUT and DELETE of /database.txt/ID; `id` is the decoded last
