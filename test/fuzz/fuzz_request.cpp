@@ -36,6 +36,13 @@
 //     same statuses as the same bytes in one write (unless a request body
 //     is incomplete or broken, where timing legitimately decides; and a run
 //     in which a handler answered mid-upload and closed may stop sooner).
+//  9. The write paths are still reached: at start-up and every
+//     UVH_FUZZ_WRITE_PROBE_EVERY inputs (default 500) a known-good PUT
+//     (201 new, 204 replaced), form POST to the record store (201) and
+//     DELETE (204), sent with Host: localhost as curl on this machine does,
+//     must succeed and change the disk. A guard (Host/Origin checks, auth
+//     defaults) that refused every write would otherwise leave the fuzzer
+//     exploring nothing but the refusal, with no crash to show for it.
 //
 // Input format: the first byte says how the rest is delivered (so partial
 // reads are exercised), the rest is sent as-is:
@@ -56,8 +63,9 @@
 //
 // Environment: UVH_FUZZ_TMPDIR (where the temporary tree goes; default
 // /dev/shm when writable, so fdatasync costs nothing), UVH_FUZZ_CONTROL_EVERY
-// (control GET every N inputs, default 1), UVH_FUZZ_TRACE=1 (print every
-// input's responses).
+// (control GET every N inputs, default 1), UVH_FUZZ_WRITE_PROBE_EVERY (the
+// write probe of invariant 9 every N inputs, default 500), UVH_FUZZ_TRACE=1
+// (print every input's responses).
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -494,6 +502,8 @@ struct State {
     Fixture fixture;
     uint64_t inputs = 0;
     uint64_t control_every = 1;
+    uint64_t write_probe_every = 500;
+    uint64_t write_probes = 0;
     bool trace = false;
     size_t fd_baseline = 0;
     std::string current_input;  // for violation reports
@@ -667,6 +677,8 @@ bool run_until(Client* c, Pred pred, Clock::time_point deadline, const char* wha
 void start_server() {
     g = new State;
     if (const char* e = std::getenv("UVH_FUZZ_CONTROL_EVERY")) g->control_every = std::max<uint64_t>(1, std::strtoull(e, nullptr, 10));
+    if (const char* e = std::getenv("UVH_FUZZ_WRITE_PROBE_EVERY"))
+        g->write_probe_every = std::max<uint64_t>(1, std::strtoull(e, nullptr, 10));
     if (const char* e = std::getenv("UVH_FUZZ_TRACE")) g->trace = *e == '1';
     g->fixture.create();
     if (uv_loop_init(&g->loop) != 0) std::abort();
@@ -1048,6 +1060,56 @@ void restore_fixture() {
     }
 }
 
+// 9. Known-good writes, each on its own connection, must still succeed and
+//    change the disk; the tree is restored afterwards.
+void write_probe() {
+    ++g->write_probes;
+    std::string saved_input = std::move(g->current_input);
+    g->current_input = "(the write probe, invariant 9, after input " + std::to_string(g->inputs) + ")";
+    const std::string& root = g->fixture.root;
+    auto file_content = [&](const std::string& rel) -> std::optional<std::string> {
+        int fd = ::open((root + "/" + rel).c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return std::nullopt;
+        std::string out;
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+        ::close(fd);
+        return out;
+    };
+    auto send = [&](const std::string& req, int status) {
+        Client c;
+        exchange(c, req, 0x30, true);
+        std::string want = "HTTP/1.1 " + std::to_string(status) + " ";
+        if (!std::string_view(c.in).starts_with(want))
+            violation(c.in, "the write probe expected %d for:\n%s", status, escaped(req).c_str());
+        return c.in;
+    };
+    auto put = [](std::string_view body) {
+        return "PUT /fuzz-write-probe.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + std::string(body);
+    };
+
+    send(put("probe one\n"), 201);
+    if (file_content("fuzz-write-probe.txt") != "probe one\n") violation("", "the probe's PUT (201) left no such file");
+    send(put("probe two\n"), 204);
+    if (file_content("fuzz-write-probe.txt") != "probe two\n") violation("", "the probe's PUT (204) did not replace the file");
+    std::string marker = "probe" + std::to_string(g->write_probes);
+    std::string form = "name=" + marker;
+    std::string posted = send("POST /database.txt HTTP/1.1\r\nHost: localhost\r\n"
+                              "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
+                                  std::to_string(form.size()) + "\r\nConnection: close\r\n\r\n" + form,
+                              201);
+    if (!contains(posted, "\r\nLocation: /database.txt/")) violation(posted, "the probe's POST (201) has no record Location");
+    auto db = file_content("database.txt");
+    if (!db || !contains(*db, "name=" + marker + "\n")) violation(posted, "the probe's POST (201) is not in database.txt");
+    send("DELETE /fuzz-write-probe.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 204);
+    if (file_content("fuzz-write-probe.txt")) violation("", "the probe's DELETE (204) left the file");
+
+    restore_fixture();
+    g->current_input = std::move(saved_input);
+}
+
 // Everything the server opens lazily and keeps (the record store holds its
 // file open) is opened once before the descriptor baseline is taken.
 void warm_up() {
@@ -1062,6 +1124,7 @@ void warm_up() {
     }
     restore_fixture();
     control_get();
+    write_probe();
 }
 
 }  // namespace
@@ -1115,6 +1178,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
 
     if (g->inputs % g->control_every == 0) control_get();
+    if (g->inputs % g->write_probe_every == 0) write_probe();
 
     check_descriptors();
     return 0;

@@ -5,9 +5,10 @@
 #
 # The binary defaults to $FUZZ_REQUEST, then build-fuzz/test/fuzz/fuzz_request;
 # this script builds nothing (`make fuzz` does). It first replays every
-# reproducer in test/fuzz/regressions/ (each must pass), then fuzzes for
-# SECONDS on a copy of the seed corpus in a temporary directory, so the
-# repository is never written to. Exit status 0 when nothing was found;
+# reproducer in test/fuzz/regressions/ (each must pass) and checks that the
+# seeds still reach the write paths, then fuzzes for SECONDS on a copy of
+# the seed corpus in a temporary directory, so the repository is never
+# written to. Exit status 0 when nothing was found;
 # otherwise non-zero, with the reproducer's path printed (it is kept).
 set -eu
 
@@ -49,7 +50,21 @@ if [ -d "$here/regressions" ] && [ -n "$(ls -A "$here/regressions" 2>/dev/null)"
   fi
 fi
 
-# 2. Fuzz on a copy of the seeds.
+# 2. The seeds reach the write paths: for each write method, at least one
+#    seed sends it with a loopback Host (writes with another Host are
+#    refused, so seeds that only carried those would explore the refusal).
+for m in PUT POST DELETE MKCOL; do
+  n=0
+  for f in "$here"/corpus/*; do
+    if grep -a -q -E "^.?$m /" "$f" && grep -a -q -i '^host: localhost' "$f"; then n=$((n + 1)); fi
+  done
+  if [ "$n" -eq 0 ]; then
+    echo "run.sh: no seed in corpus/ sends $m with Host: localhost" >&2
+    exit 1
+  fi
+done
+
+# 3. Fuzz on a copy of the seeds.
 mkdir -p "$work/corpus" "$work/artifacts"
 cp "$here"/corpus/* "$work/corpus/"
 echo "run.sh: fuzzing for $seconds s ($bin, work dir $work)"
