@@ -99,6 +99,10 @@ std::string usage_text() {
         "Limits and timeouts (seconds may have fractions):\n"
         "  --max-connections N     beyond N open connections: 503 and pause accepting\n"
         "                          (default 10000)\n"
+        "  --max-listing-jobs N    directory listings running at once on the threadpool;\n"
+        "                          more wait outside it (default: half the pool, >= 1)\n"
+        "  --ready-max-queue N     /readyz answers 503 \"saturated\" while N or more jobs\n"
+        "                          wait for or run on the threadpool (default 256; 0: never)\n"
         "  --header-timeout S      to receive a request head (default 10; then 408)\n"
         "  --idle-timeout S        a keep-alive connection may idle (default 75)\n"
         "  --body-timeout S        a request body must bring 16 KiB (or end) within S\n"
@@ -242,6 +246,11 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 Cidr c;
                 if (!Cidr::parse(v, c)) throw UsageError(fmt::format("{} needs an address or CIDR, got '{}'", arg, v));
                 (arg == "--metrics-allow" ? cfg.metrics_allow : cfg.trust_proxy).push_back(v);
+            } else if (arg == "--max-listing-jobs") {
+                cfg.max_listing_jobs = static_cast<unsigned>(parse_uint(arg, need(), 1024));
+                if (cfg.max_listing_jobs == 0) throw UsageError("--max-listing-jobs must be at least 1");
+            } else if (arg == "--ready-max-queue") {
+                cfg.ready_max_queue = parse_uint(arg, need(), 100'000'000);
             } else if (arg == "--allowed-host") {
                 std::string v(need());
                 if (v.empty() || v.find_first_of(" /:@") != std::string::npos)

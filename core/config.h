@@ -54,6 +54,8 @@ struct Config {
     bool proxy_protocol = false;
     uint64_t drain_delay_ms = 0;
     size_t max_connections = 10000;
+    unsigned max_listing_jobs = 0;   // 0: half the threadpool (at least 1)
+    uint64_t ready_max_queue = 256;  // /readyz 503 from this many jobs queued; 0: never
     bool reuse_port = false;
     int workers = 1;
     int listen_fd = -1;  // --listen-fd: a listening socket handed to us (workers)

@@ -134,6 +134,19 @@ void Connection::abort() {
         poll_ = nullptr;
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+    // Work for a client that is gone is wasted work that others wait
+    // behind: a job still queued is cancelled (its after-work callback
+    // then runs with UV_ECANCELED and only cleans up), and a listing
+    // waiting for a slot leaves the queue.
+    if (waiting_slot_) {
+        waiting_slot_ = false;
+        listing_job_ = false;
+        server_.forget_listing_waiter(*this);
+        ++server_.metrics().jobs_cancelled;
+        unref();  // the queue's reference; the handle's keeps us alive
+    } else if (work_busy_ && uv_cancel(reinterpret_cast<uv_req_t*>(&s_->work_req)) == 0) {
+        ++server_.metrics().jobs_cancelled;
+    }
 }
 
 void Connection::on_close(uv_handle_t* h) { static_cast<Connection*>(h->data)->unref(); }
@@ -631,20 +644,42 @@ void Connection::on_parse_error() {
 
 // ------------------------------------------------------- handler interface
 
-void Connection::offload(WorkFn work, DoneFn done) {
+void Connection::offload(WorkFn work, DoneFn done, JobClass cls) {
     s_->tx.work = work;
     s_->tx.work_done = done;
     work_is_sendfile_ = false;
+    // Time spent on our own disk work is not the client's stall.
+    if (timeout_node.list == &server_.body_timeouts) disarm();
+    if (cls == JobClass::Listing) {
+        listing_job_ = true;
+        if (!server_.acquire_listing_slot(*this)) {
+            waiting_slot_ = true;
+            ++refs_;  // the queue's reference, handed to the job when it runs
+            return;
+        }
+    }
+    queue_job();
+}
+
+void Connection::run_waiting_job() {
+    waiting_slot_ = false;
+    queue_job();
+    unref();  // the queue's reference; queue_job took the job's own
+}
+
+void Connection::queue_job() {
     s_->work_req.data = this;
     if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
+        if (listing_job_) {
+            listing_job_ = false;
+            server_.release_listing_slot();
+        }
         respond_error(*this, 503, "cannot queue work on the threadpool");
         return;
     }
     work_busy_ = true;
     ++refs_;
     ++server_.metrics().threadpool_jobs;
-    // Time spent on our own disk work is not the client's stall.
-    if (timeout_node.list == &server_.body_timeouts) disarm();
 }
 
 void Connection::on_work(uv_work_t* req) {
@@ -661,6 +696,10 @@ void Connection::on_after_work(uv_work_t* req, int status) {
     c->server_.tick_clock();
     c->work_busy_ = false;
     --c->server_.metrics().threadpool_jobs;
+    if (c->listing_job_ && !c->work_is_sendfile_) {
+        c->listing_job_ = false;
+        c->server_.release_listing_slot();
+    }
     if (c->work_is_sendfile_) {
         c->work_is_sendfile_ = false;
         c->tx_busy_ = false;

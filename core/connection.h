@@ -54,7 +54,9 @@ public:
     }
     std::string& text() override { return s_->text; }
     MultipartLayout& multipart() override { return s_->multipart; }
-    void offload(WorkFn work, DoneFn done) override;
+    void offload(WorkFn work, DoneFn done, JobClass cls = JobClass::Quick) override;
+    // The server granted this connection's waiting listing job a slot.
+    void run_waiting_job();
     void respond(const ResponseHead& head, const Body& body) override;
     void read_body(const BodyReader& reader) override;
     void body_consumed() override;
@@ -63,6 +65,8 @@ public:
     void release(DoneFn done) override;
 
     TimeoutNode timeout_node;
+    Connection* slot_prev = nullptr;  // server's queue of listings waiting for a slot
+    Connection* slot_next = nullptr;
     Connection* prev = nullptr;  // server's list of live connections
     Connection* next = nullptr;
 
@@ -118,6 +122,7 @@ private:
     void continue_closing();
     void close_fd_async(int fd);
     void release_job_resources();
+    void queue_job();
     void maybe_release_scratch();
     void unref();
     void arm(TimeoutList& list);
@@ -165,6 +170,8 @@ private:
     bool counted_upload_ = false;  // in Metrics::uploads_in_flight
 
     bool work_is_sendfile_ = false;
+    bool listing_job_ = false;     // the job holds (or waits for) a listing slot
+    bool waiting_slot_ = false;    // in the server's queue, not yet on the pool
 
     int response_status_ = 0;
     uint64_t body_bytes_ = 0;

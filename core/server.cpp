@@ -147,6 +147,15 @@ bool Server::start(std::string& error, int listen_fd) {
     site_.write_token = config_.write_token;
     site_.create_dirs = config_.create_dirs;
     site_.allowed_hosts = config_.allowed_hosts;
+    site_.ready_max_queue = config_.ready_max_queue;
+    if (config_.max_listing_jobs) {
+        listing_slots_ = config_.max_listing_jobs;
+    } else {
+        // libuv's pool has UV_THREADPOOL_SIZE threads (default 4).
+        const char* env = std::getenv("UV_THREADPOOL_SIZE");
+        long pool = env ? std::strtol(env, nullptr, 10) : 4;
+        listing_slots_ = static_cast<unsigned>(std::max(1L, std::min(pool, 1024L) / 2));
+    }
     site_.allowed_origins = config_.allowed_origins;
     site_.health_path = config_.health_path;
     site_.ready_path = config_.ready_path;
@@ -393,6 +402,35 @@ void Server::on_connection(uv_stream_t* listener, int status) {
         // backlog until connections close.
         ++s->metrics_.connections_refused;
         s->pause_accepting(50);
+    }
+}
+
+bool Server::acquire_listing_slot(Connection& c) {
+    if (static_cast<unsigned>(metrics_.listings_running) < listing_slots_) {
+        ++metrics_.listings_running;
+        return true;
+    }
+    c.slot_prev = slot_tail_;
+    c.slot_next = nullptr;
+    (slot_tail_ ? slot_tail_->slot_next : slot_head_) = &c;
+    slot_tail_ = &c;
+    ++metrics_.listings_waiting;
+    return false;
+}
+
+void Server::forget_listing_waiter(Connection& c) {
+    (c.slot_prev ? c.slot_prev->slot_next : slot_head_) = c.slot_next;
+    (c.slot_next ? c.slot_next->slot_prev : slot_tail_) = c.slot_prev;
+    c.slot_prev = c.slot_next = nullptr;
+    --metrics_.listings_waiting;
+}
+
+void Server::release_listing_slot() {
+    --metrics_.listings_running;
+    if (Connection* next = slot_head_) {
+        forget_listing_waiter(*next);
+        ++metrics_.listings_running;
+        next->run_waiting_job();
     }
 }
 

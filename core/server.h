@@ -85,6 +85,12 @@ public:
     TimeoutList header_timeouts, idle_timeouts, body_timeouts, send_timeouts, linger_timeouts;
 
     void connection_destroyed(Connection* c);
+    // Directory listings run at most --max-listing-jobs at a time: true
+    // when `c` may queue its job now; false puts it in a FIFO until
+    // release_listing_slot() hands it a slot (Connection::run_waiting_job).
+    bool acquire_listing_slot(Connection& c);
+    void release_listing_slot();
+    void forget_listing_waiter(Connection& c);
 
 private:
     static void on_connection(uv_stream_t* listener, int status);
@@ -105,6 +111,9 @@ private:
 
     uv_loop_t* loop_;
     void fit_connections_to_descriptors();
+    unsigned listing_slots_ = 2;
+    Connection* slot_head_ = nullptr;  // listings waiting for a slot, oldest first
+    Connection* slot_tail_ = nullptr;
     Config config_;
     Site site_;
     ParserLimits limits_;

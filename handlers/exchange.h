@@ -65,6 +65,13 @@ struct BodyReader {
     size_t chunk = 256 * 1024;
 };
 
+// Kinds of threadpool work. A listing reads and renders a whole directory,
+// which can take long for a large one: listings get at most
+// --max-listing-jobs pool threads at once and the rest wait outside the
+// pool, so cheap work (opening a file) always finds a thread (hardening
+// issue, item 7).
+enum class JobClass : uint8_t { Quick, Listing };
+
 using WorkFn = void (*)(FileJob& job);
 using DoneFn = void (*)(class Exchange& ex);
 
@@ -91,8 +98,9 @@ public:
 
     // Runs work(job()) on the threadpool, then done(*this) on the loop
     // thread. If the client goes away meanwhile, done() is not called and
-    // any descriptor left in job().fd is closed.
-    virtual void offload(WorkFn work, DoneFn done) = 0;
+    // any descriptor left in job().fd is closed; work not yet started is
+    // cancelled.
+    virtual void offload(WorkFn work, DoneFn done, JobClass cls = JobClass::Quick) = 0;
 
     // Sends the response. Exactly once per request. HEAD requests get the
     // head only, whatever the body.

@@ -266,6 +266,21 @@ void serve_opened_file(Exchange& ex) {
     serve_view(ex, v);
 }
 
+void render_listing(FileJob& job) {
+    std::vector<DirEntry>& entries = job.entries;
+    if (!read_directory(job.root_fd, job.fd, job.rel, entries)) {
+        job.err = errno;
+        return;
+    }
+    sort_entries(entries);
+    if (job.listing_format == 1) {
+        render_listing_json(job.url_path, entries, job.data);
+    } else {
+        render_listing_html(job.url_path, entries, job.site->database_url, job.data);  // the form posts records
+    }
+    job.kind = FileJob::Kind::Listing;
+}
+
 void get_opened(Exchange& ex) {
     FileJob& job = ex.job();
     if (job.err != 0) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
@@ -318,10 +333,6 @@ bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
 }  // namespace
 
 void open_for_get(FileJob& job) {
-    // The handler passes the listing form's action in `data`; take it out
-    // before `data` is used for file bytes.
-    std::string form_action;
-    form_action.swap(job.data);
     int fd = open_beneath(job.root_fd, job.rel, kOpenFlags);
     if (fd < 0) {
         job.err = errno;
@@ -348,18 +359,7 @@ void open_for_get(FileJob& job) {
             job.rel2 = index;
         } else {
             if (ifd >= 0) close(ifd);
-            std::vector<DirEntry>& entries = job.entries;
-            if (!read_directory(job.root_fd, job.fd, job.rel, entries)) {
-                job.err = errno;
-                return;
-            }
-            sort_entries(entries);
-            if (job.listing_format == 1) {
-                render_listing_json(job.url_path, entries, job.data);
-            } else {
-                render_listing_html(job.url_path, entries, form_action, job.data);
-            }
-            job.kind = FileJob::Kind::Listing;
+            render_listing(job);
             return;
         }
     } else if (!S_ISREG(job.st.st_mode)) {
@@ -426,8 +426,11 @@ void handle_get(Exchange& ex) {
     bool json = (query_param(req.parsed.query, "format", format) && format == "json") ||
                 (format.empty() && choose_media_type(req.accept, {"text/html", "application/json"}) == 1);
     job.listing_format = json ? 1 : 0;
-    job.data.assign(site.database_url);  // the listing form's action
-    ex.offload(open_for_get, get_opened);
+    job.site = &site;
+    // A directory URL may need a listing, which reads and renders the
+    // whole directory: such requests are the listing class of work
+    // (exchange.h: JobClass). Opening files stays quick.
+    ex.offload(open_for_get, get_opened, job.trailing_slash ? JobClass::Listing : JobClass::Quick);
 }
 
 }  // namespace uvh

@@ -53,6 +53,12 @@ void Metrics::render(std::string& out) const {
     gauge("uvhttpd_open_connections", "Connections open now.", open_connections);
     gauge("uvhttpd_uploads_in_flight", "Request bodies being received now.", uploads_in_flight);
     gauge("uvhttpd_threadpool_queue_depth", "Jobs queued or running on the threadpool.", threadpool_jobs);
+    counter("uvhttpd_jobs_cancelled_total", "Jobs dropped because their client went away before they ran.",
+            jobs_cancelled);
+    gauge("uvhttpd_listings_running", "Directory listings holding one of the --max-listing-jobs slots.",
+          listings_running);
+    gauge("uvhttpd_listings_waiting", "Directory listings waiting for a slot, outside the threadpool.",
+          listings_waiting);
     counter("uvhttpd_records_appended_total", "Records appended to the record store by this process.",
             records_appended);
     counter("uvhttpd_cache_hits_total", "GETs answered from the small-file cache.", cache_hits);

@@ -36,6 +36,9 @@ public:
     int64_t open_connections = 0;
     int64_t uploads_in_flight = 0;
     int64_t threadpool_jobs = 0;       // queued or running on the threadpool
+    uint64_t jobs_cancelled = 0;       // of clients that went away before their job ran
+    int64_t listings_running = 0;      // listing jobs holding a slot
+    int64_t listings_waiting = 0;      // listing jobs waiting for a slot
     uint64_t records_appended = 0;
     uint64_t cache_hits = 0, cache_misses = 0;
     uint64_t cache_bytes = 0;

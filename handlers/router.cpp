@@ -79,8 +79,13 @@ void handle_health(Exchange& ex) {
 void handle_ready(Exchange& ex) {
     if (!probe_method(ex)) return;
     const Metrics* m = ex.site().metrics;
-    bool ready = !m || m->ready;
-    respond_probe(ex, ready ? 200 : 503, ready ? "ready\n" : "draining\n");
+    if (m && !m->ready) return respond_probe(ex, 503, "draining\n");
+    // A pool so busy that new work waits behind a long queue serves nobody
+    // well: tell the load balancer (hardening issue, item 7).
+    uint64_t limit = ex.site().ready_max_queue;
+    if (m && limit && static_cast<uint64_t>(m->threadpool_jobs + m->listings_waiting) >= limit)
+        return respond_probe(ex, 503, "saturated\n");
+    respond_probe(ex, 200, "ready\n");
 }
 
 // Prometheus text format, for loopback and --metrics-allow clients only.

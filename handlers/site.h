@@ -50,6 +50,7 @@ struct Site {
     std::string health_path = "/healthz";
     std::string ready_path = "/readyz";
     std::string metrics_path = "/metrics";
+    uint64_t ready_max_queue = 256;  // /readyz is 503 "saturated" from this queue depth; 0: never
     std::vector<Cidr> metrics_allow;  // besides loopback
 
     FileCache* cache = nullptr;

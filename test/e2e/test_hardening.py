@@ -425,49 +425,54 @@ def test_abandoned_work_is_cancelled_and_listings_are_capped():
             root.write(f"big/{i:04d}.txt", "x")
         for i in range(6):
             root.write(f"f{i}.txt", "file %d\n" % i)
-        with Server(root.path, "--max-listing-jobs", "1", "--ready-max-queue", "8", "--cache-size", "0") as s:
+            root.write(f"g{i}.txt", "file %d\n" % i)
+        env = {**os.environ, "UV_THREADPOOL_SIZE": "4"}
+        with Server(root.path, "--max-listing-jobs", "1", "--ready-max-queue", "8", "--cache-size", "0",
+                    env=env) as s:
             p = s.port
             assert request(p, "GET", "/readyz")[0] == 200
             state = os.open(os.path.join(root.path, ".uvhttpd-state"), os.O_RDWR)
             fcntl.lockf(state, fcntl.LOCK_EX, 0, 0)
-            puts = []
-            for i in range(4):  # libuv's default pool has 4 threads: all wait on the lock
-                c = socket.create_connection(("127.0.0.1", p), timeout=60)
-                c.sendall(f"PUT /p{i}.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nok".encode())
-                puts.append(c)
-            wait_metric(p, "uvhttpd_threadpool_queue_depth", lambda v: v >= 4, "PUTs waiting on the lock")
-            gets = []
-            for i in range(6):
-                c = socket.create_connection(("127.0.0.1", p), timeout=60)
-                c.sendall(f"GET /f{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-                gets.append(c)
-            listings = []
-            for i in range(10):
-                c = socket.create_connection(("127.0.0.1", p), timeout=60)
-                c.sendall(b"GET /big/?format=json HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                listings.append(c)
-            # One listing holds the single slot (its job queued in the pool);
-            # the other nine wait outside it.
-            wait_metric(p, "uvhttpd_listings_waiting", lambda v: v == 9, "listings past the cap")
-            assert metric(p, "uvhttpd_listings_running") == 1
-            st, _, body = request(p, "GET", "/readyz")
-            assert st == 503 and body == b"saturated\n", (st, body)
-            cancelled0 = metric(p, "uvhttpd_jobs_cancelled_total")
-            for c in gets[:4] + listings[5:]:
-                reset(c)
-            wait_metric(p, "uvhttpd_jobs_cancelled_total", lambda v: v == cancelled0 + 9,
-                        "jobs of reset connections cancelled")
-            assert metric(p, "uvhttpd_listings_waiting") == 4
-            fcntl.lockf(state, fcntl.LOCK_UN, 0, 0)
-            os.close(state)
-            for c in puts:
-                assert read_response(c).startswith(b"HTTP/1.1 201"), "PUT after the lock"
+            try:
+                deletes = []
+                for i in range(4):  # libuv's default pool has 4 threads: each DELETE's one job waits on the lock
+                    c = socket.create_connection(("127.0.0.1", p), timeout=60)
+                    c.sendall(f"DELETE /f{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                    deletes.append(c)
+                wait_metric(p, "uvhttpd_threadpool_queue_depth", lambda v: v >= 4, "DELETEs waiting on the lock")
+                gets = []
+                for i in range(6):
+                    c = socket.create_connection(("127.0.0.1", p), timeout=60)
+                    c.sendall(f"GET /g{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                    gets.append(c)
+                listings = []
+                for i in range(10):
+                    c = socket.create_connection(("127.0.0.1", p), timeout=60)
+                    c.sendall(b"GET /big/?format=json HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    listings.append(c)
+                # One listing holds the single slot (its job queued in the pool);
+                # the other nine wait outside it.
+                wait_metric(p, "uvhttpd_listings_waiting", lambda v: v == 9, "listings past the cap")
+                assert metric(p, "uvhttpd_listings_running") == 1
+                st, _, body = request(p, "GET", "/readyz")
+                assert st == 503 and body == b"saturated\n", (st, body)
+                cancelled0 = metric(p, "uvhttpd_jobs_cancelled_total")
+                for c in gets[:4] + listings[5:]:
+                    reset(c)
+                wait_metric(p, "uvhttpd_jobs_cancelled_total", lambda v: v == cancelled0 + 9,
+                            "jobs of reset connections cancelled")
+                assert metric(p, "uvhttpd_listings_waiting") == 4
+            finally:
+                fcntl.lockf(state, fcntl.LOCK_UN, 0, 0)
+                os.close(state)
+            for c in deletes:
+                assert read_response(c).startswith(b"HTTP/1.1 204"), "DELETE after the lock"
             for c in gets[4:]:
                 assert read_response(c).startswith(b"HTTP/1.1 200")
             for c in listings[:5]:
                 r = read_response(c)
                 assert r.startswith(b"HTTP/1.1 200"), r[:100]
-            for c in puts + gets[4:] + listings[:5]:
+            for c in deletes + gets[4:] + listings[:5]:
                 c.close()
             wait_metric(p, "uvhttpd_listings_running", lambda v: v == 0, "listings done")
             assert request(p, "GET", "/readyz")[0] == 200
