@@ -607,7 +607,7 @@ long long bytes_read() {
 }
 }  // namespace
 
-TEST_CASE("RecordFile: a GET is one pread of its line; the index follows the file", "[records][index]") {
+TEST_CASE("RecordFile: a GET is one pread of its line, and the index follows the file", "[records][index]") {
     TempDir dir;
     std::string db = dir.file("database.txt");
     {
