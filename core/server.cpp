@@ -21,7 +21,7 @@
 
 #include "core/connection.h"
 #include "handlers/fs_ops.h"
-#include "handlers/record_store.h"
+#include "handlers/records/record_store.h"
 #include "handlers/write_ops.h"
 
 namespace uvh {

@@ -8,7 +8,7 @@
 
 #include "handlers/listing.h"
 #include "handlers/metrics.h"
-#include "handlers/record_store.h"
+#include "handlers/records/record_store.h"
 #include "handlers/router.h"
 #include "protocol/multipart.h"
 #include "protocol/negotiate.h"

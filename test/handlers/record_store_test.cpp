@@ -1,7 +1,7 @@
-// Tests for handlers/record_store.cpp: the record line format, RecordFile on
+// Tests for handlers/records/record_store.cpp: the record line format, RecordFile on
 // real files in a mkdtemp directory (several processes sharing one file, a
 // full disk), and RecordStore's group commit on a real uv_loop_t.
-#include "handlers/record_store.h"
+#include "handlers/records/record_store.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "handlers/record_store.h"
+#include "handlers/records/record_store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
