@@ -16,7 +16,7 @@ JOBS       ?= $(shell nproc)
 DEMO_SITE  ?= $(BUILD)/demo-site
 
 # Build and test dependencies, all from Debian.
-PACKAGES := cmake g++ make pkgconf python3 curl \
+PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
             libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
             wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
             chromium fonts-liberation nodejs dpkg-dev \
