@@ -18,186 +18,12 @@ never after a pause."""
 import os
 import re
 import socket
-import time
 
 import uvhlib
-from uvhlib import Server, TempRoot
+from uvhlib import TIMEOUT, PeerClosed, RawConn, Server, TempRoot
 
-TIMEOUT = 10.0  # generous: the suite must pass on a loaded 2-core machine
 OK_BODY = b"ok\n"
 FOLLOW_UP = b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
-
-
-# ----------------------------------------------------------- raw HTTP reader
-
-class Response:
-    def __init__(self, version, status, reason, headers, body, raw_head):
-        self.version = version
-        self.status = status
-        self.reason = reason
-        self.headers = headers  # [(lower-case name, value)] in order
-        self.body = body
-        self.raw_head = raw_head
-
-    def get(self, name):
-        vals = [v for k, v in self.headers if k == name]
-        return vals[0] if vals else None
-
-    def all(self, name):
-        return [v for k, v in self.headers if k == name]
-
-    def wants_close(self):
-        return any("close" in [t.strip().lower() for t in v.split(",")] for v in self.all("connection"))
-
-    def comparable(self, volatile=("date", "x-request-id")):
-        """Status line, headers except the volatile ones, and body."""
-        return (self.version, self.status, self.reason,
-                [(k, v) for k, v in self.headers if k not in volatile], self.body)
-
-    def __repr__(self):
-        return f"<{self.version} {self.status} {self.reason} {self.headers} body={self.body[:80]!r}>"
-
-
-class PeerClosed(AssertionError):
-    pass
-
-
-class RawConn:
-    """One client socket with its own input buffer."""
-
-    def __init__(self, port, timeout=TIMEOUT, nodelay=False):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        if nodelay:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        self.timeout = timeout
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def send_bytewise(self, data):
-        for i in range(len(data)):
-            self.sock.sendall(data[i:i + 1])
-
-    def _fill(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("deadline passed")
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        finally:
-            self.sock.settimeout(self.timeout)
-        if not chunk:
-            raise PeerClosed(f"connection closed; unread bytes {self.buf[:200]!r}")
-        self.buf += chunk
-
-    def _take(self, n, deadline):
-        while len(self.buf) < n:
-            self._fill(deadline)
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _line(self, deadline, limit=65536):
-        while b"\r\n" not in self.buf:
-            if len(self.buf) > limit:
-                raise AssertionError(f"line longer than {limit}: {self.buf[:200]!r}")
-            self._fill(deadline)
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def read_response(self, method="GET", timeout=None):
-        """The next response, interim (1xx) ones included. No body for HEAD,
-        1xx, 204 and 304 (RFC 9112 §6.3); chunked or Content-Length
-        framing otherwise, else read to EOF."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\r\n\r\n" not in self.buf:
-            if len(self.buf) > 1 << 20:
-                raise AssertionError(f"response head too long: {self.buf[:200]!r}")
-            self._fill(deadline)
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.split(b"\r\n")
-        parts = lines[0].decode("latin-1").split(" ", 2)
-        assert len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit() and \
-            len(parts[1]) == 3, f"bad status line {lines[0]!r}"
-        version, status, reason = parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
-        headers = []
-        for raw in lines[1:]:
-            assert b":" in raw and raw[:1] not in (b" ", b"\t"), f"bad response header line {raw!r}"
-            k, v = raw.split(b":", 1)
-            assert k == k.strip(), f"whitespace in a response field name {raw!r}"
-            headers.append((k.decode("latin-1").lower(), v.decode("latin-1").strip(" \t")))
-        r = Response(version, status, reason, headers, b"", head)
-        if method == "HEAD" or status < 200 or status in (204, 304):
-            return r
-        te = r.get("transfer-encoding")
-        cl = r.all("content-length")
-        if te is not None:
-            assert te.lower().split(",")[-1].strip() == "chunked", te
-            body = b""
-            while True:
-                size_line = self._line(deadline)
-                size = int(size_line.split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self._line(deadline) != b"":
-                        pass  # trailer fields
-                    break
-                body += self._take(size, deadline)
-                assert self._take(2, deadline) == b"\r\n", "chunk not followed by CRLF"
-            r.body = body
-        elif cl:
-            assert len(cl) == 1 and cl[0].isdigit(), f"bad Content-Length in response: {cl}"
-            r.body = self._take(int(cl[0]), deadline)
-        else:
-            r.body = self.read_to_eof()[0]
-        return r
-
-    def read_final(self, method="GET", timeout=None):
-        """The final response; interim 1xx responses are collected in
-        .interim on it."""
-        interim = []
-        while True:
-            r = self.read_response(method, timeout)
-            if r.status >= 200:
-                r.interim = interim
-                return r
-            interim.append(r)
-
-    def read_to_eof(self, timeout=None):
-        """(bytes, closed): everything until EOF or a reset; closed is False
-        when the timeout came first."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        data, self.buf = self.buf, b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return data, False
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                return data, False
-            except ConnectionResetError:
-                return data, True
-            finally:
-                self.sock.settimeout(self.timeout)
-            if not chunk:
-                return data, True
-            data += chunk
 
 
 def request_method(data):
@@ -579,10 +405,8 @@ def run_case(port, case):
 
 
 def run_table(cases):
-    if not cases:
-        # Only reachable through a UVH_CASE filter: the table did not run,
-        # which must not count as a pass.
-        raise uvhlib.Deselected(f"no case title contains UVH_CASE={os.environ.get('UVH_CASE')!r}")
+    # conftest.py deselects a table none of whose cases UVH_CASE selects.
+    assert cases, f"no case title contains UVH_CASE={os.environ.get('UVH_CASE')!r}"
     with TempRoot() as t:
         www = os.path.join(t.path, "www")
         os.mkdir(www)
@@ -612,47 +436,64 @@ def run_table(cases):
             assert s.proc.poll() is None, "the server died during the battery"
         assert not failures, f"{len(failures)} of {len(cases)} cases failed (listed above)"
         # Each server must exit 0 on SIGTERM with a clean stderr; when a case
-        # failed, uvhlib.main stops them instead and shows their stderr.
+        # failed, conftest.py stops them instead and shows their stderr.
         for s in servers.values():
             s.finish()
 
 
 def selected(cases):
     # UVH_CASE=TEXT runs only the table cases whose title contains TEXT
-    # (and none of the dialogue tests below, which have no case titles).
-    # A filter that matches no case anywhere fails the script: "no test ran".
+    # (conftest.py deselects the tables without one, and the dialogue tests
+    # below, which have no case titles). A filter that matches no case
+    # anywhere fails the run: pytest's "no tests ran", exit 5.
     only = os.environ.get("UVH_CASE")
     return [c for c in cases if only is None or only in c.title]
 
 
+def table(cases):
+    """A table test: it runs `cases`, which conftest.py reads for UVH_CASE."""
+    def mark(f):
+        f.cases = cases
+        return f
+    return mark
+
+
+@table(TE_CASES)
 def test_table_transfer_encoding():
     run_table(selected(TE_CASES))
 
 
+@table(CL_CASES)
 def test_table_content_length():
     run_table(selected(CL_CASES))
 
 
+@table(CHUNKED_CASES)
 def test_table_chunked():
     run_table(selected(CHUNKED_CASES))
 
 
+@table(FIELD_CASES)
 def test_table_line_endings_and_fields():
     run_table(selected(FIELD_CASES))
 
 
+@table(HOST_TARGET_CASES)
 def test_table_host_target_persistence():
     run_table(selected(HOST_TARGET_CASES))
 
 
+@table(LINE_CASES)
 def test_table_request_line_methods_expect():
     run_table(selected(LINE_CASES))
 
 
+@table(LIMIT_PATH_CASES)
 def test_table_limits_and_paths():
     run_table(selected(LIMIT_PATH_CASES))
 
 
+@table(BODY_LIMIT_CASES)
 def test_table_body_size_limit():
     run_table(selected(BODY_LIMIT_CASES))
 
@@ -864,8 +705,3 @@ def test_split_in_two_at_every_offset():
             if method == "PUT":
                 with open(os.path.join(t.path, "two.txt"), "rb") as f:
                     assert f.read() == body
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")],
-                select=lambda t: "UVH_CASE" not in os.environ or t.__name__.startswith("test_table_"))

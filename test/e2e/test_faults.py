@@ -9,15 +9,14 @@ server's /proc/PID/fd count, a file system's free space) with a deadline."""
 import hashlib
 import os
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
 import time
 
 import uvhlib
-from uvhlib import Server, TempRoot
-from test_conformance import H, OK_BODY, RawConn, req
+from uvhlib import RawConn, Server, TempRoot, wait_until
+from test_conformance import H, OK_BODY, req
 
 MIB = 1 << 20
 # No small-file cache (it would hide descriptor and memory effects), and a
@@ -28,18 +27,6 @@ RSS_SLACK_KIB = 8 * 1024  # "a few MiB"
 
 
 # ------------------------------------------------------------------ helpers
-
-def wait_until(cond, timeout, what):
-    """Polls cond() until it is true or the deadline passes (then fails)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.02)  # a poll interval, not synchronisation
-
 
 def settle_fds(s, target, timeout=10, what="descriptors"):
     """Waits for the server's descriptor count to come back to `target`."""
@@ -86,72 +73,9 @@ def check_recovered(s, fds0, rss0, what):
     assert s.proc.poll() is None, f"{what}: the server died"
 
 
-def reset(sock):
-    """Closes with an RST instead of a FIN (SO_LINGER with a zero timeout)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def small_rcvbuf_conn(port, size=64 * 1024):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)  # before connect: the window
-    s.settimeout(10)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-def read_head(sock, timeout=10):
-    """Reads a response head from a plain socket: (status, headers, rest)."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"closed before the head: {buf!r}")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        k, v = line.split(":", 1)
-        headers[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]), headers, rest
-
-
-def read_body_until(sock, have, total, timeout=30):
-    """Reads until `total` bytes or EOF; (bytes, eof_seen)."""
-    deadline = time.monotonic() + timeout
-    parts = [have]
-    n = len(have)
-    while n < total:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"body stalled at {n} of {total} bytes")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(1 << 20)
-        except ConnectionResetError:
-            return b"".join(parts), True
-        if not chunk:
-            return b"".join(parts), True
-        parts.append(chunk)
-        n += len(chunk)
-    return b"".join(parts), False
-
-
-def expect_eof(sock, timeout=10):
-    """True when the peer closes (FIN or RST) within the timeout and sends
-    nothing more."""
-    sock.settimeout(timeout)
-    try:
-        extra = sock.recv(65536)
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-    assert extra == b"", f"unexpected bytes {extra[:200]!r}"
-    return True
+    """A slow reader: a small receive window (SO_RCVBUF before connect)."""
+    return RawConn(port, rcvbuf=size)
 
 
 def temp_files(root):
@@ -278,13 +202,14 @@ def big_file(root):
 def start_download(port, path="/big.bin", first=MIB):
     """Starts a GET with a small receive window, reads the head and about
     `first` body bytes: the transfer is then under way, not finished."""
-    sock = small_rcvbuf_conn(port)
-    sock.sendall(req(f"GET {path} HTTP/1.1", H))
-    status, headers, body = read_head(sock)
-    assert status == 200, (status, headers)
-    body, eof = read_body_until(sock, body, min(first, int(headers["content-length"])))
+    c = small_rcvbuf_conn(port)
+    c.send(req(f"GET {path} HTTP/1.1", H))
+    r = c.read_head()
+    assert r.status == 200, r
+    length = int(r.get("content-length"))
+    body, eof = c.read_some(min(first, length))
     assert not eof, "closed early"
-    return sock, int(headers["content-length"]), body
+    return c, length, body
 
 
 def test_file_deleted_while_being_sent():
@@ -293,11 +218,12 @@ def test_file_deleted_while_being_sent():
         path, data = big_file(t.path)
         with Server(t.path, "--inline-max", "16K", *QUIET) as s:
             fds0, rss0 = baseline(s)
-            sock, length, body = start_download(s.port)
+            c, length, body = start_download(s.port)
             assert length == BIG
             os.unlink(path)
-            body, eof = read_body_until(sock, body, length)
-            sock.close()
+            rest, eof = c.read_some(length - len(body), timeout=30)
+            body += rest
+            c.close()
             # An unlinked file stays readable through the descriptor the
             # server holds (POSIX unlink), so the transfer completes with
             # every byte of the old content (docs/reliability.md).
@@ -314,11 +240,12 @@ def test_file_truncated_while_being_sent():
         path, data = big_file(t.path)
         with Server(t.path, "--inline-max", "16K", *QUIET) as s:
             fds0, rss0 = baseline(s)
-            sock, length, body = start_download(s.port)
+            c, length, body = start_download(s.port)
             before = len(body)
             os.truncate(path, 1000)
-            body, eof = read_body_until(sock, body, length)
-            sock.close()
+            rest, eof = c.read_some(length - len(body), timeout=30)
+            body += rest
+            c.close()
             wrong = sum(1 for i in range(before, len(body), 4096) if body[i:i + 4096] != data[i:i + 4096])
             print(f"  truncated mid-transfer: got {len(body)} of {length} bytes, eof={eof}; "
                   f"{wrong} pages after the truncation differ from the original")
@@ -340,9 +267,9 @@ def test_peer_resets_mid_request():
         with Server(t.path, *QUIET) as s:
             fds0, rss0 = baseline(s)
             for i in range(50):
-                sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-                sock.sendall(b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\nX-Half: " + b"v" * i)
-                reset(sock)
+                c = RawConn(s.port)
+                c.send(b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\nX-Half: " + b"v" * i)
+                c.reset()
             check_recovered(s, fds0, rss0, "50 resets mid-head")
 
 
@@ -354,10 +281,10 @@ def test_peer_resets_mid_upload():
         with Server(t.path, *QUIET) as s:
             fds0, rss0 = baseline(s)
             for i in range(30):
-                sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-                sock.sendall(req(f"PUT /cut{i}.txt HTTP/1.1", H, f"Content-Length: {4 * MIB}"))
-                sock.sendall(b"y" * (1000, 100 * 1024, 300 * 1024)[i % 3])
-                reset(sock)
+                c = RawConn(s.port)
+                c.send(req(f"PUT /cut{i}.txt HTTP/1.1", H, f"Content-Length: {4 * MIB}"))
+                c.send(b"y" * (1000, 100 * 1024, 300 * 1024)[i % 3])
+                c.reset()
             check_recovered(s, fds0, rss0, "30 resets mid-upload")
             wait_until(lambda: temp_files(t.path) == [], 10, "temporary files to go")
             left = [f for f in os.listdir(t.path) if f.startswith("cut")]
@@ -372,14 +299,14 @@ def test_peer_resets_mid_response():
         with Server(t.path, "--inline-max", "16K", *QUIET) as s:
             fds0, rss0 = baseline(s)
             for i in range(10):
-                sock, _, _ = start_download(s.port, "/big.bin", first=256 * 1024)
-                reset(sock)
+                c, _, _ = start_download(s.port, "/big.bin", first=256 * 1024)
+                c.reset()
             for i in range(10):
                 # Pipelined: one response under way, more queued behind it.
-                sock = small_rcvbuf_conn(s.port)
-                sock.sendall(req("GET /mid.bin HTTP/1.1", H) * 5 + req("GET /big.bin HTTP/1.1", H))
-                read_head(sock)
-                reset(sock)
+                c = small_rcvbuf_conn(s.port)
+                c.send(req("GET /mid.bin HTTP/1.1", H) * 5 + req("GET /big.bin HTTP/1.1", H))
+                c.read_head()
+                c.reset()
             check_recovered(s, fds0, rss0, "20 resets mid-response")
 
 
@@ -394,7 +321,7 @@ def test_half_closed_client_gets_its_answers():
             for n in (1, 3):
                 with RawConn(s.port, timeout=20) as c:
                     c.send((req("GET /ok.txt HTTP/1.1", H) + req("GET /big.bin HTTP/1.1", H)) * n)
-                    c.sock.shutdown(socket.SHUT_WR)
+                    c.shutdown_write()
                     for _ in range(n):
                         r = c.read_final()
                         assert r.status == 200 and r.body == OK_BODY, r
@@ -413,7 +340,7 @@ def test_half_closed_client_gets_its_answers():
                                                 body=b"%x\r\n" % len(upload) + upload + b"\r\n0\r\n\r\n"))):
                 with RawConn(s.port, timeout=20) as c:
                     c.send(framed)
-                    c.sock.shutdown(socket.SHUT_WR)
+                    c.shutdown_write()
                     r = c.read_final("PUT")
                     assert r.status == 201, (name, r)
                     rest, closed = c.read_to_eof()
@@ -433,9 +360,9 @@ def test_clients_that_never_read():
             fds0, rss0 = baseline(s)
             socks = []
             for _ in range(3):
-                sock = small_rcvbuf_conn(s.port)
-                sock.sendall(req("GET /one.bin HTTP/1.1", H) * 50)
-                socks.append(sock)
+                c = small_rcvbuf_conn(s.port)
+                c.send(req("GET /one.bin HTTP/1.1", H) * 50)
+                socks.append(c)
             try:
                 wait_until(lambda: s.fd_count() > fds0, 10, "the connections to open")
                 print(f"  never-read clients connected: {s.fd_count()} descriptors")
@@ -457,10 +384,10 @@ def test_never_reading_client_that_closes():
         t.write("one.bin", os.urandom(MIB))
         with Server(t.path, *QUIET) as s:
             fds0, rss0 = baseline(s)
-            sock = small_rcvbuf_conn(s.port)
-            sock.sendall(req("GET /one.bin HTTP/1.1", H) * 50)
+            c = small_rcvbuf_conn(s.port)
+            c.send(req("GET /one.bin HTTP/1.1", H) * 50)
             wait_until(lambda: s.fd_count() > fds0, 10, "the connection to open")
-            reset(sock)
+            c.reset()
             check_recovered(s, fds0, rss0, "a never-reading client that resets")
 
 
@@ -473,11 +400,10 @@ def test_eof_in_the_middle_of_a_head():
             fds0, rss0 = baseline(s)
             for part in (b"G", b"GET /ok.txt HTT", b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\n",
                          b"GET /ok.txt HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n\r"):
-                sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-                sock.sendall(part)
-                sock.shutdown(socket.SHUT_WR)
-                assert expect_eof(sock), f"{part!r} then EOF: the server did not close"
-                sock.close()
+                with RawConn(s.port) as c:
+                    c.send(part)
+                    c.shutdown_write()
+                    assert c.expect_eof(), f"{part!r} then EOF: the server did not close"
             check_recovered(s, fds0, rss0, "EOF mid-head")
 
 
@@ -493,7 +419,7 @@ def test_eof_in_the_middle_of_a_body():
                          req("PUT /eof.txt HTTP/1.1", H, "Transfer-Encoding: chunked", body=b"5\r\nhello\r\n")):
                 with RawConn(s.port) as c:
                     c.send(body)
-                    c.sock.shutdown(socket.SHUT_WR)
+                    c.shutdown_write()
                     data, closed = c.read_to_eof(timeout=5)
                     assert closed, f"EOF mid-body: still open after 5 s ({body[:40]!r})"
                     assert data == b"" or data.startswith(b"HTTP/1.1 4"), data[:200]
@@ -502,7 +428,3 @@ def test_eof_in_the_middle_of_a_body():
             start = time.monotonic()
             assert s.finish() == 0
             print(f"  SIGTERM after the cut uploads: exited in {time.monotonic() - start:.1f}s")
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])
