@@ -5,42 +5,25 @@ stale reads across workers and through alias paths, and a descriptor limit
 lower than --max-connections. Each test failed before its fix."""
 
 import fcntl
-import http.client
 import os
 import re
-import struct
-import socket
 import stat
 import threading
 import time
 
 import uvhlib
-from uvhlib import Server, TempRoot, curl, parse_head
+from uvhlib import RawConn, Server, TempRoot
 
 
 def request(port, method, path, body=None, headers=None, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
-    finally:
-        c.close()
+    """(status, {lower-case header: value}, body): uvhlib.request, which
+    sends what Python's http.client sends."""
+    return uvhlib.status_of(uvhlib.request(port, method, path, body=body, headers=headers, timeout=timeout))
 
 
 def stopped_cleanly(s):
     code = s.stop()
     assert code == 0, f"server exited {code}: {s.proc.stderr.read()}"
-
-
-def raw_head(port, text):
-    """Sends a hand-written request head (and body) and returns the status
-    and body of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(text.encode() if isinstance(text, str) else text)
-        data = uvhlib.recv_to_eof(sock)
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 # ----------------------------------------------------- 1. If-Match races
@@ -52,20 +35,21 @@ def race_round(port, path, etag, writers, body_size):
     socks = []
     body = b"r" * body_size
     for i in range(writers):
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        c = RawConn(port, timeout=30)
         head = (f"PUT {path} HTTP/1.1\r\nHost: localhost\r\nIf-Match: {etag}\r\n"
                 f"Content-Length: {body_size}\r\nConnection: close\r\n\r\n").encode()
-        s.sendall(head + body[:-1])
-        socks.append(s)
+        c.send(head + body[:-1])
+        socks.append(c)
     # Whether or not every writer's first check has run by now, the
     # outcome must be the same: one wins, the others see its new ETag.
-    for s in socks:
-        s.sendall(body[-1:])
+    for c in socks:
+        c.send(body[-1:])
     statuses = []
-    for s in socks:
-        data = uvhlib.recv_to_eof(s)
-        statuses.append(int(data.split()[1]))
-        s.close()
+    for c in socks:
+        statuses.append(c.read_response("PUT", timeout=30).status)
+        _, closed = c.read_to_eof(timeout=30)
+        assert closed, "no EOF within 30s after a Connection: close answer"
+        c.close()
     return statuses
 
 
@@ -340,7 +324,7 @@ def test_max_connections_fits_the_descriptor_limit():
         with Server(root.path, prlimit="--nofile=128") as s:
             idle = []
             for _ in range(200):
-                idle.append(socket.create_connection(("127.0.0.1", s.port), timeout=30))
+                idle.append(RawConn(s.port, timeout=30))
             results = []
             lock = threading.Lock()
 
@@ -349,8 +333,8 @@ def test_max_connections_fits_the_descriptor_limit():
                 # reset when the refusal closes a socket with our unread
                 # request in it. Both are the documented refusal.
                 try:
-                    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    data = uvhlib.recv_to_eof(sock, timeout=120)
+                    sock.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    data = uvhlib.recv_to_eof(sock.sock, timeout=120)
                 except ConnectionResetError:
                     data = b""
                 with lock:
@@ -399,21 +383,6 @@ def wait_metric(port, name, pred, what, timeout=30):
         time.sleep(0.02)  # polling a condition, bounded by the deadline
 
 
-def read_response(sock):
-    """Status line and body of one response on a raw socket (its timeout
-    bounds the wait)."""
-    r = http.client.HTTPResponse(sock)
-    r.begin()
-    body = r.read()
-    return f"HTTP/1.1 {r.status}".encode() + b"\r\n" + body
-
-
-def reset(sock):
-    """Closes with an RST, as a client that gave up does."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def test_abandoned_work_is_cancelled_and_listings_are_capped():
     """The threadpool is held busy deterministically: the test takes a POSIX
     lock on the whole state file, which conflicts with the server's OFD
@@ -436,19 +405,19 @@ def test_abandoned_work_is_cancelled_and_listings_are_capped():
             try:
                 deletes = []
                 for i in range(4):  # libuv's default pool has 4 threads: each DELETE's one job waits on the lock
-                    c = socket.create_connection(("127.0.0.1", p), timeout=60)
-                    c.sendall(f"DELETE /f{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                    c = RawConn(p, timeout=60)
+                    c.send(f"DELETE /f{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
                     deletes.append(c)
                 wait_metric(p, "uvhttpd_threadpool_queue_depth", lambda v: v >= 4, "DELETEs waiting on the lock")
                 gets = []
                 for i in range(6):
-                    c = socket.create_connection(("127.0.0.1", p), timeout=60)
-                    c.sendall(f"GET /g{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                    c = RawConn(p, timeout=60)
+                    c.send(f"GET /g{i}.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
                     gets.append(c)
                 listings = []
                 for i in range(10):
-                    c = socket.create_connection(("127.0.0.1", p), timeout=60)
-                    c.sendall(b"GET /big/?format=json HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    c = RawConn(p, timeout=60)
+                    c.send(b"GET /big/?format=json HTTP/1.1\r\nHost: localhost\r\n\r\n")
                     listings.append(c)
                 # One listing holds the single slot (its job queued in the pool);
                 # the other nine wait outside it.
@@ -458,7 +427,7 @@ def test_abandoned_work_is_cancelled_and_listings_are_capped():
                 assert st == 503 and body == b"saturated\n", (st, body)
                 cancelled0 = metric(p, "uvhttpd_jobs_cancelled_total")
                 for c in gets[:4] + listings[5:]:
-                    reset(c)
+                    c.reset()
                 wait_metric(p, "uvhttpd_jobs_cancelled_total", lambda v: v == cancelled0 + 9,
                             "jobs of reset connections cancelled")
                 assert metric(p, "uvhttpd_listings_waiting") == 4
@@ -466,34 +435,14 @@ def test_abandoned_work_is_cancelled_and_listings_are_capped():
                 fcntl.lockf(state, fcntl.LOCK_UN, 0, 0)
                 os.close(state)
             for c in deletes:
-                assert read_response(c).startswith(b"HTTP/1.1 204"), "DELETE after the lock"
+                assert c.read_response("DELETE", timeout=60).status == 204, "DELETE after the lock"
             for c in gets[4:]:
-                assert read_response(c).startswith(b"HTTP/1.1 200")
+                assert c.read_response(timeout=60).status == 200
             for c in listings[:5]:
-                r = read_response(c)
-                assert r.startswith(b"HTTP/1.1 200"), r[:100]
+                r = c.read_response(timeout=60)
+                assert r.status == 200, r
             for c in deletes + gets[4:] + listings[:5]:
                 c.close()
             wait_metric(p, "uvhttpd_listings_running", lambda v: v == 0, "listings done")
             assert request(p, "GET", "/readyz")[0] == 200
             stopped_cleanly(s)
-
-
-if __name__ == "__main__":
-    uvhlib.main([
-        test_if_match_race_one_process,
-        test_if_match_race_workers,
-        test_create_only_race,
-        test_foreign_host_cannot_write,
-        test_allowed_host_flag,
-        test_cross_site_writes_refused,
-        test_token_writes_skip_host_check_but_not_origin,
-        test_store_name_cannot_become_a_directory,
-        test_store_under_another_url,
-        test_store_through_a_symlink_loop,
-        test_put_drops_setuid_setgid_sticky,
-        test_read_after_write_across_workers,
-        test_read_after_write_through_alias,
-        test_max_connections_fits_the_descriptor_limit,
-        test_abandoned_work_is_cancelled_and_listings_are_capped,
-    ])
