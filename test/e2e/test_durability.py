@@ -16,7 +16,6 @@ which with -f may be a `<... resumed>` line) before the socket write
 started. Requests are sent one at a time, so each one's calls lie between
 the previous response and its own."""
 
-import http.client
 import os
 import re
 import signal
@@ -126,15 +125,9 @@ def strace_or_skip():
 
 def request(port, method, path, body, headers=None):
     """One request on a fresh connection; returns (client port, status,
-    headers, body)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.connect()
-    client_port = c.sock.getsockname()[1]
-    c.request(method, path, body=body, headers={"Host": "localhost", **(headers or {})})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return client_port, r.status, r, data
+    response, body)."""
+    r = uvhlib.request(port, method, path, body=body, headers={"Host": "localhost", **(headers or {})})
+    return r.client_port, r.status, r, r.body
 
 
 def stop_traced(s):
@@ -240,7 +233,3 @@ def test_trace_parser_joins_unfinished_and_resumed_lines():
     assert calls[1].fd() == (15, "/r/database.txt") and not calls[2].ok()
     assert calls[3].fd() == (17, "/r/#1 (deleted)")
     assert socket_calls(calls, 5000) == [calls[0]]
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])

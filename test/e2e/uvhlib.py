@@ -637,7 +637,8 @@ def request(port, method, path, body=None, headers=None, timeout=30, host="127.0
     identity, Content-Length when
     there is a body, and 0 for a POST or PUT without one); the response
     read by its framing, then the connection closed. Returns the Response
-    (r.status, r.header_dict(), r.body)."""
+    (r.status, r.header_dict(), r.body; r.client_port, the local port the
+    request went from)."""
     headers = dict(headers or {})
     names = {k.lower() for k in headers}
     if isinstance(body, str):
@@ -656,7 +657,9 @@ def request(port, method, path, body=None, headers=None, timeout=30, host="127.0
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
     with RawConn(port, timeout=timeout, host=host) as c:
         c.send(data)
-        return c.read_final(method)
+        r = c.read_final(method)
+        r.client_port = c.sock.getsockname()[1]
+        return r
 
 
 def status_of(r):
