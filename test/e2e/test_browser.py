@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 
-import uvhlib
 from uvhlib import Server, TempRoot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -109,7 +108,3 @@ def test_browser():
     assert count("POST /database.txt", 201) == 1, "\n".join(lines)
     assert count("GET /sub/page.html", 304) >= 2, "\n".join(lines)
     assert count("GET /style.css", 304) >= 2, "\n".join(lines)
-
-
-if __name__ == "__main__":
-    uvhlib.main([test_browser])

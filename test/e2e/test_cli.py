@@ -136,7 +136,3 @@ def test_sigterm_and_sigint_exit_0():
         for sig in (signal.SIGTERM, signal.SIGINT):
             s = Server(root.path)
             assert s.finish(sig) == 0
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])

@@ -5,7 +5,6 @@ import http.client
 import os
 import subprocess
 
-import uvhlib
 from uvhlib import Server, TempRoot, curl, parse_head
 
 
@@ -77,7 +76,3 @@ def test_http_client_revalidates_with_304():
             r = c.getresponse()
             assert r.status == 200 and r.read() == body
             c.close()
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])

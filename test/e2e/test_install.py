@@ -3,7 +3,6 @@ page in place; CPack builds a .deb with the same and sane dependencies."""
 
 import os
 import shutil
-import subprocess
 import tempfile
 
 import uvhlib
@@ -46,7 +45,3 @@ def test_cpack_deb():
             assert path in files, path
     finally:
         shutil.rmtree(out, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])

@@ -8,8 +8,7 @@ import re
 import socket
 import time
 
-import uvhlib
-from uvhlib import Server, TempRoot, run
+from uvhlib import RawConn, Server, TempRoot, run
 
 INDEX = ("<!DOCTYPE html>\n<html><head><title>uvhttpd</title></head><body>\n"
          + "<p>" + "x" * 480 + "</p>\n</body></html>\n")
@@ -71,14 +70,14 @@ def test_slow_reader_of_a_1gib_file_stays_small():
         f.truncate(1 << 30)  # sparse: reads as zeros, costs no disk
     with Server(root.path) as s:
         before = s.rss_kib()
-        c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        c.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        c = RawConn(s.port, timeout=10)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send(b"GET /huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
         got = 0
         peak = before
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
-            got += len(c.recv(16384))
+            got += len(c.sock.recv(16384))
             time.sleep(0.002)  # pacing the reader, not synchronisation
             peak = max(peak, s.rss_kib())
         c.close()
@@ -87,7 +86,3 @@ def test_slow_reader_of_a_1gib_file_stays_small():
         print(f"  read {got} bytes slowly; server RSS {before} KiB -> peak {peak} KiB (+{growth})")
         assert growth < 8 * 1024, f"RSS grew by {growth} KiB"
     root.__exit__()
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])

@@ -9,10 +9,9 @@ import socket
 import subprocess
 import threading
 import time
-import http.client
 
 import uvhlib
-from uvhlib import Server, TempRoot, curl, free_port, recv_to_eof, run
+from uvhlib import PeerClosed, RawConn, Server, TempRoot, curl, free_port, recv_to_eof, run
 
 INDEX = "<!DOCTYPE html><title>x</title>" + "x" * 540
 
@@ -34,13 +33,8 @@ def start_on(root, port, *flags):
 
 def http_status(port, path, timeout=2):
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        c.request("GET", path)
-        r = c.getresponse()
-        r.read()
-        c.close()
-        return r.status
-    except OSError:
+        return uvhlib.request(port, "GET", path, timeout=timeout).status
+    except (OSError, PeerClosed):
         return None
 
 
@@ -229,10 +223,9 @@ def test_out_of_descriptors_neither_spins_nor_crashes():
 
             def client():
                 try:
-                    c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
-                    c.sendall(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    data = recv_to_eof(c)
-                    c.close()
+                    with RawConn(s.port, timeout=30) as c:
+                        c.send(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                        data = recv_to_eof(c.sock)
                     ok = data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nA")
                 except OSError as e:
                     ok = repr(e)
@@ -284,16 +277,20 @@ def test_sighup_reopens_the_access_log_without_losing_lines():
 def test_sigterm_finishes_an_inflight_upload_then_exits_0():
     with TempRoot() as root:
         s = Server(root.path, "--drain-delay", "0")
-        c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        c = RawConn(s.port, timeout=10)
         # The 100 Continue proves the server has the request in hand.
-        c.sendall(b"PUT /up.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n")
-        assert c.recv(100).startswith(b"HTTP/1.1 100 Continue")
-        c.sendall(b"u" * 100000)
+        c.send(b"PUT /up.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n")
+        r = c.read_response("PUT")
+        assert (r.version, r.status, r.reason) == ("HTTP/1.1", 100, "Continue"), r
+        c.send(b"u" * 100000)
         s.proc.send_signal(signal.SIGTERM)
-        c.sendall(b"u" * 100000)
-        resp = recv_to_eof(c)
-        assert resp.startswith(b"HTTP/1.1 201"), resp[:200]
-        assert b"Connection: close" in resp
+        c.send(b"u" * 100000)
+        r = c.read_response("PUT", timeout=30)
+        assert r.version == "HTTP/1.1" and r.status == 201, r
+        assert r.get("connection") == "close", r
+        rest, closed = c.read_to_eof(timeout=30)
+        assert closed and rest == b"", (closed, rest[:200])
+        c.close()
         s.proc.wait(timeout=20)  # exits by itself after the upload
         assert s.finish() == 0
         assert os.path.getsize(os.path.join(root.path, "up.bin")) == 200000
@@ -351,7 +348,3 @@ def test_systemd_socket_activation():
             assert s.url == f"http://127.0.0.1:{port}/", s.url
             sock.close()  # the server has its own copy
             assert curl(f"http://127.0.0.1:{port}/a.txt").stdout == "A"
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])

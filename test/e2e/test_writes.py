@@ -6,7 +6,6 @@ import http.client
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
@@ -224,7 +223,3 @@ def test_kill_9_during_post_load_loses_no_acknowledged_record():
         assert set(ids) <= set(file_ids), "an acknowledged record was lost"
         assert len(set(file_ids)) == len(file_ids), "duplicate ids"
         assert all(re.fullmatch(r"\d+ client=\d+&seq=\d+&text=line%0Abreak", l) for l in lines), "torn line"
-
-
-if __name__ == "__main__":
-    uvhlib.main([v for k, v in sorted(globals().items()) if k.startswith("test_")])
