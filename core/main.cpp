@@ -1,4 +1,5 @@
-// uvhttpd: parse the command line, open the root, listen, run one loop.
+// uvhttpd: parse the command line, assemble the site and the server that
+// serves it, listen, run one loop.
 #include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "core/config.h"
 #include "core/server.h"
 #include "core/supervisor.h"
+#include "handlers/site_builder.h"
 
 namespace {
 
@@ -54,7 +56,7 @@ int main(int argc, char** argv) {
     uv_loop_t* loop = uv_default_loop();
     int status = 0;
     {
-        uvh::Server server(loop, config);
+        uvh::Server server(loop, config, uvh::build_site(config));
         std::string error;
         if (!server.start(error, config.listen_fd)) {
             fmt::print(stderr, "uvhttpd: {}\n", error);

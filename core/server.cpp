@@ -20,9 +20,6 @@
 #include <fmt/format.h>
 
 #include "core/connection.h"
-#include "handlers/fs_ops.h"
-#include "handlers/records/record_store.h"
-#include "handlers/write_ops.h"
 
 namespace uvh {
 
@@ -52,8 +49,8 @@ bool is_loopback(const std::string& host) {
     return PeerAddress::parse(host, a) && a.is_loopback();
 }
 
-Server::Server(uv_loop_t* loop, Config config)
-    : loop_(loop), config_(std::move(config)), read_buffer_(new char[kReadBufferSize]) {
+Server::Server(uv_loop_t* loop, Config config, std::unique_ptr<Application> app)
+    : loop_(loop), config_(std::move(config)), app_(std::move(app)), read_buffer_(new char[kReadBufferSize]) {
     header_timeouts.set_duration(config_.header_timeout_ms);
     idle_timeouts.set_duration(config_.idle_timeout_ms);
     body_timeouts.set_duration(config_.body_timeout_ms);
@@ -65,11 +62,10 @@ Server::Server(uv_loop_t* loop, Config config)
 }
 
 Server::~Server() {
-    // records_ is closed by then (maybe_finish waited for it).
-    records_.reset();
+    // The application is closed by then (maybe_finish waited for it), or
+    // was never started; it goes before the metrics it points at.
+    app_.reset();
     if (listen_fd_ >= 0) ::close(listen_fd_);
-    if (database_fd_owned_ && site_.database_dir_fd >= 0) ::close(site_.database_dir_fd);
-    if (site_.root_fd >= 0) ::close(site_.root_fd);
 }
 
 std::string Server::url() const {
@@ -128,26 +124,6 @@ void Server::fit_connections_to_descriptors() {
 
 bool Server::start(std::string& error, int listen_fd) {
     fit_connections_to_descriptors();
-    // Start-up runs before the loop does, so these blocking calls hold up
-    // no client.
-    int root = ::open(config_.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0) {
-        error = fmt::format("cannot serve --root '{}': {}", config_.root, std::strerror(errno));
-        return false;
-    }
-    site_.root_fd = root;
-    site_.root_path = config_.root;
-    site_.server_line = fmt::format("Server: uvhttpd/{}\r\n", kVersion);
-    site_.cache_control = config_.cache_control;
-    site_.inline_max = config_.inline_max;
-    site_.max_body_size = config_.max_body_size;
-    site_.max_record_size = config_.max_record_size;
-    site_.max_store_size = config_.max_store_size;
-    site_.writes_enabled = !config_.read_only;
-    site_.write_token = config_.write_token;
-    site_.create_dirs = config_.create_dirs;
-    site_.allowed_hosts = config_.allowed_hosts;
-    site_.ready_max_queue = config_.ready_max_queue;
     if (config_.max_listing_jobs) {
         listing_slots_ = config_.max_listing_jobs;
     } else {
@@ -156,28 +132,9 @@ bool Server::start(std::string& error, int listen_fd) {
         long pool = env ? std::strtol(env, nullptr, 10) : 4;
         listing_slots_ = static_cast<unsigned>(std::max(1L, std::min(pool, 1024L) / 2));
     }
-    site_.allowed_origins = config_.allowed_origins;
-    site_.health_path = config_.health_path;
-    site_.ready_path = config_.ready_path;
-    site_.metrics_path = config_.metrics_path;
-    site_.metrics = &metrics_;
-    for (const std::string& c : config_.metrics_allow) {
-        Cidr cidr;
-        if (Cidr::parse(c, cidr)) site_.metrics_allow.push_back(cidr);
-    }
     for (const std::string& c : config_.trust_proxy) {
         Cidr cidr;
         if (Cidr::parse(c, cidr)) trust_proxy_.push_back(cidr);
-    }
-    // Writers create the state file; a read-only server uses it when it is
-    // there, to see writes made by another server sharing the root.
-    locks_ = std::make_unique<LockService>();
-    locks_->open(root, !config_.read_only);
-    site_.locks = locks_.get();
-    if (config_.cache_size > 0) {
-        cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
-        cache_->set_generations(locks_.get());
-        site_.cache = cache_.get();
     }
 
     if (!config_.read_only && config_.write_token.empty() && !config_.allow_anonymous_writes &&
@@ -189,51 +146,11 @@ bool Server::start(std::string& error, int listen_fd) {
         return false;
     }
 
-    // The record store's file: relative paths live beneath the root.
-    if (config_.database.front() == '/') {
-        size_t slash = config_.database.rfind('/');
-        std::string dir = slash == 0 ? std::string("/") : config_.database.substr(0, slash);
-        int dfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) {
-            error = fmt::format("cannot use --database '{}': {}", config_.database, std::strerror(errno));
-            return false;
-        }
-        site_.database_dir_fd = dfd;
-        database_fd_owned_ = true;
-        site_.database_rel = config_.database.substr(slash + 1);
-    } else {
-        site_.database_dir_fd = root;
-        site_.database_rel = config_.database;
-    }
-
-    {
-        // The store's identity on disk, for the write guard. Its directory
-        // exists whenever the store can exist at all.
-        std::string parent, name;
-        split_parent(site_.database_rel, parent, name);
-        int pfd = openat(site_.database_dir_fd, parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-        struct stat pst {};
-        if (pfd >= 0 && fstat(pfd, &pst) == 0) {
-            site_.store_known = true;
-            site_.store_dir_dev = pst.st_dev;
-            site_.store_dir_ino = pst.st_ino;
-            site_.store_name = name;
-        }
-        if (pfd >= 0) ::close(pfd);
-    }
-
-    // The record store. A last line without a newline is moved aside now
-    // (never with --read-only, which never writes), before anyone reads the
-    // file (start-up: blocking is fine).
-    {
-        bool beneath = site_.database_dir_fd == root;
-        auto file = std::make_unique<RecordFile>(site_.database_dir_fd, site_.database_rel, beneath);
-        file->set_limits(config_.max_record_size, config_.max_store_size);
-        if (int e = file->recover(!config_.read_only); e != 0 && e != ENOENT)
-            fmt::print(stderr, "uvhttpd: cannot check the record store '{}': {}\n", config_.database, std::strerror(e));
-        records_ = std::make_unique<RecordStore>(loop_, std::move(file));
-        site_.records = records_.get();
-    }
+    // What is served (the root, its services) opens before anything
+    // listens: start-up runs before the loop does, so its blocking calls
+    // hold up no client.
+    if (!app_->open(loop_, metrics_, error)) return false;
+    app_state_ = AppState::Open;
 
     log_ = std::make_unique<AccessLog>(loop_, config_.access_log,
                                        config_.log_json ? AccessLog::Format::Json : AccessLog::Format::Combined);
@@ -250,11 +167,7 @@ bool Server::start(std::string& error, int listen_fd) {
     timers_ = true;
     uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
 
-    // Temporary files a crash left behind (between link and rename of an
-    // upload, or of a record rewrite) go, on the threadpool: the tree may be
-    // large. Ten seconds of age spares other live processes' files.
-    sweep_req_.data = this;
-    if (config_.read_only == false && uv_queue_work(loop_, &sweep_req_, on_sweep, on_swept) == 0) sweeping_ = true;
+    app_->start();
 
     if (config_.install_signals) {
         for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) {
@@ -358,18 +271,6 @@ void Server::resume_accepting() {
     }
     listening_ = true;
     paused_ = false;
-}
-
-void Server::on_sweep(uv_work_t* req) {
-    auto* s = static_cast<Server*>(req->data);
-    size_t n = sweep_temp_files(s->site_.root_fd, 10);
-    if (n) fmt::print(stderr, "uvhttpd: removed {} stale temporary files\n", n);
-}
-
-void Server::on_swept(uv_work_t* req, int) {
-    auto* s = static_cast<Server*>(req->data);
-    s->sweeping_ = false;
-    s->maybe_finish();
 }
 
 void Server::on_resume_accepting(uv_timer_t* t) {
@@ -553,19 +454,18 @@ void Server::on_shutdown_deadline(uv_timer_t* t) {
 }
 
 void Server::maybe_finish() {
-    if (!stopped_ || first_ != nullptr || closing_handles_ || sweeping_) return;
-    // No connection is left, so no record operation is queued; close the
-    // store and finish when it says it is done.
-    if (records_ && !records_closed_) {
-        if (!records_closing_) {
-            records_closing_ = true;
-            records_->close([this] {
-                records_closed_ = true;
-                maybe_finish();
-            });
-        }
-        return;
+    if (!stopped_ || first_ != nullptr || closing_handles_) return;
+    // No connection is left, so nothing of the application's is waiting
+    // for a client; close it and finish when it says it is done (its
+    // callback may come at once, and then finishes here from inside).
+    if (app_state_ == AppState::Open) {
+        app_state_ = AppState::Closing;
+        app_->close([this] {
+            app_state_ = AppState::Closed;
+            maybe_finish();
+        });
     }
+    if (app_state_ == AppState::Closing) return;
     closing_handles_ = true;
     if (timers_) {
         for (uv_timer_t* t : {&tick_, &deadline_, &drain_timer_, &resume_timer_})

@@ -1,7 +1,8 @@
 // The server: one libuv loop, the listening socket, signals, the periodic
 // tick (Date refresh, timeouts, log flushing), the registry of connections
-// and the shared resources they borrow (read buffer, scratch pool, site
-// settings, cache, metrics, access log).
+// and the shared resources they borrow (read buffer, scratch pool, metrics,
+// access log). What is served is the Application's (handlers/application.h):
+// the server opens, starts and closes it without knowing what it runs.
 #pragma once
 
 #include <uv.h>
@@ -15,29 +16,26 @@
 #include "core/config.h"
 #include "core/scratch.h"
 #include "core/timeouts.h"
-#include "handlers/file_cache.h"
-#include "handlers/lock_service.h"
-#include "handlers/metrics.h"
-#include "handlers/site.h"
+#include "handlers/application.h"
 #include "protocol/http_date.h"
 #include "protocol/request_parser.h"
 
 namespace uvh {
 
 class Connection;
-class RecordStore;
 
 // True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x addresses.
 bool is_loopback(const std::string& host);
 
 class Server {
 public:
-    Server(uv_loop_t* loop, Config config);
+    // `app` answers the requests; the server owns it.
+    Server(uv_loop_t* loop, Config config, std::unique_ptr<Application> app);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Opens the root and starts listening (or adopts a socket passed by
+    // Opens the application and starts listening (or adopts a socket passed by
     // systemd, or `listen_fd` when >= 0). On failure returns false and sets
     // `error` to one readable line.
     bool start(std::string& error, int listen_fd = -1);
@@ -61,7 +59,8 @@ public:
     // ---- for connections ----
     uv_loop_t* loop() const { return loop_; }
     const Config& config() const { return config_; }
-    const Site& site() const { return site_; }
+    const Site& site() const { return app_->site(); }
+    Application& application() { return *app_; }
     const DateCache& date() const { return date_; }
     void refresh_date() { date_.refresh(std::time(nullptr)); }
     ScratchPool& pool() { return pool_; }
@@ -71,7 +70,6 @@ public:
     bool draining() const { return draining_; }
     Metrics& metrics() { return metrics_; }
     AccessLog& access_log() { return *log_; }
-    FileCache* cache() { return cache_.get(); }
     const std::vector<Cidr>& trusted_proxies() const { return trust_proxy_; }
     uint64_t now_ms() const { return uv_now(loop_); }
     // A high-resolution clock read once per callback that can start or end
@@ -99,8 +97,6 @@ private:
     static void on_shutdown_deadline(uv_timer_t* t);
     static void on_drain_delay(uv_timer_t* t);
     static void on_resume_accepting(uv_timer_t* t);
-    static void on_sweep(uv_work_t* req);
-    static void on_swept(uv_work_t* req, int status);
 
     bool open_listener(std::string& error, int listen_fd);
     void pause_accepting(uint64_t retry_ms);
@@ -115,19 +111,15 @@ private:
     Connection* slot_head_ = nullptr;  // listings waiting for a slot, oldest first
     Connection* slot_tail_ = nullptr;
     Config config_;
-    Site site_;
+    std::unique_ptr<Application> app_;
+    // Open once start() opened it; Closing from the first maybe_finish()
+    // with no connection left until the application says it is done.
+    enum class AppState { Idle, Open, Closing, Closed } app_state_ = AppState::Idle;
     ParserLimits limits_;
     DateCache date_;
     ScratchPool pool_;
     std::unique_ptr<char[]> read_buffer_;
-    std::unique_ptr<FileCache> cache_;
-    std::unique_ptr<LockService> locks_;
     std::unique_ptr<AccessLog> log_;
-    std::unique_ptr<RecordStore> records_;
-    bool records_closing_ = false;
-    bool records_closed_ = false;
-    uv_work_t sweep_req_{};
-    bool sweeping_ = false;
     Metrics metrics_;
     std::vector<Cidr> trust_proxy_;
     uint64_t clock_ns_ = uv_hrtime();
@@ -151,7 +143,6 @@ private:
     bool finished_ = false;
     bool closing_handles_ = false;
     bool timers_ = false;
-    bool database_fd_owned_ = false;
     int open_handles_ = 0;
     uint16_t port_ = 0;
     std::string bound_host_;

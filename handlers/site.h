@@ -1,6 +1,7 @@
 // What handlers know about the site they serve: settings from the command
-// line and the long-lived services (cache, record store, metrics). Owned by
-// the server; handlers only read it (the services have their own methods).
+// line and the long-lived services (cache, record store, metrics). Built and
+// owned by the application (handlers/site_builder.cpp); handlers only read
+// it (the services have their own methods).
 #pragma once
 
 #include <sys/types.h>

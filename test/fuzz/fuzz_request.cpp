@@ -97,6 +97,7 @@
 #include "core/connection.h"
 #include "core/server.h"
 #include "handlers/file_cache.h"
+#include "handlers/site_builder.h"
 #include "protocol/request_parser.h"
 #include "protocol/target.h"
 
@@ -697,7 +698,7 @@ void start_server() {
     cfg.body_timeout_ms = 1000;
     cfg.send_timeout_ms = 5000;
     cfg.keepalive_requests = 20;
-    g->server = new uvh::Server(&g->loop, cfg);
+    g->server = new uvh::Server(&g->loop, cfg, uvh::build_site(cfg));
     std::string error;
     if (!g->server->start(error)) {
         std::fprintf(stderr, "fuzz_request: server start failed: %s\n", error.c_str());
@@ -1054,9 +1055,9 @@ void check_descriptors() {
 }
 
 void restore_fixture() {
-    if (g->fixture.restore() && g->server->cache()) {
+    if (g->fixture.restore() && g->server->site().cache) {
         // The files changed behind the server's back: forget cached copies.
-        g->server->cache()->clear();
+        g->server->site().cache->clear();
     }
 }
 

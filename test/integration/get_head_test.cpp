@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "handlers/file_cache.h"
 #include "test/integration/harness.h"
 
 using namespace uvh::test;
@@ -290,7 +291,7 @@ TEST_CASE("a file changed on disk by another program is served new within the re
     // early re-read with an injected clock.)
     constexpr uint64_t kInterval = 500;
     TestServer t([](uvh::Config& c) { c.cache_revalidate_ms = kInterval; });
-    uvh::FileCache& cache = *t.server().cache();
+    uvh::FileCache& cache = *t.server().site().cache;
     t.root().write("v.txt", "one");
     HttpResponse first = t.get("/v.txt");
     CHECK(first.body == "one");

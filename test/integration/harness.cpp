@@ -16,6 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "handlers/site_builder.h"
+
 namespace uvh::test {
 
 namespace fs = std::filesystem;
@@ -261,7 +263,7 @@ TestServer::TestServer(std::function<void(Config&)> configure) {
     cfg.install_signals = false;
     cfg.access_log = "off";
     if (configure) configure(cfg);
-    server_ = std::make_unique<Server>(&loop_, cfg);
+    server_ = std::make_unique<Server>(&loop_, cfg, build_site(cfg));
     std::string error;
     if (!server_->start(error)) throw std::runtime_error("server start failed: " + error);
 }

@@ -1,0 +1,205 @@
+#include "handlers/site_builder.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "handlers/file_cache.h"
+#include "handlers/fs_ops.h"
+#include "handlers/lock_service.h"
+#include "handlers/records/record_store.h"
+#include "handlers/router.h"
+#include "handlers/write_ops.h"
+
+namespace uvh {
+
+namespace {
+
+class SiteApp final : public Application {
+public:
+    explicit SiteApp(Config config) : config_(std::move(config)) { sweep_req_.data = this; }
+    ~SiteApp() override;
+
+    bool open(uv_loop_t* loop, Metrics& metrics, std::string& error) override;
+    void start() override;
+    const Site& site() const override { return site_; }
+    void dispatch(Exchange& ex) override { uvh::dispatch(ex); }
+    void close(std::function<void()> closed) override;
+
+private:
+    static void on_sweep(uv_work_t* req);
+    static void on_swept(uv_work_t* req, int status);
+    bool open_database(std::string& error);
+    void maybe_closed();
+
+    Config config_;
+    uv_loop_t* loop_ = nullptr;
+    Site site_;
+    bool database_fd_owned_ = false;
+    std::unique_ptr<LockService> locks_;
+    std::unique_ptr<FileCache> cache_;
+    std::unique_ptr<RecordStore> records_;
+
+    // Closing: the sweep (if any) finishes, then the record store closes.
+    enum class State { Open, Closing, Closed } state_ = State::Open;
+    std::function<void()> closed_;
+    bool records_closing_ = false;
+    bool records_closed_ = false;
+    uv_work_t sweep_req_{};
+    bool sweeping_ = false;
+};
+
+SiteApp::~SiteApp() {
+    // records_ is closed by then (close() waited for it), or was never used
+    // (open() failed or the server did not start).
+    records_.reset();
+    if (database_fd_owned_ && site_.database_dir_fd >= 0) ::close(site_.database_dir_fd);
+    if (site_.root_fd >= 0) ::close(site_.root_fd);
+}
+
+bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
+    loop_ = loop;
+    // Start-up runs before the loop does, so these blocking calls hold up
+    // no client.
+    int root = ::open(config_.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) {
+        error = fmt::format("cannot serve --root '{}': {}", config_.root, std::strerror(errno));
+        return false;
+    }
+    site_.root_fd = root;
+    site_.root_path = config_.root;
+    site_.server_line = fmt::format("Server: uvhttpd/{}\r\n", kVersion);
+    site_.cache_control = config_.cache_control;
+    site_.inline_max = config_.inline_max;
+    site_.max_body_size = config_.max_body_size;
+    site_.max_record_size = config_.max_record_size;
+    site_.max_store_size = config_.max_store_size;
+    site_.writes_enabled = !config_.read_only;
+    site_.write_token = config_.write_token;
+    site_.create_dirs = config_.create_dirs;
+    site_.allowed_hosts = config_.allowed_hosts;
+    site_.ready_max_queue = config_.ready_max_queue;
+    site_.allowed_origins = config_.allowed_origins;
+    site_.health_path = config_.health_path;
+    site_.ready_path = config_.ready_path;
+    site_.metrics_path = config_.metrics_path;
+    site_.metrics = &metrics;
+    for (const std::string& c : config_.metrics_allow) {
+        Cidr cidr;
+        if (Cidr::parse(c, cidr)) site_.metrics_allow.push_back(cidr);
+    }
+    // Writers create the state file; a read-only server uses it when it is
+    // there, to see writes made by another server sharing the root.
+    locks_ = std::make_unique<LockService>();
+    locks_->open(root, !config_.read_only);
+    site_.locks = locks_.get();
+    if (config_.cache_size > 0) {
+        cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
+        cache_->set_generations(locks_.get());
+        site_.cache = cache_.get();
+    }
+    return open_database(error);
+}
+
+bool SiteApp::open_database(std::string& error) {
+    // The record store's file: relative paths live beneath the root.
+    if (config_.database.front() == '/') {
+        size_t slash = config_.database.rfind('/');
+        std::string dir = slash == 0 ? std::string("/") : config_.database.substr(0, slash);
+        int dfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+            error = fmt::format("cannot use --database '{}': {}", config_.database, std::strerror(errno));
+            return false;
+        }
+        site_.database_dir_fd = dfd;
+        database_fd_owned_ = true;
+        site_.database_rel = config_.database.substr(slash + 1);
+    } else {
+        site_.database_dir_fd = site_.root_fd;
+        site_.database_rel = config_.database;
+    }
+
+    {
+        // The store's identity on disk, for the write guard. Its directory
+        // exists whenever the store can exist at all.
+        std::string parent, name;
+        split_parent(site_.database_rel, parent, name);
+        int pfd = openat(site_.database_dir_fd, parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat pst {};
+        if (pfd >= 0 && fstat(pfd, &pst) == 0) {
+            site_.store_known = true;
+            site_.store_dir_dev = pst.st_dev;
+            site_.store_dir_ino = pst.st_ino;
+            site_.store_name = name;
+        }
+        if (pfd >= 0) ::close(pfd);
+    }
+
+    // The record store. A last line without a newline is moved aside now
+    // (never with --read-only, which never writes), before anyone reads the
+    // file (start-up: blocking is fine).
+    bool beneath = site_.database_dir_fd == site_.root_fd;
+    auto file = std::make_unique<RecordFile>(site_.database_dir_fd, site_.database_rel, beneath);
+    file->set_limits(config_.max_record_size, config_.max_store_size);
+    if (int e = file->recover(!config_.read_only); e != 0 && e != ENOENT)
+        fmt::print(stderr, "uvhttpd: cannot check the record store '{}': {}\n", config_.database, std::strerror(e));
+    records_ = std::make_unique<RecordStore>(loop_, std::move(file));
+    site_.records = records_.get();
+    return true;
+}
+
+void SiteApp::start() {
+    // Temporary files a crash left behind (between link and rename of an
+    // upload, or of a record rewrite) go, on the threadpool: the tree may be
+    // large. Ten seconds of age spares other live processes' files.
+    if (!config_.read_only && uv_queue_work(loop_, &sweep_req_, on_sweep, on_swept) == 0) sweeping_ = true;
+}
+
+void SiteApp::on_sweep(uv_work_t* req) {
+    auto* app = static_cast<SiteApp*>(req->data);
+    size_t n = sweep_temp_files(app->site_.root_fd, 10);
+    if (n) fmt::print(stderr, "uvhttpd: removed {} stale temporary files\n", n);
+}
+
+void SiteApp::on_swept(uv_work_t* req, int) {
+    auto* app = static_cast<SiteApp*>(req->data);
+    app->sweeping_ = false;
+    if (app->state_ == State::Closing) app->maybe_closed();
+}
+
+void SiteApp::close(std::function<void()> closed) {
+    if (state_ != State::Open) return;
+    state_ = State::Closing;
+    closed_ = std::move(closed);
+    maybe_closed();
+}
+
+void SiteApp::maybe_closed() {
+    if (sweeping_) return;
+    // No connection is left, so no record operation is queued; close the
+    // store and finish when it says it is done.
+    if (records_ && !records_closed_) {
+        if (!records_closing_) {
+            records_closing_ = true;
+            records_->close([this] {
+                records_closed_ = true;
+                maybe_closed();
+            });
+        }
+        return;
+    }
+    state_ = State::Closed;
+    if (closed_) std::exchange(closed_, nullptr)();
+}
+
+}  // namespace
+
+std::unique_ptr<Application> build_site(const Config& config) { return std::make_unique<SiteApp>(config); }
+
+}  // namespace uvh
