@@ -1,0 +1,167 @@
+#include "handlers/routes.h"
+
+#include "handlers/get_head.h"
+#include "handlers/probes.h"
+#include "handlers/records.h"
+#include "handlers/write_ops.h"
+#include "protocol/target.h"
+
+namespace uvh {
+
+namespace {
+
+// ----------------------------------------------------------------- matches
+
+bool is_asterisk(const Site&, const Request& req, std::string_view) {
+    // The connection only lets "*" through for OPTIONS (RFC 9112 §3.2.4).
+    return req.parsed.form == TargetForm::Asterisk;
+}
+
+// Dotfiles (and the server's own temporary files) do not exist as far as
+// clients can tell, whatever the method.
+bool is_hidden(const Site&, const Request&, std::string_view path) { return has_hidden_segment(path); }
+
+// One record: /database.txt/ID, with ID a single segment.
+bool is_record(const Site& site, const Request&, std::string_view path) {
+    const std::string& db = site.database_url;
+    return path.size() > db.size() + 1 && path.starts_with(db) && path[db.size()] == '/' &&
+           path.find('/', db.size() + 1) == std::string_view::npos;
+}
+
+// The record store's file itself.
+bool is_database(const Site& site, const Request&, std::string_view path) { return path == site.database_url; }
+
+bool any_path(const Site&, const Request&, std::string_view) { return true; }
+
+// ---------------------------------------------------------------- handlers
+
+void not_found(Exchange& ex) { respond_error(ex, 404, "no such file"); }
+
+void record(Exchange& ex) { handle_record(ex, ex.path().substr(ex.site().database_url.size() + 1)); }
+
+// POST to a directory URL is where the seed's listing form posted a record.
+void post_to_path(Exchange& ex) {
+    if (ex.path().back() == '/') return handle_record_post(ex);
+    respond_error(ex, 405, "POST goes to /database.txt (or a directory URL), not to a file",
+                  allow_for(ex.site(), ex.path()));
+}
+
+constexpr MethodRoute options() { return {Method::Options, nullptr, BodyPolicy::Discard, Access::Read, {}}; }
+constexpr MethodRoute read(Method m, Handler h) { return {m, h, BodyPolicy::Discard, Access::Read, {}}; }
+constexpr MethodRoute write(Method m, Handler h, BodyPolicy body) { return {m, h, body, Access::Write, {}}; }
+
+std::vector<Route> build_table() {
+    std::vector<Route> t;
+
+    Route asterisk;
+    asterisk.name = "server";
+    asterisk.matches = is_asterisk;
+    asterisk.methods = {options()};
+    asterisk.refusal = "only OPTIONS takes the target *";
+    asterisk.server_wide = true;
+    t.push_back(std::move(asterisk));
+
+    // The operational endpoints come before files of the same name.
+    append_probe_routes(t);
+
+    Route hidden;
+    hidden.name = "hidden";
+    hidden.matches = is_hidden;
+    hidden.any = not_found;
+    t.push_back(std::move(hidden));
+
+    Route rec;
+    rec.name = "record";
+    rec.matches = is_record;
+    rec.methods = {read(Method::Get, record), read(Method::Head, record),
+                   write(Method::Put, record, BodyPolicy::Read), write(Method::Delete, record, BodyPolicy::Discard),
+                   options()};
+    rec.refusal = "a record supports GET, HEAD, PUT and DELETE";
+    t.push_back(std::move(rec));
+
+    // Rewriting the store's file directly would bypass its locking: it
+    // takes POST (append a record) and is read like a file.
+    Route db;
+    db.name = "database";
+    db.matches = is_database;
+    db.methods = {read(Method::Get, handle_get), read(Method::Head, handle_get),
+                  write(Method::Post, handle_record_post, BodyPolicy::Read), options()};
+    db.refusal = "the record store takes POST; records live at /database.txt/ID";
+    t.push_back(std::move(db));
+
+    Route files;
+    files.name = "files";
+    files.matches = any_path;
+    MethodRoute mkcol = write(Method::Mkcol, handle_mkcol, BodyPolicy::Refuse);
+    mkcol.refusal = "MKCOL takes no request body";
+    files.methods = {read(Method::Get, handle_get),
+                     read(Method::Head, handle_get),
+                     options(),
+                     write(Method::Put, handle_put, BodyPolicy::Read),
+                     write(Method::Delete, handle_delete, BodyPolicy::Discard),
+                     mkcol,
+                     write(Method::Post, post_to_path, BodyPolicy::Read)};
+    files.refusal = "method not implemented";
+    t.push_back(std::move(files));
+
+    for (Route& r : t) derive_allow(r);
+    // OPTIONS * answers for the resources of the server.
+    t.front().allow_writes = t.back().allow_writes;
+    t.front().allow_reads = t.back().allow_reads;
+    return t;
+}
+
+}  // namespace
+
+std::string_view method_token(Method m) {
+    switch (m) {
+    case Method::Get: return "GET";
+    case Method::Head: return "HEAD";
+    case Method::Post: return "POST";
+    case Method::Put: return "PUT";
+    case Method::Delete: return "DELETE";
+    case Method::Options: return "OPTIONS";
+    case Method::Mkcol: return "MKCOL";
+    case Method::Other: break;
+    }
+    return {};
+}
+
+const MethodRoute* Route::find(Method m) const {
+    for (const MethodRoute& mr : methods)
+        if (mr.method == m) return &mr;
+    return nullptr;
+}
+
+std::string_view Route::allow(const Site& site) const { return site.writes_enabled ? allow_writes : allow_reads; }
+
+void derive_allow(Route& route) {
+    route.allow_writes.clear();
+    route.allow_reads.clear();
+    for (const MethodRoute& mr : route.methods) {
+        for (std::string* allow : {&route.allow_writes, &route.allow_reads}) {
+            if (allow == &route.allow_reads && mr.access == Access::Write) continue;
+            if (!allow->empty()) allow->append(", ");
+            allow->append(method_token(mr.method));
+        }
+    }
+}
+
+const std::vector<Route>& route_table() {
+    static const std::vector<Route> table = build_table();
+    return table;
+}
+
+const Route& find_route(const Site& site, const Request& req, std::string_view path) {
+    const std::vector<Route>& table = route_table();
+    for (const Route& r : table)
+        if (r.matches(site, req, path)) return r;
+    return table.back();
+}
+
+std::string_view allow_for(const Site& site, std::string_view path) {
+    static const Request no_request;
+    return find_route(site, no_request, path).allow(site);
+}
+
+}  // namespace uvh
