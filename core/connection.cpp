@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
+
+#include <fmt/format.h>
 
 #include "core/server.h"
-#include "handlers/router.h"
 #include "protocol/proxy_protocol.h"
 #include "protocol/response.h"
 #include "protocol/status.h"
@@ -124,6 +126,10 @@ bool Connection::read_proxy_header() {
 void Connection::abort() {
     if (closing_ == Closing::Closed) return;
     closing_ = Closing::Closed;
+    if (counted_upload_) {  // the upload is over, whatever is still being released
+        --server_.metrics().uploads_in_flight;
+        counted_upload_ = false;
+    }
     disarm();
     if (reading_) {
         uv_read_stop(stream());
@@ -144,9 +150,11 @@ void Connection::abort() {
         server_.forget_listing_waiter(*this);
         ++server_.metrics().jobs_cancelled;
         unref();  // the queue's reference; the handle's keeps us alive
-    } else if (work_busy_ && uv_cancel(reinterpret_cast<uv_req_t*>(&s_->work_req)) == 0) {
+    } else if (work_busy_ && !releasing_job_ && uv_cancel(reinterpret_cast<uv_req_t*>(&s_->work_req)) == 0) {
         ++server_.metrics().jobs_cancelled;
     }
+    // A sendfile step or a source's work not yet started is not wanted.
+    if (send_queued_) uv_cancel(reinterpret_cast<uv_req_t*>(&s_->send_req));
 }
 
 void Connection::on_close(uv_handle_t* h) { static_cast<Connection*>(h->data)->unref(); }
@@ -159,11 +167,17 @@ void Connection::on_poll_close(uv_handle_t* h) {
 
 void Connection::unref() {
     if (--refs_ > 0) return;
-    // The handle is closed and no libuv request points at us any more.
+    // The handle is closed and no libuv request points at us any more. A
+    // job that still holds resources (an upload the client abandoned
+    // between two pieces) releases them on a worker first.
+    if (s_ && s_->offloaded && s_->offloaded->holds_resources()) {
+        dispose_job();  // takes a reference of its own until the release is done
+        if (releasing_job_) return;
+    }
     if (s_) {
-        if (s_->tx.fd >= 0) close_fd_async(s_->tx.fd);
-        s_->tx.fd = -1;
-        release_job_resources();
+        end_source();
+        s_->job.clear();
+        s_->offloaded = nullptr;
         parser_.attach(nullptr);
         server_.pool().put(s_);
         s_ = nullptr;
@@ -305,23 +319,30 @@ void Connection::close_fd_async(int fd) {
     }
 }
 
-void Connection::release_job_resources() {
-    FileJob& job = s_->job;
-    if (job.fd >= 0) close_fd_async(job.fd);
-    if (job.dir_fd >= 0) close_fd_async(job.dir_fd);
-    if (!job.temp_rel.empty()) {
-        // A named temporary file of an upload that did not finish.
-        auto* req = new uv_fs_t;
-        std::string path = server_.site().root_path + "/" + job.temp_rel;
-        if (uv_fs_unlink(server_.loop(), req, path.c_str(), [](uv_fs_t* r) {
-                uv_fs_req_cleanup(r);
-                delete r;
-            }) != 0) {
-            uv_fs_req_cleanup(req);
-            delete req;
-        }
+// The exchange is over for the handler's job: if it still holds resources
+// (descriptors, a temporary file) its release() runs on a worker, and the
+// slot is cleared when that is done; otherwise at once. Core does not know
+// what the resources are.
+void Connection::dispose_job() {
+    Job* job = s_->offloaded;
+    s_->offloaded = nullptr;
+    if (!job || !job->holds_resources()) {
+        s_->job.clear();
+        return;
     }
-    job.reset();
+    releasing_job_ = true;
+    s_->offloaded = job;
+    s_->work_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
+        // Cannot happen with a valid loop; release here rather than leak.
+        job->release();
+        releasing_job_ = false;
+        s_->offloaded = nullptr;
+        s_->job.clear();
+        return;
+    }
+    work_busy_ = true;
+    ++refs_;
 }
 
 void Connection::ensure_scratch() {
@@ -331,10 +352,10 @@ void Connection::ensure_scratch() {
 }
 
 void Connection::maybe_release_scratch() {
-    if (!s_ || closing_ != Closing::No || in_exchange_ || writing_ || work_busy_ || tx_active_ ||
-        parser_.message_in_progress() || !s_->pending.empty() || !s_->out.empty())
+    if (!s_ || closing_ != Closing::No || in_exchange_ || writing_ || work_busy_ || tx_active_ || tx_busy_ ||
+        in_done_ || !s_->job.empty() || parser_.message_in_progress() || !s_->pending.empty() || !s_->out.empty())
         return;
-    // finish_exchange() already released the job's descriptors.
+    // finish_exchange() already disposed of the job.
     parser_.attach(nullptr);
     server_.pool().put(s_);
     s_ = nullptr;
@@ -419,7 +440,7 @@ void Connection::feed(const char* data, size_t len) {
 void Connection::kick() {
     if (closing_ == Closing::Closed || in_feed_) return;
     in_feed_ = true;
-    if (tx_active_ && !tx_busy_ && !work_busy_) pump_body();
+    if (tx_active_ && !tx_busy_) pump_body();
     if (closing_ == Closing::No && s_) {
         size_t used = run_parser(s_->pending.data(), s_->pending.size());
         if (s_) s_->pending.erase(0, std::min(used, s_->pending.size()));
@@ -431,6 +452,9 @@ void Connection::kick() {
 void Connection::after_processing() {
     if (closing_ == Closing::Closed) return;
     flush();
+    // Inside a handler's continuation: the kick after it decides the rest
+    // (the next pipelined request is not parsed before then).
+    if (in_done_) return;
     if (closing_ == Closing::No && !in_exchange_ && parser_.message_in_progress() &&
         timeout_node.list != &server_.header_timeouts)
         arm(server_.header_timeouts);  // a pipelined head arrived in part
@@ -470,6 +494,11 @@ void Connection::update_reading() {
 
 bool Connection::parse_blocked() const {
     if (paused_at_head_ || msg_complete_) return true;
+    // Inside a handler's continuation the exchange may end, but the next
+    // request must not take the job's slot before the continuation returns
+    // (the kick after it parses on); nor while the last exchange's job is
+    // still on a worker or releasing what it held.
+    if (in_done_ || (!in_exchange_ && work_busy_)) return true;
     if (body_mode_ == BodyMode::Deliver && reader_busy_ && s_->body.size() >= s_->tx.reader.chunk) return true;
     if (writing_ && s_->out.size() >= kOutHighWater) return true;
     return false;
@@ -622,7 +651,7 @@ void Connection::on_head() {
         send_error_and_close(status, why ? why : "");
         return;
     }
-    dispatch(*this);
+    server_.application().dispatch(*this);
 }
 
 void Connection::on_message_complete() {
@@ -644,10 +673,8 @@ void Connection::on_parse_error() {
 
 // ------------------------------------------------------- handler interface
 
-void Connection::offload(WorkFn work, DoneFn done, JobClass cls) {
-    s_->tx.work = work;
-    s_->tx.work_done = done;
-    work_is_sendfile_ = false;
+void Connection::offload(Job& job, JobClass cls) {
+    s_->offloaded = &job;
     // Time spent on our own disk work is not the client's stall.
     if (timeout_node.list == &server_.body_timeouts) disarm();
     if (cls == JobClass::Listing) {
@@ -684,10 +711,10 @@ void Connection::queue_job() {
 
 void Connection::on_work(uv_work_t* req) {
     auto* c = static_cast<Connection*>(req->data);
-    if (c->work_is_sendfile_) {
-        c->sendfile_step();
+    if (c->releasing_job_) {
+        c->s_->offloaded->release();
     } else {
-        c->s_->tx.work(c->s_->job);
+        c->s_->offloaded->work();
     }
 }
 
@@ -695,25 +722,45 @@ void Connection::on_after_work(uv_work_t* req, int status) {
     auto* c = static_cast<Connection*>(req->data);
     c->server_.tick_clock();
     c->work_busy_ = false;
+    if (c->releasing_job_) {
+        // The release of an exchange's job is done (dispose_job).
+        c->releasing_job_ = false;
+        c->s_->offloaded = nullptr;
+        c->s_->job.clear();
+        c->kick();
+        c->unref();
+        return;
+    }
     --c->server_.metrics().threadpool_jobs;
-    if (c->listing_job_ && !c->work_is_sendfile_) {
+    if (c->listing_job_) {
         c->listing_job_ = false;
         c->server_.release_listing_slot();
     }
-    if (c->work_is_sendfile_) {
-        c->work_is_sendfile_ = false;
-        c->tx_busy_ = false;
-        if (status == 0) c->after_sendfile();
-    } else if (c->closing_ != Closing::No || c->abandoned_ || status != 0) {
-        // The client is gone or was already answered: drop the result.
-        if (c->s_) c->release_job_resources();
+    if (c->dispose_after_work_ || c->closing_ != Closing::No || c->abandoned_ || status != 0) {
+        // The client is gone or was already answered: drop the result, and
+        // let the job give back what it holds.
+        c->dispose_after_work_ = false;
+        c->dispose_job();
         c->after_processing();
     } else {
-        DoneFn done = c->s_->tx.work_done;
-        done(*c);
+        c->run_done([c] { c->s_->offloaded->done(*c); });
         c->kick();
     }
     c->unref();
+}
+
+// Runs a handler's continuation. The exchange may end inside it (the
+// response went out whole), but the job it belongs to must outlive the
+// call: its disposal waits until the continuation returns.
+template <class F>
+void Connection::run_done(F&& f) {
+    in_done_ = true;
+    f();
+    in_done_ = false;
+    if (dispose_after_done_) {
+        dispose_after_done_ = false;
+        if (!work_busy_) dispose_job();
+    }
 }
 
 void Connection::discard_body() {
@@ -753,10 +800,8 @@ void Connection::hold() { ++refs_; }
 void Connection::release(DoneFn done) {
     server_.tick_clock();
     if (closing_ == Closing::No && !abandoned_ && s_) {
-        done(*this);
+        run_done([this, done] { done(*this); });
         kick();
-    } else if (s_) {
-        release_job_resources();
     }
     unref();
 }
@@ -787,7 +832,7 @@ void Connection::deliver_body() {
 
 void Connection::respond(const ResponseHead& head, const Body& body) {
     if (abandoned_ || closing_ != Closing::No || response_started_) {
-        if (body.fd >= 0) close_fd_async(body.fd);
+        if (body.kind == Body::Kind::Source) end_source();
         return;
     }
     response_started_ = true;
@@ -809,6 +854,10 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
     } else if (body_mode_ == BodyMode::Deliver && !msg_complete_) {
         close_after_ = true;  // answered mid-upload
     }
+    // A body of unknown length ends with the connection on HTTP/1.0 (RFC
+    // 9112 §6.3); HTTP/1.1 gets it chunked (§7.1).
+    bool unknown_length = body.kind == Body::Kind::Source && head.content_length == ResponseHead::kUnknownLength;
+    if (unknown_length && r.http10()) close_after_ = true;
     const Config& cfg = server_.config();
     bool keep = r.keep_alive && !head.close && !close_after_ && !server_.draining() &&
                 (cfg.keepalive_requests == 0 || requests_ + 1 < cfg.keepalive_requests);
@@ -820,31 +869,22 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
     response_bytes_ = s_->out.size() - before;
 
     bool head_only = r.method == Method::Head || !status_allows_body(head.status);
-    if (!head_only) response_bytes_ += body.kind == Body::Kind::Memory ? body.memory.size() : head.content_length;
     if (head_only || body.kind == Body::Kind::None) {
-        if (body.fd >= 0) close_fd_async(body.fd);
+        if (body.kind == Body::Kind::Source) end_source();
         response_done();
         return;
     }
-    switch (body.kind) {
-    case Body::Kind::Memory:
+    if (body.kind == Body::Kind::Memory) {
+        response_bytes_ += body.memory.size();
         s_->out.append(body.memory);
         response_done();
         return;
-    case Body::Kind::File:
-    case Body::Kind::Multipart:
-        s_->tx.fd = body.fd;
-        s_->tx.layout = body.kind == Body::Kind::Multipart ? body.layout : nullptr;
-        s_->tx.offset = body.offset;
-        s_->tx.length = body.length;
-        s_->tx.segment = 0;
-        s_->tx.done = 0;
-        tx_active_ = true;
-        pump_body();
-        return;
-    case Body::Kind::None:
-        break;
     }
+    s_->tx.source = body.source;
+    s_->tx.have_piece = false;
+    s_->tx.chunked = unknown_length && !r.http10();
+    tx_active_ = true;
+    pump_body();
 }
 
 void Connection::send_error_and_close(int status, std::string_view detail) {
@@ -969,10 +1009,14 @@ void Connection::finish_exchange() {
     }
     have_request_ = false;
     s_->request_id.clear();
-    if (job_used_) {  // a cache hit never touches it
-        release_job_resources();
-        job_used_ = false;
+    if (work_busy_) {
+        dispose_after_work_ = true;  // the job's result is not wanted any more
+    } else if (in_done_) {
+        dispose_after_done_ = true;  // the job's own done() is still running
+    } else if (s_->offloaded || !s_->job.empty()) {
+        dispose_job();  // a cache hit never made one
     }
+    end_source();
     in_exchange_ = false;
     msg_complete_ = false;
     paused_at_head_ = false;
@@ -992,64 +1036,117 @@ void Connection::finish_exchange() {
     arm(server_.idle_timeouts);
 }
 
+// Drives the body source: memory pieces go into the output buffer (in
+// chunks when the length is unknown), file pieces leave with sendfile on a
+// worker, Work pieces run the source's work() on a worker. Bounded by the
+// output high-water mark, so a source of many memory pieces waits for the
+// socket like any other response.
 void Connection::pump_body() {
+    Transfer& tx = s_->tx;
     while (tx_active_ && closing_ != Closing::Closed) {
-        // Segment k of a multipart body: even k is the head of part k/2 (or
-        // the closing delimiter), odd k the file range of part k/2.
-        std::string_view memory;
-        uint64_t file_off = 0, file_len = 0;
-        bool is_file = false, end = false;
-        if (s_->tx.layout) {
-            // 2n+1 segments: n heads, n ranges, then the closing delimiter.
-            size_t part = s_->tx.segment / 2;
-            size_t parts = s_->tx.layout->parts.size();
-            if (s_->tx.segment > 2 * parts) {
-                end = true;
-            } else if (s_->tx.segment == 2 * parts) {
-                memory = std::string_view(s_->tx.layout->text)
-                             .substr(s_->tx.layout->tail_offset, s_->tx.layout->tail_length);
-            } else if (s_->tx.segment % 2 == 0) {
-                const auto& p = s_->tx.layout->parts[part];
-                memory = std::string_view(s_->tx.layout->text).substr(p.head_offset, p.head_length);
-            } else {
-                const ByteRange& br = s_->tx.layout->parts[part].range;
-                is_file = true;
-                file_off = br.first;
-                file_len = br.length();
-            }
-        } else if (s_->tx.segment == 0) {
-            is_file = true;
-            file_off = s_->tx.offset;
-            file_len = s_->tx.length;
-        } else {
-            end = true;
+        if (s_->out.size() >= kOutHighWater) {
+            flush();
+            if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
         }
-
-        if (end) {
-            tx_active_ = false;
-            close_fd_async(s_->tx.fd);
-            s_->tx.fd = -1;
+        if (!tx.have_piece) {
+            tx.piece = tx.source->next();
+            tx.have_piece = true;
+            tx.done = 0;
+            tx.framed = false;
+        }
+        const BodyPiece& p = tx.piece;
+        switch (p.kind) {
+        case BodyPiece::Kind::End:
+            if (tx.chunked) s_->out.append("0\r\n\r\n");  // RFC 9112 §7.1: last chunk, no trailers
+            end_source();
             if (timeout_node.list == &server_.send_timeouts) send_finished();
             response_done();
             return;
-        }
-        if (!is_file) {
-            s_->out.append(memory);
-            ++s_->tx.segment;
+        case BodyPiece::Kind::Memory:
+            if (!p.memory.empty()) {
+                if (tx.chunked) fmt::format_to(std::back_inserter(s_->out), "{:x}\r\n", p.memory.size());
+                s_->out.append(p.memory);
+                if (tx.chunked) s_->out.append("\r\n");
+                response_bytes_ += p.memory.size();
+            }
+            tx.have_piece = false;
             continue;
+        case BodyPiece::Kind::Work:
+            start_source_work();
+            return;
+        case BodyPiece::Kind::File:
+            if (!tx.framed) {
+                if (p.length == 0) {
+                    tx.have_piece = false;
+                    continue;
+                }
+                if (tx.chunked) fmt::format_to(std::back_inserter(s_->out), "{:x}\r\n", p.length);
+                response_bytes_ += p.length;
+                tx.framed = true;
+            }
+            if (tx.done >= p.length) {
+                if (tx.chunked) s_->out.append("\r\n");
+                tx.have_piece = false;
+                continue;
+            }
+            // Earlier bytes (the head) must be on the socket before sendfile
+            // writes to it from a worker thread.
+            flush();
+            if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
+            start_sendfile(p.offset + tx.done, p.length - tx.done);
+            return;
         }
-        if (s_->tx.done >= file_len) {
-            ++s_->tx.segment;
-            s_->tx.done = 0;
-            continue;
-        }
-        // Earlier bytes (the head) must be on the socket before sendfile
-        // writes to it from a worker thread.
-        flush();
-        if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
-        start_sendfile(file_off + s_->tx.done, file_len - s_->tx.done);
+    }
+}
+
+// The response is over (or the client is gone): the source goes, and a
+// descriptor it owned is closed off the loop.
+void Connection::end_source() {
+    tx_active_ = false;
+    if (!s_) return;
+    if (s_->tx.source) close_fd_async(s_->tx.source->release_descriptor());
+    s_->tx.source = nullptr;
+    s_->tx.have_piece = false;
+    s_->source.clear();
+}
+
+void Connection::start_source_work() {
+    s_->tx.op = Transfer::Op::SourceWork;
+    s_->send_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->send_req, on_send_work, on_after_send_work) != 0) {
+        abort();
         return;
     }
+    tx_busy_ = true;
+    send_queued_ = true;
+    ++refs_;
+    ++server_.metrics().threadpool_jobs;
+}
+
+void Connection::on_send_work(uv_work_t* req) {
+    auto* c = static_cast<Connection*>(req->data);
+    if (c->s_->tx.op == Transfer::Op::Sendfile) {
+        c->sendfile_step();
+    } else {
+        c->s_->tx.source->work();
+    }
+}
+
+void Connection::on_after_send_work(uv_work_t* req, int status) {
+    auto* c = static_cast<Connection*>(req->data);
+    c->server_.tick_clock();
+    c->tx_busy_ = false;
+    c->send_queued_ = false;
+    --c->server_.metrics().threadpool_jobs;
+    if (status == 0 && c->closing_ != Closing::Closed) {
+        if (c->s_->tx.op == Transfer::Op::Sendfile) {
+            c->after_sendfile();
+        } else {
+            c->s_->tx.have_piece = false;  // ask the source again
+            c->kick();
+        }
+    }
+    c->unref();
 }
 
 void Connection::start_sendfile(uint64_t offset, uint64_t length) {
@@ -1076,15 +1173,14 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
     }
     s_->tx.send_off = offset;
     s_->tx.send_left = length;
-    work_is_sendfile_ = true;
-    s_->work_req.data = this;
-    if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
-        work_is_sendfile_ = false;
+    s_->tx.op = Transfer::Op::Sendfile;
+    s_->send_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->send_req, on_send_work, on_after_send_work) != 0) {
         abort();
         return;
     }
     tx_busy_ = true;
-    work_busy_ = true;
+    send_queued_ = true;
     ++refs_;
     ++server_.metrics().threadpool_jobs;
     if (timeout_node.list != &server_.send_timeouts) {
@@ -1101,7 +1197,7 @@ void Connection::sendfile_step() {
     s_->tx.again = false;
     while (left > 0 && static_cast<uint64_t>(sent) < kSendStep) {
         size_t want = static_cast<size_t>(std::min<uint64_t>(left, kSendStep - static_cast<uint64_t>(sent)));
-        ssize_t n = sendfile(sock_dup_, s_->tx.fd, &off, want);
+        ssize_t n = sendfile(sock_dup_, s_->tx.piece.fd, &off, want);
         if (n > 0) {
             sent += n;
             left -= static_cast<uint64_t>(n);

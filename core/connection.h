@@ -48,13 +48,10 @@ public:
     uint64_t now_ms() const override;
     std::string_view path() const override { return s_->path; }
     const PeerAddress& client() const override { return s_->client; }
-    FileJob& job() override {
-        job_used_ = true;
-        return s_->job;
-    }
     std::string& text() override { return s_->text; }
     MultipartLayout& multipart() override { return s_->multipart; }
-    void offload(WorkFn work, DoneFn done, JobClass cls = JobClass::Quick) override;
+    void offload(Job& job, JobClass cls = JobClass::Quick) override;
+    void close_later(int fd) override { close_fd_async(fd); }
     // The server granted this connection's waiting listing job a slot.
     void run_waiting_job();
     void respond(const ResponseHead& head, const Body& body) override;
@@ -64,6 +61,11 @@ public:
     void hold() override;
     void release(DoneFn done) override;
 
+protected:
+    JobSlot& job_slot() override { return s_->job; }
+    SourceSlot& source_slot() override { return s_->source; }
+
+public:
     TimeoutNode timeout_node;
     Connection* slot_prev = nullptr;  // server's queue of listings waiting for a slot
     Connection* slot_next = nullptr;
@@ -80,6 +82,8 @@ private:
     static void on_close(uv_handle_t* h);
     static void on_work(uv_work_t* req);
     static void on_after_work(uv_work_t* req, int status);
+    static void on_send_work(uv_work_t* req);
+    static void on_after_send_work(uv_work_t* req, int status);
     static void on_shutdown(uv_shutdown_t* req, int status);
     static void on_poll(uv_poll_t* p, int status, int events);
     static void on_poll_close(uv_handle_t* h);
@@ -106,6 +110,8 @@ private:
     void flush();
     void pump_body();
     void start_sendfile(uint64_t offset, uint64_t length);
+    void start_source_work();
+    void end_source();
     void sendfile_step();  // worker thread
     void after_sendfile();
     void wait_writable();
@@ -121,7 +127,9 @@ private:
     void begin_graceful_close();
     void continue_closing();
     void close_fd_async(int fd);
-    void release_job_resources();
+    void dispose_job();
+    template <class F>
+    void run_done(F&& f);
     void queue_job();
     void maybe_release_scratch();
     void unref();
@@ -166,10 +174,13 @@ private:
     bool reader_ended_ = false;
     bool proxy_pending_ = false;   // a PROXY header must come first
     bool have_request_ = false;    // a head was parsed for this exchange
-    bool job_used_ = false;        // the handler touched the FileJob: reset it at the end
+    bool dispose_after_work_ = false;  // the exchange ended while its job ran
+    bool releasing_job_ = false;   // work_req runs the job's release()
+    bool send_queued_ = false;     // send_req is on the threadpool
+    bool in_done_ = false;         // inside a handler's continuation
+    bool dispose_after_done_ = false;
     bool counted_upload_ = false;  // in Metrics::uploads_in_flight
 
-    bool work_is_sendfile_ = false;
     bool listing_job_ = false;     // the job holds (or waits for) a listing slot
     bool waiting_slot_ = false;    // in the server's queue, not yet on the pool
 

@@ -15,7 +15,7 @@ void Scratch::reset(size_t keep) {
     // message's start, the connection at an exchange's start and end), so
     // going back to the pool mostly gives back what one large request grew.
     req.trim(keep);
-    for (std::string* s : {&path, &pending, &out, &writing, &text, &body, &body_handed, &job.data, &multipart.text})
+    for (std::string* s : {&path, &pending, &out, &writing, &text, &body, &body_handed, &multipart.text})
         if (s->capacity() > keep) std::string().swap(*s);
     // A connection that died mid-exchange may leave bytes behind; the next
     // one must start from nothing.
@@ -26,7 +26,9 @@ void Scratch::reset(size_t keep) {
     body_handed.clear();
     request_id.clear();
     tx = Transfer{};
-    if (job.entries.capacity() > 1024) std::vector<DirEntry>().swap(job.entries);
+    job.clear();
+    offloaded = nullptr;
+    source.clear();
 }
 
 ScratchPool::~ScratchPool() {

@@ -13,34 +13,31 @@
 #include <vector>
 
 #include "handlers/exchange.h"
-#include "handlers/file_job.h"
 #include "protocol/address.h"
 #include "protocol/range.h"
 #include "protocol/request_parser.h"
 
 namespace uvh {
 
-// The state of an exchange that only an active connection needs: sending
-// a file body, the job being offloaded, the body reader. Kept here rather
-// than in the connection so an idle keep-alive connection stays small.
+// The state of an exchange that only an active connection needs: the body
+// being sent, the body reader. Kept here rather than in the connection so
+// an idle keep-alive connection stays small.
 struct Transfer {
-    // A file body: segments are alternately memory (part heads of
-    // multipart/byteranges) and file ranges.
-    int fd = -1;
-    const MultipartLayout* layout = nullptr;
-    uint64_t offset = 0, length = 0;  // single range
-    uint32_t segment = 0;
-    uint64_t done = 0;                 // bytes of the current file segment sent
+    // The response body's source and the piece it gave last.
+    BodySource* source = nullptr;
+    BodyPiece piece;
+    bool have_piece = false;
+    bool chunked = false;              // Transfer-Encoding: chunked framing
+    bool framed = false;               // the current file piece's chunk head is out
+    uint64_t done = 0;                 // bytes of the current file piece sent
     uint64_t send_off = 0, send_left = 0;  // the sendfile step in flight
     uint64_t progress = 0;             // bytes sent since the send timeout was armed
     uint64_t rx_progress = 0;          // body bytes read since the body timeout was armed
     int64_t sent = 0;                  // bytes sent by the last step
     int send_errno = 0;
     bool again = false;                // the socket was full
-
-    // Offloaded work: either a handler job or a sendfile step.
-    WorkFn work = nullptr;
-    DoneFn work_done = nullptr;
+    enum class Op : uint8_t { Sendfile, SourceWork };
+    Op op = Op::Sendfile;              // what send_req is doing
 
     BodyReader reader{};
 };
@@ -56,11 +53,14 @@ struct Scratch {
     std::string body_handed;  // the piece the reader is working on
     std::string request_id;   // X-Request-Id of the current request
     PeerAddress client;       // the client of the current request
-    FileJob job;
+    JobSlot job;              // the handler's job or state (Exchange::make_job)
+    Job* offloaded = nullptr; // the job offload() ran, for clean-up
+    SourceSlot source;        // the response body's source
     MultipartLayout multipart;
     Transfer tx;
     uv_write_t write_req{};
-    uv_work_t work_req{};
+    uv_work_t work_req{};     // the handler's job
+    uv_work_t send_req{};     // the sender's own work: sendfile, a source's work()
     uv_shutdown_t shutdown_req{};
 
     // Drops content, keeps capacity up to a bound.

@@ -4,12 +4,14 @@
 // sockets, parser state or the loop.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 
-#include "handlers/file_job.h"
 #include "handlers/site.h"
 #include "protocol/address.h"
 #include "protocol/range.h"
@@ -18,18 +20,52 @@
 
 namespace uvh {
 
-// A response body. Memory is copied before respond() returns. A File body
-// passes ownership of `fd` to the exchange, which sends [offset, offset +
-// length) without copying it through user space and closes it afterwards.
-// Multipart sends the parts of `layout` with the file bytes in between.
-struct Body {
-    enum class Kind { None, Memory, File, Multipart };
-    Kind kind = Kind::None;
+// A response body produced step by step (h2o's generator is the model:
+// lib/handler/file.c). The sender in core asks for the next piece whenever
+// the socket can take more:
+//   Memory  bytes, valid until the next call to next() (copied at once);
+//   File    a range of a descriptor the source keeps open, sent with
+//           sendfile on a worker thread;
+//   Work    the source needs a worker: core runs work() on the threadpool,
+//           then asks again;
+//   End     nothing more.
+// A source whose length is unknown up front goes out chunked on HTTP/1.1
+// and close-delimited on HTTP/1.0 (ResponseHead::kUnknownLength).
+// Sources live in the exchange's slot (Exchange::make_source) and are
+// destroyed on the loop thread when the response ends or the client goes
+// away; a descriptor the source owns is handed to the sender then, which
+// closes it off the loop.
+struct BodyPiece {
+    enum class Kind : uint8_t { Memory, File, Work, End };
+    Kind kind = Kind::End;
     std::string_view memory;
     int fd = -1;
-    uint64_t offset = 0;
-    uint64_t length = 0;
-    const MultipartLayout* layout = nullptr;
+    uint64_t offset = 0, length = 0;
+
+    static BodyPiece mem(std::string_view m) { return {Kind::Memory, m, -1, 0, 0}; }
+    static BodyPiece file(int fd, uint64_t offset, uint64_t length) { return {Kind::File, {}, fd, offset, length}; }
+    static BodyPiece work() { return {Kind::Work, {}, -1, 0, 0}; }
+    static BodyPiece end() { return {}; }
+};
+
+class BodySource {
+public:
+    virtual ~BodySource() = default;
+    virtual BodyPiece next() = 0;
+    // On a worker thread, after next() returned Work.
+    virtual void work() {}
+    // The descriptor the source owns, if any, for the sender to close off
+    // the loop thread once the response has ended (-1: none).
+    virtual int release_descriptor() { return -1; }
+};
+
+// A response body: none, memory copied before respond() returns (the fast
+// path for small bodies), or a source.
+struct Body {
+    enum class Kind : uint8_t { None, Memory, Source };
+    Kind kind = Kind::None;
+    std::string_view memory;
+    BodySource* source = nullptr;
 
     static Body none() { return {}; }
     static Body mem(std::string_view m) {
@@ -38,22 +74,73 @@ struct Body {
         b.memory = m;
         return b;
     }
-    static Body file(int fd, uint64_t offset, uint64_t length) {
+    static Body from(BodySource& s) {
         Body b;
-        b.kind = Kind::File;
-        b.fd = fd;
-        b.offset = offset;
-        b.length = length;
-        return b;
-    }
-    static Body multipart(int fd, const MultipartLayout* layout) {
-        Body b;
-        b.kind = Kind::Multipart;
-        b.fd = fd;
-        b.layout = layout;
+        b.kind = Kind::Source;
+        b.source = &s;
         return b;
     }
 };
+
+// Work a handler runs on the threadpool: each handler that needs the pool
+// defines its own job type with its own fields (nginx's per-module context,
+// h2o's per-handler structs). A job lives in the exchange's arena
+// (Exchange::make_job) from the handler's first offload to the end of the
+// exchange, and may be offloaded several times (PUT: prepare, write each
+// piece, commit), keeping its own notion of which step comes next.
+class Job {
+public:
+    virtual ~Job() = default;
+    // On a worker thread: the blocking part. Touches only the job.
+    virtual void work() = 0;
+    // On the loop thread, when the client is still there.
+    virtual void done(class Exchange& ex) = 0;
+    // Whether release() has clean-up to do (descriptors, a temporary file).
+    virtual bool holds_resources() const { return false; }
+    // On a worker thread, when the exchange ends while the job still holds
+    // resources (the client went away, or the handler answered without
+    // handing them on). Core knows nothing of what they are.
+    virtual void release() {}
+};
+
+// Fixed room for one object of a handler's choosing, reused request after
+// request so a job or a source costs no allocation. Types larger than the
+// room do not compile.
+template <size_t Bytes>
+class Slot {
+public:
+    Slot() = default;
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { clear(); }
+
+    template <class T, class... Args>
+    T& emplace(Args&&... args) {
+        static_assert(sizeof(T) <= Bytes, "make the slot larger");
+        static_assert(alignof(T) <= alignof(std::max_align_t));
+        clear();
+        T* t = new (space_) T(std::forward<Args>(args)...);
+        obj_ = t;
+        destroy_ = [](void* p) { static_cast<T*>(p)->~T(); };
+        return *t;
+    }
+    void clear() {
+        if (obj_) destroy_(obj_);
+        obj_ = nullptr;
+    }
+    bool empty() const { return obj_ == nullptr; }
+    void* get() const { return obj_; }
+
+private:
+    alignas(std::max_align_t) unsigned char space_[Bytes];
+    void* obj_ = nullptr;
+    void (*destroy_)(void*) = nullptr;
+};
+
+inline constexpr size_t kJobBytes = 768;
+inline constexpr size_t kSourceBytes = 128;
+using JobSlot = Slot<kJobBytes>;
+using SourceSlot = Slot<kSourceBytes>;
 
 // How a handler takes a request body: data() is called on the loop thread
 // with the next piece (at most `chunk` bytes unless the body ended); the
@@ -72,7 +159,6 @@ struct BodyReader {
 // issue, item 7).
 enum class JobClass : uint8_t { Quick, Listing };
 
-using WorkFn = void (*)(FileJob& job);
 using DoneFn = void (*)(class Exchange& ex);
 
 class Exchange {
@@ -92,15 +178,34 @@ public:
     virtual const PeerAddress& client() const = 0;
 
     // Per-request scratch space, kept between requests for its capacity.
-    virtual FileJob& job() = 0;
     virtual std::string& text() = 0;
     virtual MultipartLayout& multipart() = 0;
 
-    // Runs work(job()) on the threadpool, then done(*this) on the loop
-    // thread. If the client goes away meanwhile, done() is not called and
-    // any descriptor left in job().fd is closed; work not yet started is
-    // cancelled.
-    virtual void offload(WorkFn work, DoneFn done, JobClass cls = JobClass::Quick) = 0;
+    // The handler's job for this exchange, built in the exchange's slot
+    // (replacing any earlier one of this exchange).
+    template <class T, class... Args>
+    T& make_job(Args&&... args) {
+        return job_slot().emplace<T>(std::forward<Args>(args)...);
+    }
+    // The object make_job<T>() made for this exchange (the caller knows T).
+    template <class T>
+    T& job_as() {
+        return *static_cast<T*>(job_slot().get());
+    }
+    // The response body's source, built in the exchange's other slot.
+    template <class T, class... Args>
+    T& make_source(Args&&... args) {
+        return source_slot().emplace<T>(std::forward<Args>(args)...);
+    }
+
+    // Runs job.work() on the threadpool, then job.done(*this) on the loop
+    // thread. If the client goes away meanwhile, done() is not called, work
+    // not yet started is cancelled, and job.release() runs on a worker.
+    // `job` must be the one made with make_job().
+    virtual void offload(Job& job, JobClass cls = JobClass::Quick) = 0;
+
+    // Closes a descriptor off the loop thread (a close may block).
+    virtual void close_later(int fd) = 0;
 
     // Sends the response. Exactly once per request. HEAD requests get the
     // head only, whatever the body.
@@ -118,6 +223,10 @@ public:
     // has gone away.
     virtual void hold() = 0;
     virtual void release(DoneFn done) = 0;
+
+protected:
+    virtual JobSlot& job_slot() = 0;
+    virtual SourceSlot& source_slot() = 0;
 };
 
 // The one-line text/plain answer every handler uses ("404 Not Found:

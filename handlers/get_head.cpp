@@ -26,9 +26,100 @@ namespace uvh {
 namespace {
 
 constexpr int kOpenFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
-// FileJob::flags for GET.
-constexpr int kDatabaseFile = 1;  // the record store's file
-constexpr int kInMemory = 2;      // job.data holds the whole file
+
+// GET's threadpool work: open the path beneath the root, decide what it is,
+// and read a small file whole or render a listing.
+struct GetJob final : Job {
+    // ---- inputs (loop thread) ----
+    const Site* site = nullptr;
+    const LockService* locks = nullptr;
+    int root_fd = -1;
+    std::string rel;       // path relative to root_fd, "." for the root
+    std::string url_path;  // normalised URL path, for listings
+    bool trailing_slash = false;
+    bool json = false;      // a listing as JSON
+    bool database = false;  // the record store's file
+    size_t inline_max = 0;  // read regular files up to this size into `data`
+    double q_gzip = 0, q_br = 0;  // acceptable precompressed variants
+    uint64_t started_generation = 0;  // of the file cache, when the read began
+
+    // ---- outputs (worker thread) ----
+    enum class Kind : uint8_t { None, File, Listing, Redirect };
+    Kind kind = Kind::None;
+    int err = 0;
+    int fd = -1;              // the file (or directory) opened
+    struct stat st {};
+    std::string served_rel;   // the file served: rel, or its index.html
+    bool has_gzip = false, has_br = false;  // precompressed variants next to it
+    std::string_view encoding;  // "gzip", "br" or empty: what `fd` holds
+    bool in_memory = false;     // `data` holds the whole file
+    std::string data;           // inline file bytes, or the rendered listing
+    uint64_t file_generation = 0;  // of `st`'s file, read before its bytes
+    bool cacheable = false;        // the bytes are still what the path names
+
+    void work() override;
+    void done(Exchange& ex) override;
+    bool holds_resources() const override { return fd >= 0; }
+    void release() override {
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+    // Hands the descriptor on (to a body source, or to be closed later).
+    int take_fd() {
+        int f = fd;
+        fd = -1;
+        return f;
+    }
+};
+
+// A body that is one range of a file, sent with sendfile.
+class FileRangeSource final : public BodySource {
+public:
+    FileRangeSource(int fd, uint64_t offset, uint64_t length) : fd_(fd), offset_(offset), length_(length) {}
+    BodyPiece next() override {
+        if (sent_) return BodyPiece::end();
+        sent_ = true;
+        return BodyPiece::file(fd_, offset_, length_);
+    }
+    int release_descriptor() override {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
+
+private:
+    int fd_;
+    uint64_t offset_, length_;
+    bool sent_ = false;
+};
+
+// multipart/byteranges (RFC 9110 §14.6): the parts' heads from the layout,
+// each followed by its range of the file, then the closing delimiter.
+class MultipartSource final : public BodySource {
+public:
+    MultipartSource(int fd, const MultipartLayout& layout) : fd_(fd), layout_(layout) {}
+    BodyPiece next() override {
+        // 2n+1 pieces: n heads and n ranges alternating, then the tail.
+        size_t parts = layout_.parts.size();
+        size_t k = step_++;
+        std::string_view text = layout_.text;
+        if (k > 2 * parts) return BodyPiece::end();
+        if (k == 2 * parts) return BodyPiece::mem(text.substr(layout_.tail_offset, layout_.tail_length));
+        const auto& part = layout_.parts[k / 2];
+        if (k % 2 == 0) return BodyPiece::mem(text.substr(part.head_offset, part.head_length));
+        return BodyPiece::file(fd_, part.range.first, part.range.length());
+    }
+    int release_descriptor() override {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
+
+private:
+    int fd_;
+    const MultipartLayout& layout_;
+    size_t step_ = 0;
+};
 
 // Everything needed to answer for one representation of a file, whether it
 // comes from the cache (bytes in memory, no descriptor) or from the disk
@@ -44,7 +135,7 @@ struct FileView {
     bool in_memory = false;  // `data` holds all `size` bytes
     std::string_view data;
     std::string_view fields;  // the 200's representation fields, preformatted (cache)
-    int fd = -1;  // owned by the job; taken when sent with sendfile
+    GetJob* job = nullptr;    // the file's descriptor, when read from disk
 };
 
 // Opens `rel` + suffix if it is a regular file; -1 otherwise.
@@ -60,13 +151,12 @@ int open_variant(int root_fd, const std::string& rel, const char* suffix, struct
 }
 
 // Picks the precompressed variant the client prefers, if any exists.
-// job.number records which variants exist (bit 1 gzip, bit 2 br).
-void choose_variant(FileJob& job) {
+void choose_variant(GetJob& job) {
     struct stat st_br {}, st_gz {};
-    int br = open_variant(job.root_fd, job.rel2, ".br", st_br);
-    int gz = open_variant(job.root_fd, job.rel2, ".gz", st_gz);
-    job.has_variants = br >= 0 || gz >= 0;
-    job.number = (gz >= 0 ? 2u : 0u) | (br >= 0 ? 4u : 0u);
+    int br = open_variant(job.root_fd, job.served_rel, ".br", st_br);
+    int gz = open_variant(job.root_fd, job.served_rel, ".gz", st_gz);
+    job.has_gzip = gz >= 0;
+    job.has_br = br >= 0;
     int pick = -1;
     struct stat* pick_st = nullptr;
     // Brotli wins a tie: it is smaller for the same content.
@@ -94,14 +184,14 @@ void choose_variant(FileJob& job) {
 
 // Reads a small file whole, so it leaves with its head in one write. The
 // version is checked again afterwards: bytes and validators must agree.
-void read_inline(FileJob& job) {
+void read_inline(GetJob& job) {
     auto size = static_cast<size_t>(job.st.st_size);
     if (size > job.inline_max) return;
     for (int attempt = 0; attempt < 3; ++attempt) {
         if (!read_exact(job.fd, 0, size, job.data)) break;
         struct stat after {};
         if (fstat(job.fd, &after) == 0 && same_version(after, job.st)) {
-            job.flags |= kInMemory;
+            job.in_memory = true;
             return;
         }
         job.st = after;
@@ -188,9 +278,8 @@ void serve_view(Exchange& ex, FileView& v) {
         head.content_range = content_range_value;
         head.content_length = r.length();
         if (v.in_memory) return ex.respond(head, Body::mem(v.data.substr(r.first, r.length())));
-        int fd = v.fd;
-        ex.job().fd = -1;
-        return ex.respond(head, Body::file(fd, r.first, r.length()));
+        auto& src = ex.make_source<FileRangeSource>(v.job->take_fd(), r.first, r.length());
+        return ex.respond(head, Body::from(src));
     }
     if (outcome == RangeOutcome::Partial) {
         MultipartLayout& layout = ex.multipart();
@@ -210,21 +299,18 @@ void serve_view(Exchange& ex, FileView& v) {
             body.append(layout.text, layout.tail_offset, layout.tail_length);
             return ex.respond(head, Body::mem(body));
         }
-        int fd = v.fd;
-        ex.job().fd = -1;
-        return ex.respond(head, Body::multipart(fd, &layout));
+        auto& src = ex.make_source<MultipartSource>(v.job->take_fd(), layout);
+        return ex.respond(head, Body::from(src));
     }
 
     head.content_length = v.size;
     if (!v.fields.empty()) head.fragment = v.fields;  // formatted when the file was cached
     if (v.in_memory) return ex.respond(head, Body::mem(v.data));
-    int fd = v.fd;
-    ex.job().fd = -1;
-    ex.respond(head, Body::file(fd, 0, v.size));
+    auto& src = ex.make_source<FileRangeSource>(v.job->take_fd(), 0, v.size);
+    ex.respond(head, Body::from(src));
 }
 
-void serve_opened_file(Exchange& ex) {
-    FileJob& job = ex.job();
+void serve_opened_file(Exchange& ex, GetJob& job) {
     const uint64_t size = static_cast<uint64_t>(job.st.st_size);
     std::string etag = make_etag({static_cast<uint64_t>(job.st.st_ino), size, job.st.st_mtim.tv_sec,
                                   job.st.st_mtim.tv_nsec});
@@ -232,13 +318,13 @@ void serve_opened_file(Exchange& ex) {
     v.size = size;
     v.etag = etag;
     v.last_modified = job.st.st_mtim.tv_sec;
-    v.content_type = mime_type_for(job.rel2);
+    v.content_type = mime_type_for(job.served_rel);
     v.encoding = job.encoding;
-    v.has_variants = job.has_variants;
-    v.database = (job.flags & kDatabaseFile) != 0;
-    v.in_memory = (job.flags & kInMemory) != 0 && job.data.size() == size;
+    v.has_variants = job.has_gzip || job.has_br;
+    v.database = job.database;
+    v.in_memory = job.in_memory && job.data.size() == size;
     v.data = job.data;
-    v.fd = job.fd;
+    v.job = &job;
 
     FileCache* cache = ex.site().cache;
     if (cache && v.in_memory && !v.database && job.cacheable && ex.request().method == Method::Get) {
@@ -260,32 +346,36 @@ void serve_opened_file(Exchange& ex) {
         if (v.has_variants) h.vary = "Accept-Encoding";
         h.cache_control = ex.site().cache_control;
         rep.fields = representation_fields(h);
-        bool exists[3] = {true, (job.number & 2) != 0, (job.number & 4) != 0};
+        bool exists[3] = {true, job.has_gzip, job.has_br};
         cache->store(ex.path(), variant_of(v.encoding), std::move(rep), exists, job.started_generation, ex.now_ms());
     }
     serve_view(ex, v);
+    // A file served from memory (or not at all: 304, 412, 416) no longer
+    // needs its descriptor.
+    if (job.fd >= 0) ex.close_later(job.take_fd());
 }
 
-void render_listing(FileJob& job) {
-    std::vector<DirEntry>& entries = job.entries;
+void render_listing(GetJob& job) {
+    std::vector<DirEntry> entries;
     if (!read_directory(job.root_fd, job.fd, job.rel, entries)) {
         job.err = errno;
         return;
     }
     sort_entries(entries);
-    if (job.listing_format == 1) {
+    if (job.json) {
         render_listing_json(job.url_path, entries, job.data);
     } else {
         render_listing_html(job.url_path, entries, job.site->database_url, job.data);  // the form posts records
     }
-    job.kind = FileJob::Kind::Listing;
+    job.kind = GetJob::Kind::Listing;
 }
 
-void get_opened(Exchange& ex) {
-    FileJob& job = ex.job();
+void GetJob::done(Exchange& ex) {
+    GetJob& job = *this;
+    if (job.kind != Kind::File && job.fd >= 0) ex.close_later(job.take_fd());
     if (job.err != 0) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
     switch (job.kind) {
-    case FileJob::Kind::Redirect: {
+    case Kind::Redirect: {
         // RFC 9110 §15.4.2; the Location keeps the client's encoding.
         const Request& req = ex.request();
         std::string loc = self_location(req.parsed.path, req.parsed.query, true);
@@ -293,18 +383,18 @@ void get_opened(Exchange& ex) {
         head.location = loc;
         return respond_text(ex, 301, loc, head);
     }
-    case FileJob::Kind::Listing: {
+    case Kind::Listing: {
         ResponseHead head;
-        head.content_type = job.listing_format == 1 ? "application/json" : "text/html; charset=utf-8";
-        head.html = job.listing_format != 1;
+        head.content_type = job.json ? "application/json" : "text/html; charset=utf-8";
+        head.html = !job.json;
         head.cache_control = "no-cache";
         head.vary = "Accept";
         head.content_length = job.data.size();
         return ex.respond(head, Body::mem(job.data));
     }
-    case FileJob::Kind::File:
-        return serve_opened_file(ex);
-    case FileJob::Kind::None:
+    case Kind::File:
+        return serve_opened_file(ex, job);
+    case Kind::None:
         break;
     }
     respond_error(ex, 500, "unexpected file type");
@@ -332,7 +422,8 @@ bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
 
 }  // namespace
 
-void open_for_get(FileJob& job) {
+void GetJob::work() {
+    GetJob& job = *this;
     int fd = open_beneath(job.root_fd, job.rel, kOpenFlags);
     if (fd < 0) {
         job.err = errno;
@@ -343,10 +434,10 @@ void open_for_get(FileJob& job) {
         job.err = errno;
         return;
     }
-    job.rel2 = job.rel;
+    job.served_rel = job.rel;
     if (S_ISDIR(job.st.st_mode)) {
         if (!job.trailing_slash) {
-            job.kind = FileJob::Kind::Redirect;
+            job.kind = Kind::Redirect;
             return;
         }
         std::string index = job.rel == "." ? std::string("index.html") : job.rel + "/index.html";
@@ -356,7 +447,7 @@ void open_for_get(FileJob& job) {
             close(job.fd);
             job.fd = ifd;
             job.st = ist;
-            job.rel2 = index;
+            job.served_rel = index;
         } else {
             if (ifd >= 0) close(ifd);
             render_listing(job);
@@ -369,17 +460,17 @@ void open_for_get(FileJob& job) {
         job.err = ENOTDIR;  // "/file.txt/" names a directory that is not there
         return;
     }
-    job.kind = FileJob::Kind::File;
+    job.kind = Kind::File;
     choose_variant(job);
     if (job.locks) job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
     read_inline(job);
     job.cacheable = true;
-    if (job.locks && (job.flags & kInMemory)) {
+    if (job.locks && job.in_memory) {
         // The bytes may go into the cache tagged with the generation read
         // above. That is only right if the path still named this file after
         // the generation was read: a writer bumps it after its rename, so a
         // rename we did not see here comes with a bump the cache will see.
-        std::string path = job.rel2;
+        std::string path = job.served_rel;
         if (!job.encoding.empty()) path += job.encoding == "br" ? ".br" : ".gz";
         struct stat now {};
         int check = open_beneath(job.root_fd, path, O_PATH);
@@ -405,14 +496,14 @@ void handle_get(Exchange& ex) {
         }
     }
 
-    FileJob& job = ex.job();
+    GetJob& job = ex.make_job<GetJob>();
     if (site.cache) job.started_generation = site.cache->generation();
     job.locks = site.locks;
     if (path == site.database_url) {
         // Wherever --database put it, the record file is served at its URL.
         job.root_fd = site.database_dir_fd;
         job.rel = site.database_rel;
-        job.flags |= kDatabaseFile;
+        job.database = true;
     } else {
         job.root_fd = site.root_fd;
         job.rel = relative_path(path);
@@ -425,12 +516,12 @@ void handle_get(Exchange& ex) {
     std::string format;
     bool json = (query_param(req.parsed.query, "format", format) && format == "json") ||
                 (format.empty() && choose_media_type(req.accept, {"text/html", "application/json"}) == 1);
-    job.listing_format = json ? 1 : 0;
+    job.json = json;
     job.site = &site;
     // A directory URL may need a listing, which reads and renders the
     // whole directory: such requests are the listing class of work
     // (exchange.h: JobClass). Opening files stays quick.
-    ex.offload(open_for_get, get_opened, job.trailing_slash ? JobClass::Listing : JobClass::Quick);
+    ex.offload(job, job.trailing_slash ? JobClass::Listing : JobClass::Quick);
 }
 
 }  // namespace uvh

@@ -10,8 +10,4 @@ namespace uvh {
 // the slash form of a directory URL. HEAD gets GET's head.
 void handle_get(Exchange& ex);
 
-// Blocking part, on a worker thread: open the path beneath the root and
-// decide what it is. Exposed for tests.
-void open_for_get(FileJob& job);
-
 }  // namespace uvh

@@ -2,13 +2,19 @@
 // rendering it as HTML or JSON (pure, unit-tested).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "handlers/file_job.h"
-
 namespace uvh {
+
+struct DirEntry {
+    std::string name;
+    bool is_dir = false;
+    uint64_t size = 0;
+    int64_t mtime = 0;
+};
 
 // Reads the entries of an open directory: dotfiles skipped, symlinks shown
 // only when they resolve inside the root (with their target's type and

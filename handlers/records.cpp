@@ -10,6 +10,7 @@
 #include "handlers/metrics.h"
 #include "handlers/records/record_store.h"
 #include "handlers/router.h"
+#include "handlers/routes.h"
 #include "protocol/multipart.h"
 #include "protocol/negotiate.h"
 #include "protocol/percent.h"
@@ -131,6 +132,19 @@ std::string record_location(const Site& site, std::string_view id) {
 
 using Done = void (*)(Exchange& ex);
 
+// A record request's own state, in the exchange's job slot: the body as it
+// is collected, then the store's answer.
+struct RecordState {
+    std::string data;         // the request body
+    int status = 0;           // the store's answer
+    bool store_full = false;  // a 507 for the store cap, not the disk
+    bool created = false;
+    std::string id;
+    FormFields fields;
+};
+
+RecordState& state(Exchange& ex) { return ex.job_as<RecordState>(); }
+
 // One operation in the store's queue. The exchange is held (kept alive)
 // until the store answers; the answer is copied into the job and the
 // exchange released, which runs `after` unless the client went away.
@@ -142,9 +156,9 @@ struct PendingOp {
 
 void op_done(RecordStore::Op& op) {
     std::unique_ptr<PendingOp> p(static_cast<PendingOp*>(op.ctx));
-    FileJob& job = p->ex->job();
+    RecordState& job = state(*p->ex);
     job.status = op.status;
-    job.flags = op.store_full ? 1 : 0;  // 507: the store cap, not the disk
+    job.store_full = op.store_full;
     job.created = op.created;
     job.id = std::move(op.rec.id);
     job.fields = std::move(op.rec.fields);
@@ -174,7 +188,7 @@ std::string store_error_text(Exchange& ex, int status) {
     case 409: return "a record with this id exists";
     case 503: return "the record store is shutting down";
     case 507:
-        if (ex.job().flags == 1)
+        if (state(ex).store_full)
             return fmt::format("the record store is full (--max-store-size {} bytes); nothing was stored",
                                site.max_store_size);
         return "the disk is full; nothing was stored";
@@ -185,7 +199,7 @@ std::string store_error_text(Exchange& ex, int status) {
 // ------------------------------------------------------------ body intake
 
 void collect(Exchange& ex, std::string_view piece) {
-    std::string& body = ex.job().data;
+    std::string& body = state(ex).data;
     if (body.size() + piece.size() > body_limit(ex.site()))
         return respond_error(ex, 413, record_too_large_text(ex.site()));
     body.append(piece);
@@ -204,8 +218,6 @@ void read_record_body(Exchange& ex, Done collected) {
     if (req.has_content_length &&
         (req.content_length > body_limit(ex.site()) || (max != 0 && req.content_length > max)))
         return respond_error(ex, 413, record_too_large_text(ex.site()));
-    ex.job().data.clear();
-    ex.job().flags = 0;
     BodyReader reader;
     reader.data = collect;
     reader.end = collected;
@@ -216,7 +228,7 @@ void read_record_body(Exchange& ex, Done collected) {
 // -------------------------------------------------------------------- POST
 
 void respond_created(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     const Site& site = ex.site();
     std::string location = record_location(site, job.id);
     std::string& body = ex.text();
@@ -255,14 +267,14 @@ void respond_created(Exchange& ex) {
 }
 
 void post_stored(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     if (job.status != 201) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     if (Metrics* m = ex.site().metrics) ++m->records_appended;
     respond_created(ex);
 }
 
 void post_collected(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     Record rec;
     std::string error = parse_fields(ex.request(), job.data, rec.fields);
     if (!error.empty()) return respond_error(ex, 400, error);
@@ -276,7 +288,7 @@ void post_collected(Exchange& ex) {
 // ------------------------------------------------------- GET / PUT / DELETE
 
 void respond_record(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     if (job.status != 200) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     std::string& body = ex.text();
     ResponseHead head;
@@ -299,7 +311,7 @@ void respond_record(Exchange& ex) {
 }
 
 void put_stored(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     if (job.status != 201 && job.status != 204)
         return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     if (job.status == 204) {
@@ -311,7 +323,7 @@ void put_stored(Exchange& ex) {
 }
 
 void put_collected(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     Record rec;
     std::string error = parse_fields(ex.request(), job.data, rec.fields);
     if (!error.empty()) return respond_error(ex, 400, error);
@@ -324,7 +336,7 @@ void put_collected(Exchange& ex) {
 }
 
 void delete_stored(Exchange& ex) {
-    FileJob& job = ex.job();
+    RecordState& job = state(ex);
     if (job.status != 204) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
     ResponseHead head;
     head.status = 204;
@@ -335,6 +347,7 @@ void delete_stored(Exchange& ex) {
 
 void handle_record_post(Exchange& ex) {
     if (!ex.site().records) return respond_error(ex, 503, "the record store is not available");
+    ex.make_job<RecordState>();
     read_record_body(ex, post_collected);
 }
 
@@ -347,6 +360,7 @@ void handle_record(Exchange& ex, std::string_view id) {
     }
     Record rec;
     rec.id.assign(id);
+    ex.make_job<RecordState>();
     switch (req.method) {
     case Method::Get:
     case Method::Head:
@@ -356,10 +370,10 @@ void handle_record(Exchange& ex, std::string_view id) {
         ex.discard_body();
         return submit(ex, RecordStore::Op::Kind::Delete, std::move(rec), delete_stored);
     case Method::Put:
-        ex.job().id.assign(id);
+        state(ex).id.assign(id);
         return read_record_body(ex, put_collected);
     default:
-        return respond_error(ex, 405, "a record supports GET, HEAD, PUT and DELETE", kRecordMethods);
+        return respond_error(ex, 405, "a record supports GET, HEAD, PUT and DELETE", allow_for(ex.site(), ex.path()));
     }
 }
 

@@ -27,9 +27,47 @@ namespace {
 
 constexpr size_t kPutChunk = 256 * 1024;
 
-// Flags in FileJob::flags for writes.
-constexpr int kCreateDirs = 1;
-constexpr int kNamedTemp = 2;  // the filesystem has no O_TMPFILE
+// What every write's threadpool job knows and finds out: the target, its
+// parent directory (opened beneath the root) and what is there now.
+struct WriteJob : Job {
+    // ---- inputs (loop thread) ----
+    const Site* site = nullptr;
+    const LockService* locks = nullptr;
+    const Request* request = nullptr;  // read on the worker for the preconditions
+    int root_fd = -1;
+    std::string rel;  // the target relative to the root
+    bool trailing_slash = false;
+    bool create_dirs = false;
+    time_t now = 0;
+
+    // ---- outputs (worker thread) ----
+    int err = 0;      // errno of the failing step, 0 on success
+    int status = 0;   // a status the worker decided (403, 405, 409, 412)
+    int dir_fd = -1;  // the target's parent directory
+    struct stat st {};  // of the target (after a PUT: of the new file)
+    bool exists = false;
+    bool created = false;
+
+    explicit WriteJob(Exchange& ex)
+        : site(&ex.site()),
+          locks(ex.site().locks),
+          request(&ex.request()),
+          root_fd(ex.site().root_fd),
+          rel(relative_path(ex.path())),
+          trailing_slash(ex.path().back() == '/'),
+          now(ex.now()) {}
+
+    bool holds_resources() const override { return dir_fd >= 0; }
+    void release() override {
+        if (dir_fd >= 0) close(dir_fd);
+        dir_fd = -1;
+    }
+    // After a successful step, on the loop: descriptors go to the exchange.
+    void hand_back(Exchange& ex) {
+        if (dir_fd >= 0) ex.close_later(dir_fd);
+        dir_fd = -1;
+    }
+};
 
 Representation representation_of(bool exists, const struct stat& st, std::string& etag) {
     if (!exists) return {};
@@ -42,7 +80,7 @@ Representation representation_of(bool exists, const struct stat& st, std::string
 // preconditions against it. Runs on a worker; the request is only read.
 // Returns false (with job.status or job.err set) when the write must not
 // happen.
-bool check_target(FileJob& job, const std::string& name) {
+bool check_target(WriteJob& job, const std::string& name) {
     struct stat st {};
     job.exists = fstatat(job.dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (!job.exists && errno != ENOENT) {
@@ -52,8 +90,7 @@ bool check_target(FileJob& job, const std::string& name) {
     job.st = st;
     std::string etag;
     Representation rep = representation_of(job.exists, st, etag);
-    const auto* req = static_cast<const Request*>(job.request);
-    if (evaluate_preconditions(req->conditionals(), false, rep, job.now) != Precondition::Proceed) {
+    if (evaluate_preconditions(job.request->conditionals(), false, rep, job.now) != Precondition::Proceed) {
         job.status = 412;
         return false;
     }
@@ -63,7 +100,7 @@ bool check_target(FileJob& job, const std::string& name) {
 // True when `name` in the directory `dir_fd` is the record store's file,
 // whatever URL led there (hardening issue, item 4): the store is known by
 // its directory's device and inode and its name, not by a URL string.
-bool is_record_store(const FileJob& job, int dir_fd, std::string_view name) {
+bool is_record_store(const WriteJob& job, int dir_fd, std::string_view name) {
     const Site* site = job.site;
     if (!site || !site->store_known || name != site->store_name) return false;
     struct stat st {};
@@ -77,11 +114,11 @@ constexpr std::string_view kStoreMessage =
 // Opens the parent of job.rel as job.dir_fd, creating it first when asked.
 // Refuses (job.status 403) when the target or a directory to create is the
 // record store's name.
-bool open_parent(FileJob& job, std::string& name) {
+bool open_parent(WriteJob& job, std::string& name) {
     std::string parent;
     split_parent(job.rel, parent, name);
     job.dir_fd = open_beneath(job.root_fd, parent, O_RDONLY | O_DIRECTORY);
-    if (job.dir_fd < 0 && errno == ENOENT && (job.flags & kCreateDirs)) {
+    if (job.dir_fd < 0 && errno == ENOENT && job.create_dirs) {
         // mkdir -p, one component at a time, each beneath the root.
         std::string so_far;
         size_t start = 0;
@@ -129,7 +166,7 @@ bool open_parent(FileJob& job, std::string& name) {
 // check of the preconditions to the switch, so that of several writers with
 // the same If-Match exactly one succeeds (RFC 9110 §13.1.1), in this
 // process, across --workers and across servers sharing the root.
-bool lock_target(FileJob& job, const std::string& name, LockService::Guard& guard) {
+bool lock_target(WriteJob& job, const std::string& name, LockService::Guard& guard) {
     if (!job.locks) return true;
     struct stat dir {};
     if (fstat(job.dir_fd, &dir) != 0) {
@@ -146,7 +183,7 @@ bool lock_target(FileJob& job, const std::string& name, LockService::Guard& guar
 
 // Caches of every process drop what they hold of a replaced or removed
 // file at their next hit.
-void bump_generation(const FileJob& job, const struct stat& st) {
+void bump_generation(const WriteJob& job, const struct stat& st) {
     if (job.locks) job.locks->bump(st.st_dev, st.st_ino);
 }
 
@@ -154,120 +191,170 @@ std::string location_for(const Exchange& ex) {
     return self_location(ex.request().parsed.path, {}, false);
 }
 
+void invalidate(Exchange& ex) {
+    if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
+}
+
 // ------------------------------------------------------------------- PUT
 
-void put_prepare(FileJob& job) {
-    std::string name;
-    if (!open_parent(job, name)) return;
-    if (!check_target(job, name)) return;
-    if (job.exists && S_ISDIR(job.st.st_mode)) {
-        job.status = 409;  // a collection cannot be replaced by a file
-        return;
-    }
-    job.fd = openat(job.dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-    if (job.fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-        // No O_TMPFILE here: a named temporary file, removed if we fail.
-        std::string tmp = temp_name();
-        job.fd = openat(job.dir_fd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-        if (job.fd >= 0) {
-            std::string parent;
-            std::string ignored;
-            split_parent(job.rel, parent, ignored);
-            job.temp_rel = parent == "." ? tmp : parent + "/" + tmp;
-            job.flags |= kNamedTemp;
+// PUT in three kinds of step: prepare (checks, temporary file), write (one
+// piece of the body), commit (sync, re-check under the lock, switch).
+struct PutJob final : WriteJob {
+    enum class Step : uint8_t { Prepare, Write, Commit };
+    Step step = Step::Prepare;
+    int fd = -1;            // the new content
+    std::string named_temp;  // a named temporary file in dir_fd (no O_TMPFILE here)
+    std::string_view chunk; // the body piece being written
+
+    using WriteJob::WriteJob;
+
+    void work() override {
+        switch (step) {
+        case Step::Prepare: return prepare();
+        case Step::Write:
+            if (!write_all(fd, chunk.data(), chunk.size())) err = errno;
+            return;
+        case Step::Commit: return commit();
         }
     }
-    if (job.fd < 0) {
-        job.err = errno;
+    void done(Exchange& ex) override;
+    bool holds_resources() const override { return fd >= 0 || dir_fd >= 0; }
+    // An upload that did not finish: its named temporary file goes (an
+    // unnamed O_TMPFILE one vanishes with its descriptor).
+    void release() override {
+        if (!named_temp.empty() && dir_fd >= 0) unlinkat(dir_fd, named_temp.c_str(), 0);
+        named_temp.clear();
+        if (fd >= 0) close(fd);
+        fd = -1;
+        WriteJob::release();
+    }
+
+    void prepare();
+    void commit();
+};
+
+void PutJob::prepare() {
+    std::string name;
+    if (!open_parent(*this, name)) return;
+    if (!check_target(*this, name)) return;
+    if (exists && S_ISDIR(st.st_mode)) {
+        status = 409;  // a collection cannot be replaced by a file
+        return;
+    }
+    fd = openat(dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        // No O_TMPFILE here: a named temporary file, removed if we fail.
+        std::string tmp = temp_name();
+        fd = openat(dir_fd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd >= 0) named_temp = tmp;
+    }
+    if (fd < 0) {
+        err = errno;
         return;
     }
     // A replacement keeps the permission bits of the file it replaces, but
     // not setuid, setgid or sticky: new content must not inherit privileges
     // (the kernel clears them on an unprivileged write for the same reason).
-    if (job.exists && S_ISREG(job.st.st_mode)) fchmod(job.fd, job.st.st_mode & 0777);
+    if (exists && S_ISREG(st.st_mode)) fchmod(fd, st.st_mode & 0777);
 }
 
-void put_write(FileJob& job) {
-    if (!write_all(job.fd, job.chunk.data(), job.chunk.size())) job.err = errno;
-}
-
-void put_commit(FileJob& job) {
-    if (fdatasync(job.fd) != 0) {
-        job.err = errno;
+void PutJob::commit() {
+    if (fdatasync(fd) != 0) {
+        err = errno;
         return;
     }
     std::string parent, name;
-    split_parent(job.rel, parent, name);
+    split_parent(rel, parent, name);
     LockService::Guard guard;
-    if (!lock_target(job, name, guard)) return;
+    if (!lock_target(*this, name, guard)) return;
     // Check again right before the switch, under the lock: another writer
     // may have changed the target while the body was arriving.
-    if (!check_target(job, name)) return;
-    const struct stat replaced = job.st;
-    if (job.exists && S_ISDIR(job.st.st_mode)) {
-        job.status = 409;
+    if (!check_target(*this, name)) return;
+    const struct stat replaced = st;
+    if (exists && S_ISDIR(st.st_mode)) {
+        status = 409;
         return;
     }
-    const auto* req = static_cast<const Request*>(job.request);
-    if (!job.exists && !(job.flags & kNamedTemp) && req->if_none_match.data() && is_star(req->if_none_match)) {
+    if (!exists && named_temp.empty() && request->if_none_match.data() && is_star(request->if_none_match)) {
         // Create-only (If-None-Match: *): linking straight to the name fails
         // if anyone created it meanwhile, so the check and the create are
         // one atomic step.
-        std::string proc = "/proc/self/fd/" + std::to_string(job.fd);
-        if (linkat(AT_FDCWD, proc.c_str(), job.dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+        std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        if (linkat(AT_FDCWD, proc.c_str(), dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
             if (errno == EEXIST) {
-                job.status = 412;
+                status = 412;
             } else {
-                job.err = errno;
+                err = errno;
             }
             return;
         }
-        fsync(job.dir_fd);
-        job.created = true;
-        if (fstat(job.fd, &job.st) != 0) job.err = errno;
+        fsync(dir_fd);
+        created = true;
+        if (fstat(fd, &st) != 0) err = errno;
         return;
     }
-    std::string tmp;
-    if (job.flags & kNamedTemp) {
-        tmp = job.temp_rel.substr(job.temp_rel.rfind('/') == std::string::npos ? 0 : job.temp_rel.rfind('/') + 1);
-    } else {
+    std::string tmp = named_temp;
+    if (tmp.empty()) {
         // Give the unnamed file a name, then rename it over the target:
         // readers see the old file or the new one, never a partial one.
         tmp = temp_name();
-        std::string proc = "/proc/self/fd/" + std::to_string(job.fd);
-        if (linkat(AT_FDCWD, proc.c_str(), job.dir_fd, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
-            job.err = errno;
+        std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        if (linkat(AT_FDCWD, proc.c_str(), dir_fd, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+            err = errno;
             return;
         }
     }
-    if (renameat(job.dir_fd, tmp.c_str(), job.dir_fd, name.c_str()) != 0) {
-        job.err = errno;
-        unlinkat(job.dir_fd, tmp.c_str(), 0);
+    if (renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) {
+        err = errno;
+        unlinkat(dir_fd, tmp.c_str(), 0);
+        named_temp.clear();
         return;
     }
-    job.temp_rel.clear();
-    fsync(job.dir_fd);  // the rename itself must survive a crash
-    if (job.exists) bump_generation(job, replaced);
-    job.created = !job.exists;
-    if (fstat(job.fd, &job.st) != 0) job.err = errno;
+    named_temp.clear();
+    fsync(dir_fd);  // the rename itself must survive a crash
+    if (exists) bump_generation(*this, replaced);
+    created = !exists;
+    if (fstat(fd, &st) != 0) err = errno;
 }
 
-void invalidate(Exchange& ex) {
-    if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
-}
+void put_chunk(Exchange& ex, std::string_view piece);
+void put_end(Exchange& ex);
 
-void put_committed(Exchange& ex) {
-    FileJob& job = ex.job();
+void PutJob::done(Exchange& ex) {
+    switch (step) {
+    case Step::Prepare: {
+        if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
+        if (status == 412) return respond_error(ex, 412, "precondition failed");
+        if (status == 409) {
+            return respond_error(ex, 409, exists ? "the target is a directory" : "the parent directory does not exist");
+        }
+        if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
+        BodyReader reader;
+        reader.data = put_chunk;
+        reader.end = put_end;
+        reader.chunk = kPutChunk;
+        return ex.read_body(reader);  // sends 100 Continue now that every check passed
+    }
+    case Step::Write:
+        if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
+        return ex.body_consumed();
+    case Step::Commit:
+        break;
+    }
     invalidate(ex);  // even a failed commit may have changed nothing or something: drop it
-    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
-    if (job.status) return respond_error(ex, job.status, job.status == 412 ? "precondition failed" : "conflict");
-    if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
+    if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
+    if (status) return respond_error(ex, status, status == 412 ? "precondition failed" : "conflict");
+    if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
+    // Committed: nothing is left to clean up.
+    if (fd >= 0) ex.close_later(fd);
+    fd = -1;
+    hand_back(ex);
     std::string etag;
-    representation_of(true, job.st, etag);
+    representation_of(true, st, etag);
     ResponseHead head;
     head.etag = etag;
-    head.last_modified = job.st.st_mtim.tv_sec;
-    if (job.created) {
+    head.last_modified = st.st_mtim.tv_sec;
+    if (created) {
         std::string location = location_for(ex);
         head.location = location;
         return respond_text(ex, 201, location, head);
@@ -276,76 +363,69 @@ void put_committed(Exchange& ex) {
     ex.respond(head, Body::none());
 }
 
-void put_written(Exchange& ex) {
-    FileJob& job = ex.job();
-    if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
-    ex.body_consumed();
-}
+PutJob& put_job(Exchange& ex) { return ex.job_as<PutJob>(); }
 
 void put_chunk(Exchange& ex, std::string_view piece) {
-    ex.job().chunk = piece;
-    ex.offload(put_write, put_written);
+    PutJob& job = put_job(ex);
+    job.step = PutJob::Step::Write;
+    job.chunk = piece;
+    ex.offload(job);
 }
 
-void put_end(Exchange& ex) { ex.offload(put_commit, put_committed); }
-
-void put_prepared(Exchange& ex) {
-    FileJob& job = ex.job();
-    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
-    if (job.status == 412) return respond_error(ex, 412, "precondition failed");
-    if (job.status == 409) {
-        return respond_error(ex, 409, job.exists ? "the target is a directory" : "the parent directory does not exist");
-    }
-    if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
-    BodyReader reader;
-    reader.data = put_chunk;
-    reader.end = put_end;
-    reader.chunk = kPutChunk;
-    ex.read_body(reader);  // sends 100 Continue now that every check passed
+void put_end(Exchange& ex) {
+    PutJob& job = put_job(ex);
+    job.step = PutJob::Step::Commit;
+    ex.offload(job);
 }
 
 // ---------------------------------------------------------------- DELETE
 
-void delete_work(FileJob& job) {
+struct DeleteJob final : WriteJob {
+    using WriteJob::WriteJob;
+    void work() override;
+    void done(Exchange& ex) override;
+};
+
+void DeleteJob::work() {
     std::string name;
-    if (!open_parent(job, name)) {
-        if (job.status == 409) {
-            job.status = 0;
-            job.err = ENOENT;
+    if (!open_parent(*this, name)) {
+        if (status == 409) {
+            status = 0;
+            err = ENOENT;
         }
         return;
     }
     LockService::Guard guard;
-    if (!lock_target(job, name, guard)) return;
-    if (!check_target(job, name)) return;
-    if (!job.exists) {
-        job.err = ENOENT;
+    if (!lock_target(*this, name, guard)) return;
+    if (!check_target(*this, name)) return;
+    if (!exists) {
+        err = ENOENT;
         return;
     }
-    bool dir = S_ISDIR(job.st.st_mode);
-    if (job.trailing_slash && !dir) {
-        job.err = ENOTDIR;
+    bool dir = S_ISDIR(st.st_mode);
+    if (trailing_slash && !dir) {
+        err = ENOTDIR;
         return;
     }
-    if (unlinkat(job.dir_fd, name.c_str(), dir ? AT_REMOVEDIR : 0) != 0) {
+    if (unlinkat(dir_fd, name.c_str(), dir ? AT_REMOVEDIR : 0) != 0) {
         if (errno == ENOTEMPTY || errno == EEXIST) {
-            job.status = 409;
+            status = 409;
         } else {
-            job.err = errno;
+            err = errno;
         }
         return;
     }
-    fsync(job.dir_fd);
-    bump_generation(job, job.st);
+    fsync(dir_fd);
+    bump_generation(*this, st);
 }
 
-void delete_done(Exchange& ex) {
-    FileJob& job = ex.job();
+void DeleteJob::done(Exchange& ex) {
+    hand_back(ex);
     invalidate(ex);
-    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
-    if (job.status == 409) return respond_error(ex, 409, "the directory is not empty");
-    if (job.status == 412) return respond_error(ex, 412, "precondition failed");
-    if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
+    if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
+    if (status == 409) return respond_error(ex, 409, "the directory is not empty");
+    if (status == 412) return respond_error(ex, 412, "precondition failed");
+    if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
     ResponseHead head;
     head.status = 204;
     ex.respond(head, Body::none());
@@ -353,43 +433,38 @@ void delete_done(Exchange& ex) {
 
 // ----------------------------------------------------------------- MKCOL
 
-void mkcol_work(FileJob& job) {
+struct MkcolJob final : WriteJob {
+    using WriteJob::WriteJob;
+    void work() override;
+    void done(Exchange& ex) override;
+};
+
+void MkcolJob::work() {
     std::string name;
-    if (!open_parent(job, name)) return;
-    if (mkdirat(job.dir_fd, name.c_str(), 0755) != 0) {
+    if (!open_parent(*this, name)) return;
+    if (mkdirat(dir_fd, name.c_str(), 0755) != 0) {
         if (errno == EEXIST) {
-            job.status = 405;
+            status = 405;
         } else {
-            job.err = errno;
+            err = errno;
         }
         return;
     }
-    fsync(job.dir_fd);
+    fsync(dir_fd);
 }
 
-void mkcol_done(Exchange& ex) {
-    FileJob& job = ex.job();
+void MkcolJob::done(Exchange& ex) {
+    hand_back(ex);
     invalidate(ex);
-    if (job.status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
-    if (job.status == 405) return respond_error(ex, 405, "something already exists there", allowed_methods(ex.site()));
-    if (job.status == 409) return respond_error(ex, 409, "the parent directory does not exist");
-    if (job.err) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
+    if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
+    if (status == 405) return respond_error(ex, 405, "something already exists there", allowed_methods(ex.site()));
+    if (status == 409) return respond_error(ex, 409, "the parent directory does not exist");
+    if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
     std::string location = location_for(ex);
     if (location.empty() || location.back() != '/') location.push_back('/');
     ResponseHead head;
     head.location = location;
     respond_text(ex, 201, location, head);
-}
-
-void setup_job(Exchange& ex) {
-    FileJob& job = ex.job();
-    job.root_fd = ex.site().root_fd;
-    job.rel = relative_path(ex.path());
-    job.trailing_slash = ex.path().back() == '/';
-    job.request = &ex.request();
-    job.now = ex.now();
-    job.locks = ex.site().locks;
-    job.site = &ex.site();
 }
 
 }  // namespace
@@ -411,23 +486,21 @@ void handle_put(Exchange& ex) {
     }
     if (site.max_body_size != 0 && req.has_content_length && req.content_length > site.max_body_size)
         return respond_error(ex, 413, "request body larger than --max-body-size");
-    setup_job(ex);
-    if (site.create_dirs) ex.job().flags |= kCreateDirs;
-    ex.offload(put_prepare, put_prepared);
+    PutJob& job = ex.make_job<PutJob>(ex);
+    job.create_dirs = site.create_dirs;
+    ex.offload(job);
 }
 
 void handle_delete(Exchange& ex) {
     if (ex.path() == "/") return respond_error(ex, 403, "the root cannot be deleted");
-    setup_job(ex);
-    ex.offload(delete_work, delete_done);
+    ex.offload(ex.make_job<DeleteJob>(ex));
 }
 
 void handle_mkcol(Exchange& ex) {
     // RFC 4918 §9.3.1: a body we do not understand is a 415.
     if (ex.request().has_body()) return respond_error(ex, 415, "MKCOL takes no request body");
     if (ex.path() == "/") return respond_error(ex, 405, "the root exists", allowed_methods(ex.site()));
-    setup_job(ex);
-    ex.offload(mkcol_work, mkcol_done);
+    ex.offload(ex.make_job<MkcolJob>(ex));
 }
 
 size_t sweep_temp_files(int root_fd, int min_age_s) {

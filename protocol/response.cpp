@@ -73,7 +73,16 @@ void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, st
     w.put(server_line);
     // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
     // repeat the 200's value, so it is left out.
-    if (status_allows_body(h.status)) w.field("Content-Length", fmt::format_int(h.content_length).c_str());
+    if (status_allows_body(h.status)) {
+        if (h.content_length != ResponseHead::kUnknownLength) {
+            w.field("Content-Length", fmt::format_int(h.content_length).c_str());
+        } else if (!framing.http10) {
+            // RFC 9112 §7.1: a body of unknown length in chunks; an
+            // HTTP/1.0 client gets it delimited by the close instead
+            // (§6.3; the connection sets keep_alive false for that).
+            w.put("Transfer-Encoding: chunked\r\n");
+        }
+    }
     if (h.fragment.empty()) {
         write_representation(w, h);
     } else {

@@ -14,7 +14,9 @@ struct ResponseHead {
     int status = 200;
     std::string_view content_type;
     // The representation length announced in Content-Length (for HEAD the
-    // length GET would send). Never sent for 1xx, 204 or 304.
+    // length GET would send). Never sent for 1xx, 204 or 304. kUnknownLength:
+    // the body goes out chunked (HTTP/1.1) or until the close (HTTP/1.0).
+    static constexpr uint64_t kUnknownLength = ~0ull;
     uint64_t content_length = 0;
     std::string_view etag;
     time_t last_modified = -1;  // -1: no Last-Modified

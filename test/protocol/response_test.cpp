@@ -89,8 +89,8 @@ TEST_CASE("response: Content-Length is the given number even with no body (HEAD)
     CHECK(has_line(head_of(h), "Content-Length: 5000"));
     h.content_length = 0;
     CHECK(has_line(head_of(h), "Content-Length: 0"));
-    h.content_length = 18446744073709551615ull;
-    CHECK(has_line(head_of(h), "Content-Length: 18446744073709551615"));
+    h.content_length = 18446744073709551614ull;  // the largest; one more is kUnknownLength
+    CHECK(has_line(head_of(h), "Content-Length: 18446744073709551614"));
     h.status = 404;
     h.content_length = 27;
     std::string out = head_of(h);
@@ -239,4 +239,25 @@ TEST_CASE("response: format_error_body is one line", "[response]") {
 
     format_error_body(out, 299, "x");
     CHECK(out == "299 Unknown: x\n");
+}
+
+TEST_CASE("response: a body of unknown length is chunked on HTTP/1.1, close-delimited on 1.0", "[response]") {
+    ResponseHead h;
+    h.content_length = ResponseHead::kUnknownLength;
+    std::string out11 = head_of(h);
+    CHECK(has_line(out11, "Transfer-Encoding: chunked"));
+    CHECK(out11.find("Content-Length") == std::string::npos);
+    Framing f10;
+    f10.http10 = true;
+    f10.keep_alive = false;
+    std::string out10 = head_of(h, f10);
+    CHECK(out10.find("Transfer-Encoding") == std::string::npos);
+    CHECK(out10.find("Content-Length") == std::string::npos);
+    CHECK(has_line(out10, "Connection: close"));
+    // 204 and 304 carry neither (RFC 9110 §8.6, RFC 9112 §6.1).
+    h.status = 204;
+    std::string out204 = head_of(h);
+    CHECK(out204.find("Transfer-Encoding") == std::string::npos);
+    h.status = 304;
+    CHECK(head_of(h).find("Transfer-Encoding") == std::string::npos);
 }
