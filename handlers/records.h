@@ -18,11 +18,8 @@ namespace uvh {
 void handle_record_post(Exchange& ex);
 
 // GET, HEAD, PUT and DELETE of /database.txt/ID; `id` is the decoded last
-// segment.
+// segment. The route table (handlers/routes.cpp) sends only these methods
+// here and derives the Allow values of both kinds of record URL.
 void handle_record(Exchange& ex, std::string_view id);
-
-// The Allow values of the two kinds of record URL.
-inline constexpr std::string_view kDatabaseMethods = "GET, HEAD, POST, OPTIONS";
-inline constexpr std::string_view kRecordMethods = "GET, HEAD, PUT, DELETE, OPTIONS";
 
 }  // namespace uvh
