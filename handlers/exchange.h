@@ -57,6 +57,10 @@ public:
     // The descriptor the source owns, if any, for the sender to close off
     // the loop thread once the response has ended (-1: none).
     virtual int release_descriptor() { return -1; }
+    // True once the source has given End because it could not go on (a
+    // read error mid-way): the sender then closes the connection instead of
+    // ending the body properly, so the client sees it is incomplete.
+    virtual bool failed() const { return false; }
 };
 
 // A response body: none, memory copied before respond() returns (the fast
@@ -138,7 +142,7 @@ private:
 };
 
 inline constexpr size_t kJobBytes = 768;
-inline constexpr size_t kSourceBytes = 128;
+inline constexpr size_t kSourceBytes = 320;
 using JobSlot = Slot<kJobBytes>;
 using SourceSlot = Slot<kSourceBytes>;
 

@@ -355,24 +355,9 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
     if (job.fd >= 0) ex.close_later(job.take_fd());
 }
 
-void render_listing(GetJob& job) {
-    std::vector<DirEntry> entries;
-    if (!read_directory(job.root_fd, job.fd, job.rel, entries)) {
-        job.err = errno;
-        return;
-    }
-    sort_entries(entries);
-    if (job.json) {
-        render_listing_json(job.url_path, entries, job.data);
-    } else {
-        render_listing_html(job.url_path, entries, job.site->database_url, job.data);  // the form posts records
-    }
-    job.kind = GetJob::Kind::Listing;
-}
-
 void GetJob::done(Exchange& ex) {
     GetJob& job = *this;
-    if (job.kind != Kind::File && job.fd >= 0) ex.close_later(job.take_fd());
+    if (job.kind != Kind::File && job.kind != Kind::Listing && job.fd >= 0) ex.close_later(job.take_fd());
     if (job.err != 0) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
     switch (job.kind) {
     case Kind::Redirect: {
@@ -384,13 +369,16 @@ void GetJob::done(Exchange& ex) {
         return respond_text(ex, 301, loc, head);
     }
     case Kind::Listing: {
+        // Streamed (handlers/listing.h): its length is not known up front.
+        auto& src = ex.make_source<ListingSource>(job.root_fd, job.take_fd(), job.rel, job.url_path, job.json,
+                                                  job.site->database_url);  // the page's form posts records
         ResponseHead head;
         head.content_type = job.json ? "application/json" : "text/html; charset=utf-8";
         head.html = !job.json;
         head.cache_control = "no-cache";
         head.vary = "Accept";
-        head.content_length = job.data.size();
-        return ex.respond(head, Body::mem(job.data));
+        head.content_length = ResponseHead::kUnknownLength;
+        return ex.respond(head, Body::from(src));
     }
     case Kind::File:
         return serve_opened_file(ex, job);
@@ -450,7 +438,7 @@ void GetJob::work() {
             job.served_rel = index;
         } else {
             if (ifd >= 0) close(ifd);
-            render_listing(job);
+            job.kind = Kind::Listing;  // read and rendered as it is sent
             return;
         }
     } else if (!S_ISREG(job.st.st_mode)) {

@@ -4,8 +4,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -43,47 +46,74 @@ std::string href_for(const DirEntry& e) {
 
 }  // namespace
 
-bool read_directory(int root_fd, int dir_fd, const std::string& rel, std::vector<DirEntry>& out) {
-    // fdopendir takes ownership of its descriptor, so give it a copy.
-    int copy = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (copy < 0) return false;
-    DIR* dir = fdopendir(copy);
-    if (!dir) {
-        int e = errno;
-        close(copy);
-        errno = e;
-        return false;
+// One entry of the directory open as `dir_fd`: dotfiles skipped, symlinks
+// shown only when they resolve inside the root (with their target's type
+// and size), only files and directories. False when it is not listed.
+bool stat_entry(int root_fd, int dir_fd, const std::string& rel, const char* name, DirEntry& out) {
+    if (name[0] == '.') return false;  // ".", ".." and dotfiles
+    struct stat st {};
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    if (S_ISLNK(st.st_mode)) {
+        // Show a symlink only if the server would follow it.
+        std::string path = rel == "." ? std::string(name) : rel + "/" + name;
+        int fd = open_beneath(root_fd, path, O_PATH);
+        if (fd < 0) return false;
+        bool ok = fstat(fd, &st) == 0;
+        close(fd);
+        if (!ok) return false;
     }
-    // readdir() reports errors only through errno, so clear it before every
-    // call: the checks inside the loop may leave it set.
-    for (;;) {
-        errno = 0;
-        struct dirent* d = readdir(dir);
-        if (!d) break;
-        if (d->d_name[0] == '.') continue;  // ".", ".." and dotfiles
-        struct stat st {};
-        if (fstatat(dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (S_ISLNK(st.st_mode)) {
-            // Show a symlink only if the server would follow it.
-            std::string path = rel == "." ? std::string(d->d_name) : rel + "/" + d->d_name;
-            int fd = open_beneath(root_fd, path, O_PATH);
-            if (fd < 0) continue;
-            bool ok = fstat(fd, &st) == 0;
-            close(fd);
-            if (!ok) continue;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return false;
+    out.name = name;
+    out.is_dir = S_ISDIR(st.st_mode);
+    out.size = out.is_dir ? 0 : static_cast<uint64_t>(st.st_size);
+    out.mtime = st.st_mtim.tv_sec;
+    return true;
+}
+
+bool DirectoryReader::next_batch(std::vector<DirEntry>& out, size_t max) {
+    if (done_) return false;
+    if (buf_.empty()) buf_.resize(32 * 1024);
+    size_t added = 0;
+    while (added < max) {
+        if (pos_ >= len_) {
+            // getdents64 directly: the only resource is the descriptor the
+            // caller owns (a DIR would need closedir on whatever thread ends
+            // the listing).
+            long n = syscall(SYS_getdents64, dir_fd_, buf_.data(), buf_.size());
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                error_ = errno;
+                done_ = true;
+                return false;
+            }
+            if (n == 0) {
+                done_ = true;
+                return added > 0;
+            }
+            len_ = static_cast<size_t>(n);
+            pos_ = 0;
         }
-        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
+        // struct linux_dirent64: ino, off, reclen, type, then the name.
+        const char* rec = buf_.data() + pos_;
+        unsigned short reclen;
+        std::memcpy(&reclen, rec + 16, sizeof reclen);
+        const char* name = rec + 19;
+        pos_ += reclen;
         DirEntry e;
-        e.name = d->d_name;
-        e.is_dir = S_ISDIR(st.st_mode);
-        e.size = e.is_dir ? 0 : static_cast<uint64_t>(st.st_size);
-        e.mtime = st.st_mtim.tv_sec;
-        out.push_back(std::move(e));
+        if (stat_entry(root_fd_, dir_fd_, rel_, name, e)) {
+            out.push_back(std::move(e));
+            ++added;
+        }
     }
-    int e = errno;
-    closedir(dir);
-    if (e != 0) {
-        errno = e;
+    return true;
+}
+
+bool read_directory(int root_fd, int dir_fd, const std::string& rel, std::vector<DirEntry>& out) {
+    DirectoryReader reader(root_fd, dir_fd, rel);
+    while (reader.next_batch(out, 4096)) {
+    }
+    if (reader.error() != 0) {
+        errno = reader.error();
         return false;
     }
     return true;
@@ -121,11 +151,9 @@ std::string human_size(uint64_t bytes) {
     return fmt::format("{:.1f} {}", v, units[u]);
 }
 
-void render_listing_html(std::string_view url_path, const std::vector<DirEntry>& entries,
-                         std::string_view form_action, std::string& out) {
+void listing_html_head(std::string_view url_path, std::string& out, bool sorted) {
     std::string title;
     html_escape(url_path, title);
-    out.clear();
     fmt::format_to(std::back_inserter(out),
                    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -136,22 +164,29 @@ void render_listing_html(std::string_view url_path, const std::vector<DirEntry>&
                    "td.size,th.size{{text-align:right;white-space:nowrap}}\n"
                    "form{{margin-top:2em;padding:1em;border:1px solid #ccc;max-width:24em}}\n"
                    "label{{display:block;margin:.5em 0}}\n"
-                   "</style>\n</head>\n<body>\n<h1>Index of {0}</h1>\n"
-                   "<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Last modified</th></tr></thead>\n"
-                   "<tbody>\n",
+                   "</style>\n</head>\n<body>\n<h1>Index of {0}</h1>\n",
                    title);
-    if (url_path != "/") out += "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n";
-    for (const DirEntry& e : entries) {
-        std::string name;
-        html_escape(e.name, name);
-        if (e.is_dir) name.push_back('/');
-        std::string href;
-        html_escape(href_for(e), href);
+    if (!sorted)
         fmt::format_to(std::back_inserter(out),
-                       "<tr><td><a href=\"{}\">{}</a></td><td class=\"size\">{}</td><td>{}</td></tr>\n",
-                       href, name, e.is_dir ? std::string("-") : human_size(e.size),
-                       display_time(e.mtime));
-    }
+                       "<p>More than {} entries: shown in the order the directory gives them.</p>\n",
+                       kListingSortLimit);
+    out += "<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Last modified</th></tr></thead>\n"
+           "<tbody>\n";
+    if (url_path != "/") out += "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n";
+}
+
+void listing_html_entry(const DirEntry& e, std::string& out) {
+    std::string name;
+    html_escape(e.name, name);
+    if (e.is_dir) name.push_back('/');
+    std::string href;
+    html_escape(href_for(e), href);
+    fmt::format_to(std::back_inserter(out),
+                   "<tr><td><a href=\"{}\">{}</a></td><td class=\"size\">{}</td><td>{}</td></tr>\n", href, name,
+                   e.is_dir ? std::string("-") : human_size(e.size), display_time(e.mtime));
+}
+
+void listing_html_tail(std::string_view form_action, std::string& out) {
     std::string action;
     html_escape(form_action, action);
     fmt::format_to(std::back_inserter(out),
@@ -164,20 +199,107 @@ void render_listing_html(std::string_view url_path, const std::vector<DirEntry>&
                    action);
 }
 
+namespace {
+
+// Invalid UTF-8 in a file name is replaced rather than failing the page.
+std::string json_dump(const nlohmann::ordered_json& j) {
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace
+
+void listing_json_head(std::string_view url_path, std::string& out, bool sorted) {
+    out += "{\"path\": ";
+    out += json_dump(std::string(url_path));
+    out += sorted ? ", \"sorted\": true" : ", \"sorted\": false";
+    out += ", \"entries\": [";
+}
+
+void listing_json_entry(const DirEntry& e, bool first, std::string& out) {
+    nlohmann::ordered_json j = {{"name", e.name},
+                                {"type", e.is_dir ? "directory" : "file"},
+                                {"size", e.size},
+                                {"modified", iso_time(e.mtime)},
+                                {"href", href_for(e)}};
+    out += first ? "\n  " : ",\n  ";
+    out += json_dump(j);
+}
+
+void listing_json_tail(std::string& out) { out += "\n]}\n"; }
+
+void render_listing_html(std::string_view url_path, const std::vector<DirEntry>& entries,
+                         std::string_view form_action, std::string& out) {
+    out.clear();
+    listing_html_head(url_path, out, true);
+    for (const DirEntry& e : entries) listing_html_entry(e, out);
+    listing_html_tail(form_action, out);
+}
+
 void render_listing_json(std::string_view url_path, const std::vector<DirEntry>& entries,
                          std::string& out) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const DirEntry& e : entries) {
-        list.push_back({{"name", e.name},
-                        {"type", e.is_dir ? "directory" : "file"},
-                        {"size", e.size},
-                        {"modified", iso_time(e.mtime)},
-                        {"href", href_for(e)}});
+    out.clear();
+    listing_json_head(url_path, out, true);
+    for (size_t i = 0; i < entries.size(); ++i) listing_json_entry(entries[i], i == 0, out);
+    listing_json_tail(out);
+}
+
+// ------------------------------------------------------- the listing source
+
+BodyPiece ListingSource::next() {
+    if (has_output_) {
+        has_output_ = false;
+        return BodyPiece::mem(out_);
     }
-    nlohmann::json doc = {{"path", std::string(url_path)}, {"entries", std::move(list)}};
-    // Invalid UTF-8 in a file name is replaced rather than failing the page.
-    out = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-    out.push_back('\n');
+    if (phase_ == Phase::Done) return BodyPiece::end();
+    return BodyPiece::work();
+}
+
+// On a worker: the next window of the page, about kWindow bytes.
+void ListingSource::work() {
+    out_.clear();
+    if (phase_ == Phase::Start) {
+        // Up to the sort limit the whole directory is read and sorted
+        // (directories first, then by name); past it the entries go out in
+        // the directory's order, so memory stays bounded however large the
+        // directory is.
+        while (entries_.size() <= kListingSortLimit && reader_.next_batch(entries_, 1024)) {
+        }
+        sorted_ = entries_.size() <= kListingSortLimit;
+        if (sorted_) sort_entries(entries_);
+        if (json_) {
+            listing_json_head(url_path_, out_, sorted_);
+        } else {
+            listing_html_head(url_path_, out_, sorted_);
+        }
+        phase_ = Phase::Entries;
+    }
+    while (phase_ == Phase::Entries && out_.size() < kWindow) {
+        if (pos_ == entries_.size()) {
+            entries_.clear();
+            pos_ = 0;
+            if (sorted_ || !reader_.next_batch(entries_, 1024)) {
+                failed_ = reader_.error() != 0;
+                if (json_) {
+                    listing_json_tail(out_);
+                } else {
+                    listing_html_tail(form_action_, out_);
+                }
+                phase_ = Phase::Done;
+                break;
+            }
+        }
+        const DirEntry& e = entries_[pos_++];
+        if (json_) {
+            listing_json_entry(e, count_ == 0, out_);
+        } else {
+            listing_html_entry(e, out_);
+        }
+        ++count_;
+    }
+    has_output_ = true;
+    if (phase_ == Phase::Done) {
+        std::vector<DirEntry>().swap(entries_);
+    }
 }
 
 }  // namespace uvh

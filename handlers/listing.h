@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "handlers/exchange.h"
+
 namespace uvh {
 
 struct DirEntry {
@@ -14,6 +16,30 @@ struct DirEntry {
     bool is_dir = false;
     uint64_t size = 0;
     int64_t mtime = 0;
+};
+
+// Up to this many entries a listing is sorted; a larger directory is
+// listed in the order it gives its entries, so that a listing's memory does
+// not grow with the directory (hardening issue, item 9).
+inline constexpr size_t kListingSortLimit = 10000;
+
+// Reads a directory a batch at a time with getdents64 (no DIR, so the only
+// resource is the descriptor, which stays the caller's). Runs on a worker.
+class DirectoryReader {
+public:
+    DirectoryReader(int root_fd, int dir_fd, std::string rel) : root_fd_(root_fd), dir_fd_(dir_fd), rel_(std::move(rel)) {}
+    // Appends up to `max` listed entries (see read_directory); false at the
+    // end of the directory (with error() set if reading failed).
+    bool next_batch(std::vector<DirEntry>& out, size_t max);
+    int error() const { return error_; }
+
+private:
+    int root_fd_, dir_fd_;
+    std::string rel_;
+    std::string buf_;
+    size_t pos_ = 0, len_ = 0;
+    bool done_ = false;
+    int error_ = 0;
 };
 
 // Reads the entries of an open directory: dotfiles skipped, symlinks shown
@@ -34,6 +60,55 @@ void render_listing_html(std::string_view url_path, const std::vector<DirEntry>&
 // {"path": "/a/", "entries": [{"name", "type", "size", "modified", "href"}]}
 void render_listing_json(std::string_view url_path, const std::vector<DirEntry>& entries,
                          std::string& out);
+
+// The same pages in pieces, for the streamed listing below. `sorted` false
+// adds a note that the order is the directory's.
+void listing_html_head(std::string_view url_path, std::string& out, bool sorted);
+void listing_html_entry(const DirEntry& e, std::string& out);
+void listing_html_tail(std::string_view form_action, std::string& out);
+void listing_json_head(std::string_view url_path, std::string& out, bool sorted);
+void listing_json_entry(const DirEntry& e, bool first, std::string& out);
+void listing_json_tail(std::string& out);
+
+// A listing as a body of unknown length (chunked on HTTP/1.1): each Work
+// step on a worker reads the next entries and renders about kWindow bytes,
+// so a client that reads slowly holds one window, not the whole page. Owns
+// the directory's descriptor.
+class ListingSource final : public BodySource {
+public:
+    static constexpr size_t kWindow = 64 * 1024;
+    ListingSource(int root_fd, int dir_fd, std::string rel, std::string url_path, bool json,
+                  std::string_view form_action)
+        : reader_(root_fd, dir_fd, std::move(rel)),
+          dir_fd_(dir_fd),
+          url_path_(std::move(url_path)),
+          form_action_(form_action),
+          json_(json) {}
+    BodyPiece next() override;
+    void work() override;
+    bool failed() const override { return failed_; }
+    int release_descriptor() override {
+        int f = dir_fd_;
+        dir_fd_ = -1;
+        return f;
+    }
+
+private:
+    enum class Phase : uint8_t { Start, Entries, Done };
+    DirectoryReader reader_;
+    int dir_fd_;
+    std::string url_path_;
+    std::string_view form_action_;  // the Site's, which outlives the response
+    bool json_;
+    Phase phase_ = Phase::Start;
+    bool sorted_ = true;
+    bool has_output_ = false;
+    bool failed_ = false;
+    std::vector<DirEntry> entries_;
+    size_t pos_ = 0;
+    size_t count_ = 0;
+    std::string out_;
+};
 
 // HTML-escapes text for element content and attribute values.
 void html_escape(std::string_view in, std::string& out);
