@@ -1,12 +1,21 @@
 # uvhttpd: the two commands are `make run` and `make test`; `make check` is
-# the fast inner loop (release build, unit, integration and quick e2e tests).
-# Both install what they need from Debian first (as root, or through sudo).
+# the fast inner loop (incremental release build, unit, integration and
+# conformance tests). Both install what they need from Debian first (as
+# root, or through sudo).
 
 BUILD      ?= build
+# One sanitizer tree serves the e2e tests and the fuzzer: clang with ASan,
+# UBSan and libFuzzer's coverage instrumentation (-DUVH_FUZZ=ON), so
+# uvhttpd and fuzz_request come from the same objects. GCC cannot be that
+# tree: libFuzzer needs clang's -fsanitize=fuzzer(-no-link) coverage, and
+# GCC's libasan and clang's ASan runtime cannot be linked into one binary.
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
-FUZZ_BUILD ?= build-fuzz
+FUZZ_BUILD ?= $(ASAN_BUILD)
 FUZZ_SECONDS ?= 60
+# make test-full: the heaviest cases at full size (tests read UVH_FULL=1;
+# README.md, "Testing").
+UVH_FULL   ?=
 # Where `make test` and `make check` leave each stage's results (CTest JUnit
 # files, the exit codes of the TSan and fuzz stages) for the summary line.
 RESULTS    ?= $(BUILD)/test-results
@@ -24,8 +33,8 @@ PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build asan tsan fuzz-build run check test test-release test-asan test-tsan test-fuzz fuzz bench \
-        soak clean
+.PHONY: all deps build asan tsan fuzz-build run check test test-full test-check test-load test-asan test-tsan \
+        test-fuzz fuzz bench soak clean
 
 all: build
 
@@ -43,36 +52,59 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j $(JOBS)
 
+# -O1 with assertions on (no NDEBUG): fast enough to fuzz, and the e2e
+# tests see the asserts. UBSan is recoverable in this tree (UVH_FUZZ, for
+# test/fuzz/ubsan.supp); test-asan sets halt_on_error=1, so any finding
+# fails. Only what the stages use is built: the server, its man page (for
+# test_install) and the fuzz target; no unit tests (they run in `check`).
 asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DUVH_SANITIZE=ON
-	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	CC=clang CXX=clang++ cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+	  -DUVH_FUZZ=ON -DUVH_PCH=OFF
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target uvhttpd man fuzz_request
 
 # Serves a copy of the demo site, so posting records leaves the tree clean.
 run: build
 	@mkdir -p $(DEMO_SITE) && cp -rn docs/demo/. $(DEMO_SITE)/
 	./$(BUILD)/uvhttpd --port $(PORT) --root $(DEMO_SITE)
 
-# Every stage runs even when an earlier one failed, so the last line counts
-# them all: `N passed, N failed, N skipped` (test/summarize.py). The exit
-# status is non-zero when any stage failed or did not run. UVH_REQUIRE_ALL=1
-# makes an e2e test that skips (no tmpfs mount, no IPv6...) fail: on a CI
-# machine every one of them must run (README.md names those that may skip
-# elsewhere).
+# The gate (.ci/run). Stages, each run even when an earlier one failed, each
+# with its wall time printed and left in $(RESULTS)/STAGE.time:
+#   check  the inner loop below, on the release build
+#   load   the load test, on the release build only (too slow under ASan)
+#   asan   every other e2e and client test once, against the ASan+UBSan build
+#   tsan   the integration tests under ThreadSanitizer
+#   fuzz   the regressions and FUZZ_SECONDS of libFuzzer, from the ASan tree
+# The last line counts them all: `N passed, N failed, N skipped`
+# (test/summarize.py). The exit status is non-zero when any stage failed or
+# did not run. UVH_REQUIRE_ALL=1 makes an e2e test that skips (no tmpfs
+# mount, no IPv6...) fail: on a CI machine every one of them must run
+# (README.md names those that may skip elsewhere).
+TEST_STAGES := check load asan tsan fuzz
 test:
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS); status=0; \
-	for stage in release asan tsan fuzz; do \
-	  $(MAKE) --no-print-directory test-$$stage RESULTS=$(abspath $(RESULTS)) || status=1; \
+	for stage in $(TEST_STAGES); do \
+	  t0=$$(date +%s); \
+	  UVH_REQUIRE_ALL=1 $(MAKE) --no-print-directory test-$$stage RESULTS=$(abspath $(RESULTS)) || status=1; \
+	  t=$$(( $$(date +%s) - t0 )); echo $$t > $(RESULTS)/$$stage.time; \
+	  echo "==== stage $$stage: $$t s"; \
 	done; \
-	python3 test/summarize.py $(RESULTS) release asan tsan fuzz || status=1; \
+	python3 test/summarize.py $(RESULTS) $(TEST_STAGES) || status=1; \
 	exit $$status
 
-# The inner loop, a few minutes: the release build, the unit and integration
-# tests and the e2e tests labelled quick (not load, litmus, HAProxy, the
-# browser or packaging). A skip is reported as skipped here, not failed.
-check: build
-	@rm -rf $(RESULTS) && mkdir -p $(RESULTS); status=0; \
-	(cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow \
-	  --output-junit $(abspath $(RESULTS))/check.xml) || status=1; \
+# The same with the heaviest cases at full size (UVH_FULL=1, read by the
+# tests that scale: a big stream, a large directory...).
+test-full:
+	@UVH_FULL=1 $(MAKE) --no-print-directory test
+
+# The inner loop, under 4 minutes after a first build: the incremental
+# release build, the unit and integration tests and the conformance e2e
+# tests (every e2e test not labelled "gate" in test/CMakeLists.txt). A skip
+# is reported as skipped here, not failed.
+check:
+	@rm -rf $(RESULTS) && mkdir -p $(RESULTS); status=0; t0=$$(date +%s); \
+	$(MAKE) --no-print-directory test-check RESULTS=$(abspath $(RESULTS)) || status=1; \
+	t=$$(( $$(date +%s) - t0 )); echo $$t > $(RESULTS)/check.time; \
 	python3 test/summarize.py $(RESULTS) check || status=1; \
 	exit $$status
 
@@ -84,14 +116,18 @@ $(BROWSER_DEPS): test/e2e/browser/package-lock.json | deps
 
 JUNIT = $(if $(RESULTS),--output-junit $(abspath $(RESULTS))/$(1).xml)
 
-test-release: build $(BROWSER_DEPS)
+test-check: build
 	@mkdir -p $(RESULTS)
-	cd $(BUILD) && UVH_REQUIRE_ALL=1 ctest --output-on-failure -j $(JOBS) $(call JUNIT,release)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE gate $(call JUNIT,check)
+
+test-load: build
+	@mkdir -p $(RESULTS)
+	cd $(BUILD) && UVH_REQUIRE_ALL=1 ctest --output-on-failure -L load $(call JUNIT,load)
 
 test-asan: asan $(BROWSER_DEPS)
 	@mkdir -p $(RESULTS)
 	cd $(ASAN_BUILD) && UVH_REQUIRE_ALL=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE load \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L e2e -LE load \
 	  $(call JUNIT,asan)
 
 # The in-process integration tests under ThreadSanitizer: the threadpool
@@ -107,13 +143,10 @@ test-tsan: tsan
 	  || status=$$?; \
 	echo $$status > $(RESULTS)/tsan.status; exit $$status
 
-# libFuzzer over the whole request path (test/fuzz/README.md), built with
-# clang, ASan and UBSan. `make test` fuzzes for 60 s; `make fuzz
-# FUZZ_SECONDS=3600` for longer.
-fuzz-build: deps
-	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DUVH_FUZZ=ON -DUVH_TESTS=OFF -DUVH_PCH=OFF
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_request
+# libFuzzer over the whole request path (test/fuzz/README.md): the
+# fuzz_request target of the ASan tree (clang, ASan, UBSan). `make test`
+# fuzzes for 60 s; `make fuzz FUZZ_SECONDS=3600` for longer.
+fuzz-build: asan
 
 fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BUILD)/test/fuzz/fuzz_request
@@ -132,4 +165,4 @@ soak: build
 	test/soak/soak.py --binary $(BUILD)/uvhttpd --seconds $(SOAK_SECONDS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) build-fuzz

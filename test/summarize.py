@@ -8,8 +8,9 @@ For each STAGE, RESULTS_DIR holds either STAGE.xml (a CTest run with
 --output-junit: every test counts) or STAGE.status (a stage that is one
 test, such as the TSan run or the fuzzer: the exit code it wrote). A stage
 with neither did not run (its build failed, or make stopped first): it
-counts as one failed test, never as nothing. Exit status 1 when anything
-failed."""
+counts as one failed test, never as nothing. STAGE.time, when present,
+is the stage's wall time in seconds (the Makefile writes it); it is shown
+on the stage's line and summed. Exit status 1 when anything failed."""
 
 import os
 import sys
@@ -38,11 +39,20 @@ def junit_counts(path):
     return passed, failed, skipped, failed_names, skipped_names
 
 
+def stage_seconds(path):
+    """The whole seconds in a STAGE.time file, or None."""
+    try:
+        return int(open(path).read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     results, stages = sys.argv[1], sys.argv[2:]
     total = [0, 0, 0]
+    seconds = 0
     for stage in stages:
         xml = os.path.join(results, stage + ".xml")
         status = os.path.join(results, stage + ".status")
@@ -62,11 +72,17 @@ def main():
         total[1] += f
         total[2] += s
         line = f"  {stage}: {p} passed, {f} failed, {s} skipped"
+        took = stage_seconds(os.path.join(results, stage + ".time"))
+        if took is not None:
+            seconds += took
+            line += f" ({took} s)"
         if fn:
             line += "; failed: " + ", ".join(fn)
         if sn:
             line += "; skipped: " + ", ".join(sn)
         print(line)
+    if seconds:
+        print(f"  wall time of the stages: {seconds // 60} min {seconds % 60} s")
     print(f"{total[0]} passed, {total[1]} failed, {total[2]} skipped")
     sys.exit(1 if total[1] else 0)
 

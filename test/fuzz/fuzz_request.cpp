@@ -6,11 +6,17 @@
 //
 //  1. Every response is well-formed: "HTTP/1.1 DDD Reason" with a reason
 //     from the table, field lines "Name: value" without bare CR/LF or
-//     control bytes, Date present, Content-Length on every response that
-//     may carry content (the server never uses chunked responses), no
-//     content for HEAD (RFC 9110 §9.3.2), 1xx, 204 and 304, and exactly
-//     Content-Length bytes otherwise (a body after a HEAD response shows up
-//     as a malformed next response).
+//     control bytes, Date present, no content for HEAD (RFC 9110 §9.3.2),
+//     1xx, 204 and 304 (nor Content-Length in a 204, nor Transfer-Encoding
+//     in any of them), and otherwise exactly one framing (RFC 9112 §6.3):
+//     Content-Length and exactly that many bytes; or, for a body of unknown
+//     length, "Transfer-Encoding: chunked" (never with Content-Length, never
+//     to an HTTP/1.0 request) with every chunk well-formed (hex size
+//     without leading zeros or extensions, CRLF, the data, CRLF) and the
+//     last chunk "0" CRLF with no trailer, CRLF; or, to an HTTP/1.0 request
+//     only, no length at all, Connection: close and the body up to the
+//     close. A body after a HEAD response shows up as a malformed next
+//     response.
 //  2. Responses answer requests one for one, in order (RFC 9112 §9.3.2):
 //     never more responses than the same parser finds requests in the
 //     input (a second response to one request, or a smuggled one, shows up
@@ -100,6 +106,7 @@
 #include "handlers/site_builder.h"
 #include "protocol/request_parser.h"
 #include "protocol/target.h"
+#include "test/common/raw_http.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -568,83 +575,37 @@ void step(int client_fd, int wait_ms) {
     uv_run(&g->loop, UV_RUN_NOWAIT);
 }
 
+// The shared raw client (test/common/raw_http.h), driven by this loop.
 struct Client {
-    int fd = -1;
-    std::string in;
-    bool eof = false;    // the server closed (FIN or RST)
-    bool reset = false;  // ... with an RST
+    uvh::test::RawSocket sock;
     bool send_failed = false;
 
     void open() {
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) die_errno("socket");
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(g->server->port());
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        // The kernel completes the handshake from the backlog, without the
-        // server's loop. Non-blocking, so libFuzzer's timer signals cannot
-        // interrupt it half-way.
-        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            if (errno != EINPROGRESS && errno != EINTR) die_errno("connect");
-            struct pollfd p {fd, POLLOUT, 0};
-            for (int i = 0; i < 5000 && poll(&p, 1, 1) <= 0; ++i) {
-            }
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0 || !(p.revents & POLLOUT)) {
-                errno = err;
-                die_errno("connect (completion)");
-            }
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    void close_fd() {
-        if (fd >= 0) ::close(fd);
-        fd = -1;
-    }
-    void drain() {
-        if (fd < 0 || eof) return;
-        char buf[65536];
-        for (;;) {
-            ssize_t n = recv(fd, buf, sizeof buf, 0);
-            if (n > 0) {
-                in.append(buf, static_cast<size_t>(n));
-                continue;
-            }
-            if (n == 0) {
-                eof = true;
-                return;
-            }
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) return;
-            eof = true;
-            reset = true;
-            return;
+        std::string error = sock.connect(g->server->port());
+        if (!error.empty()) {
+            std::fprintf(stderr, "fuzz_request: %s\n", error.c_str());
+            std::abort();
         }
     }
+    int fd() const { return sock.fd(); }
+    const std::string& in() const { return sock.buffered(); }
+    bool eof() const { return sock.eof(); }      // the server closed (FIN or RST)
+    bool reset() const { return sock.was_reset(); }  // ... with an RST
+    void close_fd() { sock.close(); }
+    void drain() { sock.fill(); }
     // Sends all of `bytes` unless the server goes away first.
     void send_all(std::string_view bytes, Clock::time_point deadline) {
-        size_t done = 0;
-        while (done < bytes.size() && !send_failed) {
-            ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-            if (n > 0) {
-                done += static_cast<size_t>(n);
-                continue;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) {
-                drain();
-                step(fd, 1);
-                if (Clock::now() > deadline) violation(in, "the server stopped reading a %zu-byte input", bytes.size());
-                continue;
-            }
+        int fd = sock.fd();
+        switch (sock.send_all(bytes, deadline, [fd] { step(fd, 1); })) {
+        case uvh::test::RawSocket::Sent::All:
+            break;
+        case uvh::test::RawSocket::Sent::PeerGone:
             send_failed = true;  // EPIPE / ECONNRESET: the server closed
+            break;
+        case uvh::test::RawSocket::Sent::TimedOut:
+            violation(in(), "the server stopped reading a %zu-byte input", bytes.size());
         }
     }
-    ~Client() { close_fd(); }
 };
 
 // Runs the loop until pred() holds (true), or until nothing can happen any
@@ -654,12 +615,12 @@ struct Client {
 // sleeps while something is ready; fails the input at the deadline.
 template <typename Pred>
 bool run_until(Client* c, Pred pred, Clock::time_point deadline, const char* what) {
-    int fd = c ? c->fd : -1;
+    int fd = c ? c->fd() : -1;
     int idle = 0;
     for (;;) {
         if (c) c->drain();
         if (pred()) return true;
-        if (Clock::now() > deadline) violation(c ? std::string_view(c->in) : "", "timed out waiting until %s", what);
+        if (Clock::now() > deadline) violation(c ? std::string_view(c->in()) : "", "timed out waiting until %s", what);
         uv_run(&g->loop, UV_RUN_NOWAIT);
         if (c) c->drain();
         if (pred()) return true;
@@ -719,6 +680,7 @@ struct Head {
     bool close = false;
     bool has_cl = false;
     uint64_t cl = 0;
+    bool chunked = false;  // Transfer-Encoding: chunked
     std::string content_encoding, content_range, content_type, location;
     bool has_date = false;
 };
@@ -771,7 +733,10 @@ size_t parse_head(std::string_view s, size_t pos, Head& h) {
             h.has_cl = true;
             h.cl = std::strtoull(std::string(value).c_str(), nullptr, 10);
         } else if (uvh::iequals_ascii(name, "transfer-encoding")) {
-            violation(s, "Transfer-Encoding in a response (the server only sends Content-Length)");
+            // The server's only coding is chunked, sent once (RFC 9112 §6.1).
+            if (h.chunked) violation(s, "Transfer-Encoding twice in one response");
+            if (value != "chunked") violation(s, "Transfer-Encoding: %s (the server only sends chunked)", escaped(value).c_str());
+            h.chunked = true;
         } else if (uvh::iequals_ascii(name, "connection")) {
             if (value == "close") h.close = true;
             else if (value != "keep-alive") violation(s, "unexpected Connection: %s", escaped(value).c_str());
@@ -788,6 +753,7 @@ size_t parse_head(std::string_view s, size_t pos, Head& h) {
         }
     }
     if (cl_count > 1) violation(s, "%d Content-Length fields", cl_count);
+    if (h.chunked && h.has_cl) violation(s, "a response with both Transfer-Encoding: chunked and Content-Length (RFC 9112 §6.2)");
     return end + 4;
 }
 
@@ -801,7 +767,7 @@ struct Summary {
 };
 
 Summary check_stream(std::string_view input, const Client& c, bool half_closed, bool writes) {
-    const std::string_view s = c.in;
+    const std::string_view s = c.in();
     const RefParse ref = reference_parse(input);
     Summary summary;
     // Where a body is still arriving (or breaks) while its request is
@@ -827,7 +793,7 @@ Summary check_stream(std::string_view input, const Client& c, bool half_closed, 
         Head h;
         size_t body_start = parse_head(s, pos, h);
         if (body_start == 0) {
-            if (!c.eof) violation(s, "an incomplete response head and the connection still open");
+            if (!c.eof()) violation(s, "an incomplete response head and the connection still open");
             if (!may_truncate(k)) violation(s, "response %zu: the head is cut short", k);
             truncated = true;
             break;
@@ -852,24 +818,66 @@ Summary check_stream(std::string_view input, const Client& c, bool half_closed, 
                       ref.head_error ? " and a bad one" : ref.partial_head ? " and a partial one" : "");
         if (!rq && !h.close) violation(s, "response %zu answers no complete request head, yet does not close", k);
 
-        // Body length.
+        // Body length: Content-Length; chunked for a length the server did
+        // not know, on HTTP/1.1 only (RFC 9112 §7.1), every chunk checked;
+        // or, for such a body on HTTP/1.0, up to the close (§6.3).
+        bool is_head = rq && rq->method == uvh::Method::Head;
+        enum { None, Length, Chunked, Close } framing = None;
         uint64_t body = 0;
         if (h.status == 204) {
             if (h.has_cl) violation(s, "Content-Length in a 204");
+            if (h.chunked) violation(s, "Transfer-Encoding in a 204 (RFC 9112 §6.1)");
         } else if (status_has_body(h.status)) {
-            if (!h.has_cl) violation(s, "response %zu (%d) has no Content-Length", k, h.status);
-            body = h.cl;
+            if (h.chunked) {
+                if (!rq || rq->http10)
+                    violation(s, "response %zu (%d) is chunked, but %s", k, h.status,
+                              rq ? "its request is HTTP/1.0" : "it answers no request head");
+                framing = Chunked;
+            } else if (h.has_cl) {
+                framing = Length;
+                body = h.cl;
+            } else {
+                if (!rq || !rq->http10 || !h.close)
+                    violation(s, "response %zu (%d) has neither Content-Length nor Transfer-Encoding: chunked%s", k,
+                              h.status, rq && rq->http10 ? ", and does not close" : "");
+                framing = Close;
+            }
+        } else if (h.chunked) {
+            violation(s, "Transfer-Encoding in a %d (no content)", h.status);
         }
-        bool is_head = rq && rq->method == uvh::Method::Head;
-        if (is_head) body = 0;
-        if (body_start + body > s.size()) {
-            if (!c.eof) violation(s, "response %zu: body incomplete and the connection still open", k);
-            if (!may_truncate(k)) violation(s, "response %zu (%d): Content-Length %llu but only %zu bytes came", k,
-                                            h.status, static_cast<unsigned long long>(body), s.size() - body_start);
-            truncated = true;
-            break;
+        if (is_head) framing = None;
+        std::string_view content;
+        size_t body_end = body_start;
+        uvh::test::ChunkedBody decoded;
+        if (framing == Length) {
+            if (body_start + body > s.size()) {
+                if (!c.eof()) violation(s, "response %zu: body incomplete and the connection still open", k);
+                if (!may_truncate(k)) violation(s, "response %zu (%d): Content-Length %llu but only %zu bytes came", k,
+                                                h.status, static_cast<unsigned long long>(body), s.size() - body_start);
+                truncated = true;
+                break;
+            }
+            content = s.substr(body_start, body);
+            body_end = body_start + body;
+        } else if (framing == Chunked) {
+            // Each chunk: its size in hex, no extension, CRLF, the data,
+            // CRLF; then the last chunk "0", no trailer, CRLF.
+            uvh::test::Parse p = uvh::test::decode_chunked(s, body_start, true, decoded);
+            if (p == uvh::test::Parse::Malformed)
+                violation(s, "response %zu: bad chunked framing: %s", k, decoded.error.c_str());
+            if (p == uvh::test::Parse::Incomplete) {
+                if (!c.eof()) violation(s, "response %zu: chunked body incomplete and the connection still open", k);
+                if (!may_truncate(k)) violation(s, "response %zu (%d): the chunked body is cut short", k, h.status);
+                truncated = true;
+                break;
+            }
+            content = decoded.data;
+            body_end = decoded.end;
+        } else if (framing == Close) {
+            if (!c.eof()) violation(s, "response %zu: a body delimited by the close, and the connection still open", k);
+            content = s.substr(body_start);
+            body_end = s.size();
         }
-        std::string_view content = s.substr(body_start, body);
 
         // 3. Connection management and framing errors.
         if (rq && !rq->keep_alive && !h.close) violation(s, "request %zu asked to close (or is HTTP/1.0 without keep-alive); the response keeps the connection", k);
@@ -903,7 +911,7 @@ Summary check_stream(std::string_view input, const Client& c, bool half_closed, 
             (h.status == 200 || h.status == 206)) {
             const std::string* want = fx.expected(rq->path, h.content_encoding);
             if (want && h.status == 200) {
-                if (h.cl != want->size())
+                if (h.has_cl && h.cl != want->size())
                     violation(s, "response %zu: Content-Length %llu for %s, the file has %zu bytes", k,
                               static_cast<unsigned long long>(h.cl), rq->path.c_str(), want->size());
                 if (rq->method == uvh::Method::Get && content != *want)
@@ -922,19 +930,19 @@ Summary check_stream(std::string_view input, const Client& c, bool half_closed, 
         }
 
         summary.statuses.push_back(h.status);
-        pos = body_start + body;
+        pos = body_end;
         if (h.close) {
             saw_close = true;
             summary.closed_on_purpose = true;
             if (pos != s.size()) violation(s, "%zu bytes after a response with Connection: close", s.size() - pos);
-            if (!c.eof) violation(s, "Connection: close but the server did not close");
+            if (!c.eof()) violation(s, "Connection: close but the server did not close");
         }
         ++k;
     }
 
     // 2. Every completely received request is answered, unless the server
     //    closed on purpose or had to abort.
-    if (half_closed && !saw_close && !truncated && !c.reset && !ref.error) {
+    if (half_closed && !saw_close && !truncated && !c.reset() && !ref.error) {
         size_t complete = 0;
         for (const RefRequest& r : ref.reqs) complete += r.complete ? 1 : 0;
         // A request whose body is still missing may be answered early.
@@ -987,27 +995,27 @@ void exchange(Client& c, std::string_view payload, uint8_t mode, bool half_close
     uint64_t base_in = srv.metrics().bytes_in;
     uint64_t sent = 0;
     auto chunks = split_input(payload, mode);
-    for (size_t i = 0; i < chunks.size() && !c.send_failed && !c.eof; ++i) {
+    for (size_t i = 0; i < chunks.size() && !c.send_failed && !c.eof(); ++i) {
         c.send_all(chunks[i], deadline);
         sent += chunks[i].size();
         if (i + 1 < chunks.size()) {
             // Let the server read this piece on its own before the next.
-            run_until(&c, [&] { return srv.metrics().bytes_in >= base_in + sent || c.eof; }, deadline,
+            run_until(&c, [&] { return srv.metrics().bytes_in >= base_in + sent || c.eof(); }, deadline,
                       "the server read a piece");
         }
     }
-    if (half_close && c.fd >= 0) ::shutdown(c.fd, SHUT_WR);
+    if (half_close) c.sock.shutdown_write();
 
     // Until the server closes: whenever everything is idle, let the
     // timeouts the server is waiting for expire.
     int forwards = 0;
-    while (!c.eof) {
-        if (run_until(&c, [&] { return c.eof; }, deadline, "the server closed the connection")) break;
+    while (!c.eof()) {
+        if (run_until(&c, [&] { return c.eof(); }, deadline, "the server closed the connection")) break;
         if (++forwards > 8) {
             // Every state that waits for the client has a timeout (header,
             // idle, body); a connection that outlives them all would stay
             // open for ever.
-            violation(c.in, half_close ? "a half-closed connection stays open with nothing in flight, after all timeouts"
+            violation(c.in(), half_close ? "a half-closed connection stays open with nothing in flight, after all timeouts"
                                        : "an idle connection stays open after all timeouts: none is armed");
         }
         fast_forward_timeouts();
@@ -1020,7 +1028,7 @@ void exchange(Client& c, std::string_view payload, uint8_t mode, bool half_close
         nullptr, [&] { return srv.metrics().open_connections == 0 && g->loop.active_reqs.count == 0; }, deadline,
         "the connection is gone")) {
         if (++rounds > 8)
-            violation(c.in, "a connection leaked: %lld open and idle after the client closed",
+            violation(c.in(), "a connection leaked: %lld open and idle after the client closed",
                       static_cast<long long>(srv.metrics().open_connections));
         fast_forward_timeouts();
     }
@@ -1031,7 +1039,7 @@ void control_get() {
     std::string req = "GET /small.txt HTTP/1.1\r\nHost: control\r\nConnection: close\r\n\r\n";
     exchange(c, req, 0x30, true);
     const std::string& want = g->fixture.find("small.txt")->content;
-    std::string_view s = c.in;
+    std::string_view s = c.in();
     bool ok = s.starts_with("HTTP/1.1 200 OK\r\n") && s.size() > want.size() && s.ends_with(want) &&
               contains(s, "\r\nContent-Length: " + std::to_string(want.size()) + "\r\n") &&
               contains(s, "\r\nConnection: close\r\n");
@@ -1082,9 +1090,9 @@ void write_probe() {
         Client c;
         exchange(c, req, 0x30, true);
         std::string want = "HTTP/1.1 " + std::to_string(status) + " ";
-        if (!std::string_view(c.in).starts_with(want))
-            violation(c.in, "the write probe expected %d for:\n%s", status, escaped(req).c_str());
-        return c.in;
+        if (!std::string_view(c.in()).starts_with(want))
+            violation(c.in(), "the write probe expected %d for:\n%s", status, escaped(req).c_str());
+        return c.in();
     };
     auto put = [](std::string_view body) {
         return "PUT /fuzz-write-probe.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
@@ -1148,7 +1156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     Client c;
     exchange(c, payload, mode, half_close);
-    if (g->trace) std::fprintf(stderr, "---- responses ----\n%s\n", escaped(c.in).c_str());
+    if (g->trace) std::fprintf(stderr, "---- responses ----\n%s\n", escaped(c.in()).c_str());
     Summary first = check_stream(payload, c, half_close, writes);
     if (writes) restore_fixture();
 
@@ -1173,8 +1181,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             std::string a, b;
             for (int st : first.statuses) a += std::to_string(st) + " ";
             for (int st : second.statuses) b += std::to_string(st) + " ";
-            violation(c.in, "split delivery got statuses [ %s] but one piece got [ %s] (responses to one piece:\n%s)",
-                      a.c_str(), b.c_str(), escaped(whole.in).c_str());
+            violation(c.in(), "split delivery got statuses [ %s] but one piece got [ %s] (responses to one piece:\n%s)",
+                      a.c_str(), b.c_str(), escaped(whole.in()).c_str());
         }
     }
 

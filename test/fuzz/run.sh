@@ -3,7 +3,7 @@
 #
 #   test/fuzz/run.sh SECONDS [PATH/TO/fuzz_request] [extra libFuzzer flags...]
 #
-# The binary defaults to $FUZZ_REQUEST, then build-fuzz/test/fuzz/fuzz_request;
+# The binary defaults to $FUZZ_REQUEST, then build-asan/test/fuzz/fuzz_request;
 # this script builds nothing (`make fuzz` does). It first replays every
 # reproducer in test/fuzz/regressions/ (each must pass) and checks that the
 # seeds still reach the write paths, then fuzzes for SECONDS on a copy of
@@ -19,7 +19,7 @@ if [ $# -gt 0 ] && [ -x "$1" ] && [ ! -d "$1" ]; then
   bin=$1
   shift
 else
-  bin=${FUZZ_REQUEST:-$here/../../build-fuzz/test/fuzz/fuzz_request}
+  bin=${FUZZ_REQUEST:-$here/../../build-asan/test/fuzz/fuzz_request}
 fi
 [ -x "$bin" ] || { echo "run.sh: no fuzz_request binary at $bin (make fuzz builds it)" >&2; exit 2; }
 

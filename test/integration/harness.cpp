@@ -1,11 +1,7 @@
 #include "test/integration/harness.h"
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,81 +17,6 @@
 namespace uvh::test {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
-
-// Tries to parse one complete response at the start of `buf`. Returns the
-// number of bytes it used, or 0 if more bytes are needed. `eof` allows a
-// body delimited by the connection close.
-size_t parse_response(const std::string& buf, bool head_only, bool eof, HttpResponse& out) {
-    size_t end = buf.find("\r\n\r\n");
-    if (end == std::string::npos) return 0;
-    HttpResponse r;
-    std::string_view head(buf.data(), end);
-    size_t line_end = head.find("\r\n");
-    std::string_view status_line = head.substr(0, line_end);
-    size_t sp1 = status_line.find(' ');
-    if (sp1 == std::string_view::npos) throw std::runtime_error("bad status line: " + std::string(status_line));
-    r.version = std::string(status_line.substr(0, sp1));
-    r.status = std::atoi(std::string(status_line.substr(sp1 + 1, 3)).c_str());
-    if (status_line.size() > sp1 + 5) r.reason = std::string(status_line.substr(sp1 + 5));
-    std::string_view rest = line_end == std::string_view::npos ? std::string_view{} : head.substr(line_end + 2);
-    while (!rest.empty()) {
-        size_t e = rest.find("\r\n");
-        std::string_view line = rest.substr(0, e);
-        rest = e == std::string_view::npos ? std::string_view{} : rest.substr(e + 2);
-        size_t colon = line.find(':');
-        if (colon == std::string_view::npos) throw std::runtime_error("bad header line: " + std::string(line));
-        std::string_view v = line.substr(colon + 1);
-        while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-        r.headers.emplace(lower(line.substr(0, colon)), std::string(v));
-    }
-    size_t body_start = end + 4;
-    size_t used = body_start;
-    bool no_body = head_only || r.status < 200 || r.status == 204 || r.status == 304;
-    if (!no_body) {
-        if (lower(r.header("transfer-encoding")).find("chunked") != std::string::npos) {
-            size_t pos = body_start;
-            for (;;) {
-                size_t le = buf.find("\r\n", pos);
-                if (le == std::string::npos) return 0;
-                size_t n = std::strtoul(buf.substr(pos, le - pos).c_str(), nullptr, 16);
-                pos = le + 2;
-                if (n == 0) {
-                    size_t te = buf.find("\r\n", pos);
-                    if (te == std::string::npos) return 0;
-                    pos = te + 2;
-                    break;
-                }
-                if (buf.size() < pos + n + 2) return 0;
-                r.body.append(buf, pos, n);
-                pos += n + 2;
-            }
-            used = pos;
-        } else if (r.has("content-length")) {
-            size_t n = std::strtoull(r.header("content-length").c_str(), nullptr, 10);
-            if (buf.size() < body_start + n) return 0;
-            r.body = buf.substr(body_start, n);
-            used = body_start + n;
-        } else {
-            if (!eof) return 0;
-            r.body = buf.substr(body_start);
-            used = buf.size();
-        }
-    }
-    r.raw = buf.substr(0, used);
-    out = std::move(r);
-    return used;
-}
-
-}  // namespace
 
 // ------------------------------------------------------------------ TempDir
 
@@ -143,54 +64,38 @@ bool TempDir::exists(std::string_view rel) const {
     return fs::exists(fs::symlink_status(fs::path(path_) / rel, ec));
 }
 
-// ------------------------------------------------------------- HttpResponse
-
-bool HttpResponse::has(std::string_view name) const { return headers.count(lower(name)) > 0; }
-
-std::string HttpResponse::header(std::string_view name) const {
-    auto it = headers.find(lower(name));
-    return it == headers.end() ? std::string() : it->second;
-}
-
-size_t HttpResponse::count(std::string_view name) const { return headers.count(lower(name)); }
-
 // ---------------------------------------------------------------- RawClient
 
 RawClient::RawClient(TestServer& server) : server_(server) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error("socket failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(server.port());
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    // The kernel completes the handshake from the listen backlog, so a
-    // blocking connect returns before the server's loop accepts.
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        throw std::runtime_error(std::string("connect failed: ") + std::strerror(errno));
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    std::string error = sock_.connect(server.port());
+    if (!error.empty()) throw std::runtime_error(error);
 }
 
-RawClient::~RawClient() {
-    if (fd_ >= 0) close(fd_);
+RawClient::~RawClient() = default;
+
+// One round of the server's loop, then at most a millisecond's wait for its
+// readiness (sockets, threadpool and timers are all seen there).
+RawSocket::Pump RawClient::pump() {
+    return [this] {
+        uv_run(server_.loop(), UV_RUN_NOWAIT);
+        struct pollfd p[2] = {{uv_backend_fd(server_.loop()), POLLIN, 0}, {sock_.fd(), POLLIN, 0}};
+        poll(p, sock_.fd() >= 0 ? 2 : 1, 1);
+    };
 }
+
+namespace {
+RawSocket::Clock::time_point after(std::chrono::milliseconds d) { return RawSocket::Clock::now() + d; }
+}  // namespace
 
 void RawClient::send(std::string_view bytes) {
-    size_t done = 0;
-    bool ok = server_.spin_until([&] {
-        while (done < bytes.size()) {
-            ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-            if (n > 0) {
-                done += static_cast<size_t>(n);
-                continue;
-            }
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
-            throw std::runtime_error(std::string("send failed: ") + std::strerror(errno));
-        }
-        return true;
-    });
-    if (!ok) throw std::runtime_error("send timed out");
+    switch (sock_.send_all(bytes, after(std::chrono::seconds(10)), pump())) {
+    case RawSocket::Sent::All:
+        return;
+    case RawSocket::Sent::PeerGone:
+        throw std::runtime_error(std::string("send failed: ") + std::strerror(errno));
+    case RawSocket::Sent::TimedOut:
+        throw std::runtime_error("send timed out");
+    }
 }
 
 void RawClient::send_and_wait_read(std::string_view bytes) {
@@ -200,57 +105,15 @@ void RawClient::send_and_wait_read(std::string_view bytes) {
         throw std::runtime_error("the server did not read what was sent");
 }
 
-bool RawClient::fill() {
-    char tmp[65536];
-    for (;;) {
-        ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
-        if (n > 0) {
-            buf_.append(tmp, static_cast<size_t>(n));
-            continue;
-        }
-        if (n == 0) {
-            eof_ = true;
-            return false;
-        }
-        if (errno == EAGAIN) return true;
-        if (errno == EINTR) continue;
-        eof_ = true;  // reset counts as closed
-        return false;
-    }
-}
-
 std::optional<HttpResponse> RawClient::read_response(bool head_only, std::chrono::milliseconds timeout) {
-    HttpResponse r;
-    size_t used = 0;
-    server_.spin_until(
-        [&] {
-            if (!eof_) fill();
-            used = parse_response(buf_, head_only, eof_, r);
-            return used > 0 || eof_;
-        },
-        timeout);
-    if (used == 0) return std::nullopt;
-    buf_.erase(0, used);
-    return r;
+    return sock_.read_response(head_only, after(timeout), pump());
 }
 
-bool RawClient::wait_closed(std::chrono::milliseconds timeout) {
-    return server_.spin_until(
-        [&] {
-            if (!eof_) fill();
-            return eof_;
-        },
-        timeout);
-}
+bool RawClient::wait_closed(std::chrono::milliseconds timeout) { return sock_.read_to_eof(after(timeout), pump()); }
 
-void RawClient::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+void RawClient::shutdown_write() { sock_.shutdown_write(); }
 
-void RawClient::reset() {
-    struct linger l {1, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close(fd_);
-    fd_ = -1;
-}
+void RawClient::reset() { sock_.reset(); }
 
 // --------------------------------------------------------------- TestServer
 

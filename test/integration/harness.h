@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/server.h"
+#include "test/common/raw_http.h"
 
 namespace uvh::test {
 
@@ -38,22 +39,10 @@ private:
     std::string path_;
 };
 
-struct HttpResponse {
-    int status = 0;
-    std::string reason;
-    std::string version;
-    std::multimap<std::string, std::string> headers;  // lower-case names
-    std::string body;
-    std::string raw;  // everything received for this response
-
-    bool has(std::string_view name) const;
-    std::string header(std::string_view name) const;  // "" when absent
-    size_t count(std::string_view name) const;
-};
-
 class TestServer;
 
-// A blocking-connect, non-blocking-read client socket.
+// The shared raw client (test/common/raw_http.h) driven by this server's
+// loop: while it waits, the loop runs.
 class RawClient {
 public:
     explicit RawClient(TestServer& server);
@@ -70,26 +59,25 @@ public:
     // read of its own. Only meaningful while this is the one client
     // sending; throws after 10 s.
     void send_and_wait_read(std::string_view bytes);
-    // Reads one response. `head_only` for HEAD and the like: no body
-    // follows whatever Content-Length says. nullopt on timeout or EOF
-    // before a complete response.
+    // Reads one response (Content-Length, chunked or close-delimited; the
+    // body decoded). `head_only` for HEAD and the like: no body follows
+    // whatever the head says. nullopt on timeout or EOF before a complete
+    // response; a malformed one throws.
     std::optional<HttpResponse> read_response(bool head_only = false,
                                               std::chrono::milliseconds timeout = std::chrono::seconds(10));
     // True when the server closed the connection (EOF or reset) within
     // the timeout, after any data still unread is drained.
     bool wait_closed(std::chrono::milliseconds timeout = std::chrono::seconds(10));
     // Bytes received and not yet consumed by read_response.
-    const std::string& buffered() const { return buf_; }
+    const std::string& buffered() const { return sock_.buffered(); }
     void shutdown_write();
     void reset();  // close with SO_LINGER 0: the peer sees an RST
-    int fd() const { return fd_; }
+    int fd() const { return sock_.fd(); }
 
 private:
-    bool fill();  // one non-blocking read; false on EOF/error
+    RawSocket::Pump pump();
     TestServer& server_;
-    int fd_ = -1;
-    std::string buf_;
-    bool eof_ = false;
+    RawSocket sock_;
 };
 
 class TestServer {
