@@ -532,3 +532,20 @@ def test_listings_do_not_hold_memory_per_reader():
             # its entries (262 MiB here).
             assert grown < 40 * 2048, f"RSS grew {grown} KiB for 40 stalled listings"
             stopped_cleanly(s)
+
+
+def test_head_of_a_streamed_body_keeps_no_descriptor():
+    """HEAD of a file sent with sendfile and of a listing: the body source is
+    dropped unsent, and its descriptor with it (the fuzz target's descriptor
+    invariant found this leak)."""
+    with TempRoot() as root:
+        root.write("big.bin", os.urandom(200_000))
+        root.write("list/a.txt", "a")
+        with Server(root.path) as s:
+            assert request(s.port, "GET", "/big.bin")[0] == 200
+            base = s.fd_count()
+            for _ in range(5):
+                assert request(s.port, "HEAD", "/big.bin")[0] == 200
+                assert request(s.port, "HEAD", "/list/")[0] == 200
+            uvhlib.wait_until(lambda: s.fd_count() <= base, 10, "descriptors of HEAD responses to be closed")
+            stopped_cleanly(s)
