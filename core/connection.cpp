@@ -832,7 +832,10 @@ void Connection::deliver_body() {
 
 void Connection::respond(const ResponseHead& head, const Body& body) {
     if (abandoned_ || closing_ != Closing::No || response_started_) {
-        if (body.kind == Body::Kind::Source) end_source();
+        if (body.kind == Body::Kind::Source) {
+            s_->tx.source = body.source;  // so its descriptor is released too
+            end_source();
+        }
         return;
     }
     response_started_ = true;
@@ -870,7 +873,10 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
 
     bool head_only = r.method == Method::Head || !status_allows_body(head.status);
     if (head_only || body.kind == Body::Kind::None) {
-        if (body.kind == Body::Kind::Source) end_source();
+        if (body.kind == Body::Kind::Source) {
+            s_->tx.source = body.source;  // so its descriptor is released too
+            end_source();
+        }
         response_done();
         return;
     }
