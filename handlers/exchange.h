@@ -63,6 +63,21 @@ public:
     virtual bool failed() const { return false; }
 };
 
+// A source that owns one descriptor (a file, a directory) and hands it to
+// the sender when the response ends.
+class DescriptorSource : public BodySource {
+public:
+    int release_descriptor() final {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
+
+protected:
+    explicit DescriptorSource(int fd) : fd_(fd) {}
+    int fd_;
+};
+
 // A response body: none, memory copied before respond() returns (the fast
 // path for small bodies), or a source.
 struct Body {

@@ -73,31 +73,25 @@ struct GetJob final : Job {
 };
 
 // A body that is one range of a file, sent with sendfile.
-class FileRangeSource final : public BodySource {
+class FileRangeSource final : public DescriptorSource {
 public:
-    FileRangeSource(int fd, uint64_t offset, uint64_t length) : fd_(fd), offset_(offset), length_(length) {}
+    FileRangeSource(int fd, uint64_t offset, uint64_t length) : DescriptorSource(fd), offset_(offset), length_(length) {}
     BodyPiece next() override {
         if (sent_) return BodyPiece::end();
         sent_ = true;
         return BodyPiece::file(fd_, offset_, length_);
     }
-    int release_descriptor() override {
-        int f = fd_;
-        fd_ = -1;
-        return f;
-    }
 
 private:
-    int fd_;
     uint64_t offset_, length_;
     bool sent_ = false;
 };
 
 // multipart/byteranges (RFC 9110 §14.6): the parts' heads from the layout,
 // each followed by its range of the file, then the closing delimiter.
-class MultipartSource final : public BodySource {
+class MultipartSource final : public DescriptorSource {
 public:
-    MultipartSource(int fd, const MultipartLayout& layout) : fd_(fd), layout_(layout) {}
+    MultipartSource(int fd, const MultipartLayout& layout) : DescriptorSource(fd), layout_(layout) {}
     BodyPiece next() override {
         // 2n+1 pieces: n heads and n ranges alternating, then the tail.
         size_t parts = layout_.parts.size();
@@ -109,14 +103,8 @@ public:
         if (k % 2 == 0) return BodyPiece::mem(text.substr(part.head_offset, part.head_length));
         return BodyPiece::file(fd_, part.range.first, part.range.length());
     }
-    int release_descriptor() override {
-        int f = fd_;
-        fd_ = -1;
-        return f;
-    }
 
 private:
-    int fd_;
     const MultipartLayout& layout_;
     size_t step_ = 0;
 };
@@ -412,13 +400,12 @@ bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
 
 void GetJob::work() {
     GetJob& job = *this;
-    int fd = open_beneath(job.root_fd, job.rel, kOpenFlags);
-    if (fd < 0) {
+    job.fd = open_beneath(job.root_fd, job.rel, kOpenFlags);
+    if (job.fd < 0) {
         job.err = errno;
         return;
     }
-    job.fd = fd;
-    if (fstat(fd, &job.st) != 0) {
+    if (fstat(job.fd, &job.st) != 0) {
         job.err = errno;
         return;
     }

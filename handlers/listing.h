@@ -74,29 +74,23 @@ void listing_json_tail(std::string& out);
 // step on a worker reads the next entries and renders about kWindow bytes,
 // so a client that reads slowly holds one window, not the whole page. Owns
 // the directory's descriptor.
-class ListingSource final : public BodySource {
+class ListingSource final : public DescriptorSource {
 public:
     static constexpr size_t kWindow = 64 * 1024;
     ListingSource(int root_fd, int dir_fd, std::string rel, std::string url_path, bool json,
                   std::string_view form_action)
-        : reader_(root_fd, dir_fd, std::move(rel)),
-          dir_fd_(dir_fd),
+        : DescriptorSource(dir_fd),
+          reader_(root_fd, dir_fd, std::move(rel)),
           url_path_(std::move(url_path)),
           form_action_(form_action),
           json_(json) {}
     BodyPiece next() override;
     void work() override;
     bool failed() const override { return failed_; }
-    int release_descriptor() override {
-        int f = dir_fd_;
-        dir_fd_ = -1;
-        return f;
-    }
 
 private:
     enum class Phase : uint8_t { Start, Entries, Done };
     DirectoryReader reader_;
-    int dir_fd_;
     std::string url_path_;
     std::string_view form_action_;  // the Site's, which outlives the response
     bool json_;
