@@ -1,0 +1,1 @@
+"""uvhttpd benchmark harness; bench/run is its command line."""

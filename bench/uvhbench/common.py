@@ -1,0 +1,45 @@
+"""Paths, tool locations, the slowclients parameters, logging and the harness's error."""
+import os
+import sys
+
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # bench/
+REPO = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+ALL_SERVERS = ["uvhttpd", "nginx", "h2o"]
+ALL_WORKLOADS = ["small", "pipelined", "file1m", "file100m", "idle", "records", "slowclients"]
+NGINX_BIN = "/usr/sbin/nginx"
+H2O_BIN = "/usr/bin/h2o"
+PIPELINE_LUA = os.path.join(HERE, "lua", "pipeline16.lua")
+POST_LUA = os.path.join(HERE, "lua", "post_form.lua")
+IDLE_HELPER = os.path.join(HERE, "idle_conns.py")
+SLOWHTTPTEST = "slowhttptest"
+
+# slowclients: (slowhttptest mode, label, path, mode-specific options). The -H and -X
+# parameters are those of hardening issue item 11 (slow headers every 2 s; slow read of
+# three pipelined 1 MiB responses through a 1-2 byte window, 1 byte a second).
+SLOW_MODES = [
+    ("-H", "slow headers", "/index.html", ["-i", "2"]),
+    ("-B", "slow body", "/database.txt", ["-i", "1", "-s", "65536"]),
+    ("-X", "slow read", "/1m.bin", ["-k", "3", "-n", "1", "-w", "1", "-y", "2", "-z", "1"]),
+]
+SLOW_CONNS = 800          # slowhttptest -c
+SLOW_RATE = 200           # slowhttptest -r (connections per second)
+SLOW_WRK_CONNS = 10       # the normal client: wrk -t1 -c10
+SLOW_MIN_HELD = 200       # the attack counts as in progress above this many server sockets
+SLOW_WAIT = 15            # seconds to wait for that
+SLOW_CLOSE_WAIT = 60      # seconds to wait for the attack sockets to go after slowhttptest stops
+SLOW_CLOSE_SLACK = 10     # "closed": at most this many sockets above the count before the attack
+SLOW_TARGET_PCT = 80.0    # the operations target: >= 80 % of the usual requests/s
+# uvhttpd runs slowclients with its default timeouts, as a user would: the target is for
+# the defaults. --slow-uvhttpd-flags adds flags for experiments; the tables then say so.
+
+
+def log(msg):
+    print("[bench] " + msg, file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass

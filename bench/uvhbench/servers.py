@@ -1,0 +1,315 @@
+"""The servers under test (uvhttpd, nginx, h2o), their configurations, and the document root."""
+import os
+import re
+import selectors
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from . import processes
+from .common import H2O_BIN, NGINX_BIN, REPO, BenchError, log
+from .processes import (SERVER_CPU, _track, cpu_ticks, pdeathsig_prefix, pin, proc_comm,
+                        proc_tree, rss_kib, stop_process)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_listening(port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Server:
+    name = "?"
+
+    def __init__(self, root, workdir):
+        self.root = root
+        self.workdir = workdir
+        self.proc = None
+        self.port = None
+        self._pids = None
+        self._main_comm = None
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def pids(self):
+        """Server processes (the leader and same-named descendants)."""
+        if self._pids is None:
+            tree = proc_tree(self.proc.pid)
+            comm = proc_comm(self.proc.pid)
+            self._pids = [p for p in tree if proc_comm(p) == comm] or [self.proc.pid]
+        return self._pids
+
+    def cpu_ticks(self):
+        return sum(cpu_ticks(p) for p in self.pids())
+
+    def rss_kib(self):
+        return sum(rss_kib(p) for p in self.pids())
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, True, timeout=10)
+            self.proc = None
+            self._pids = None
+
+    def _spawn(self, cmd, **kw):
+        p = subprocess.Popen(pdeathsig_prefix() + pin(SERVER_CPU) + cmd,
+                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+        _track(p, True)
+        return p
+
+    def start(self):
+        raise NotImplementedError
+
+    def describe_cmd(self):
+        raise NotImplementedError
+
+    def config_text(self):
+        return None
+
+
+class Uvhttpd(Server):
+    name = "uvhttpd"
+    access_flag_ok = True     # cleared once the binary rejects --access-log
+
+    def __init__(self, root, workdir, binary, extra=()):
+        super().__init__(root, workdir)
+        self.binary = binary
+        self.extra = list(extra)      # workload-specific flags (slowclients timeouts)
+        self.access_flag = Uvhttpd.access_flag_ok
+        self.tail = []
+
+    def _cmd(self, port="0"):
+        # Like the others: a 300 s idle timeout, and room for the idle workload's
+        # 10000 connections plus wrk's (nginx: worker_connections 20000).
+        cmd = [self.binary, "--port", port, "--host", "127.0.0.1", "--root", self.root,
+               "--idle-timeout", "300", "--max-connections", "20000"]
+        if self.access_flag:
+            cmd += ["--access-log", "off"]
+        return cmd + self.extra
+
+    def describe_cmd(self):
+        binary = self.binary
+        if binary.startswith(REPO + os.sep):
+            binary = os.path.relpath(binary, REPO)
+        return " ".join(pin(SERVER_CPU) + ["prlimit", "--nofile=%d" % processes.NOFILE] +
+                        [binary] + self._cmd()[1:]).replace(self.root, "ROOT")
+
+    def _drain(self, stream):
+        for line in iter(stream.readline, b""):
+            self.tail.append(line.decode("utf-8", "replace").rstrip())
+            del self.tail[:-20]
+        stream.close()
+
+    def start(self):
+        for _attempt in range(2):
+            cmd = ["prlimit", "--nofile=%d" % processes.NOFILE, "--"] + self._cmd()
+            errpath = os.path.join(self.workdir, "uvhttpd.stderr")
+            errf = open(errpath, "wb")
+            p = self._spawn(cmd, stdout=subprocess.PIPE, stderr=errf, bufsize=0)
+            errf.close()
+            self.proc = p
+            line = b""
+            sel = selectors.DefaultSelector()
+            sel.register(p.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 15
+            while b"\n" not in line and time.monotonic() < deadline:
+                if sel.select(timeout=0.2):
+                    chunk = p.stdout.read(1)
+                    if not chunk:
+                        break
+                    line += chunk
+                elif p.poll() is not None:
+                    break
+            sel.close()
+            m = re.match(rb"listening on http://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                self.port = int(m.group(1))
+                threading.Thread(target=self._drain, args=(p.stdout,), daemon=True).start()
+                if not wait_listening(self.port, p, 10):
+                    raise BenchError("uvhttpd printed a port but does not accept connections")
+                return
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+            rc = p.poll()
+            with open(errpath, "rb") as f:
+                err = f.read().decode("utf-8", "replace")
+            stop_process(p, True)
+            self.proc = None
+            if rc == 2 and self.access_flag:
+                log("uvhttpd rejected --access-log (exit 2); retrying without it")
+                self.access_flag = Uvhttpd.access_flag_ok = False
+                continue
+            raise BenchError("uvhttpd did not start (exit %s), first stdout line %r, stderr: %s"
+                             % (rc, line.decode("utf-8", "replace"), err.strip()[-500:]))
+        raise BenchError("uvhttpd did not start")
+
+
+NGINX_CONF = """\
+# generated by bench/run
+user root;
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{
+    worker_connections 20000;
+    use epoll;
+}}
+http {{
+    access_log off;
+    sendfile on;
+    open_file_cache max=1000 inactive=60s;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000000;
+    types {{
+        text/html html;
+        application/octet-stream bin;
+    }}
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        server_name localhost;
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+
+H2O_CONF = """\
+# generated by bench/run
+user: root
+num-threads: 1
+max-connections: 65536
+http1-request-timeout: 300
+pid-file: {tmp}/h2o.pid
+error-log: {tmp}/error.log
+listen:
+  host: 127.0.0.1
+  port: {port}
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: {root}
+"""
+
+
+class ConfServer(Server):
+    conf_template = ""
+    conf_name = ""
+
+    def _conf(self, port):
+        return self.conf_template.format(nofile=processes.NOFILE, tmp=self.tmp, port=port,
+                                         root=self.root)
+
+    def config_text(self):
+        return self.conf_template.format(nofile=processes.NOFILE, tmp="TMPDIR", port="PORT",
+                                         root="ROOT")
+
+    def start(self):
+        last_err = ""
+        for _attempt in range(3):
+            self.tmp = tempfile.mkdtemp(prefix=self.name + "-", dir=self.workdir)
+            port = free_port()
+            conf = os.path.join(self.tmp, self.conf_name)
+            with open(conf, "w") as f:
+                f.write(self._conf(port))
+            errf = open(os.path.join(self.tmp, "stderr"), "wb")
+            p = self._spawn(self._cmd(conf), stdout=errf, stderr=subprocess.STDOUT)
+            errf.close()
+            self.proc = p
+            if wait_listening(port, p, 10):
+                self.port = port
+                time.sleep(0.2)   # let workers come up
+                return
+            stop_process(p, True)
+            self.proc = None
+            last_err = ""
+            for fn in ("stderr", "error.log"):
+                try:
+                    with open(os.path.join(self.tmp, fn)) as f:
+                        last_err += f.read()
+                except OSError:
+                    pass
+        raise BenchError("%s did not start: %s" % (self.name, last_err.strip()[-800:]))
+
+
+class Nginx(ConfServer):
+    name = "nginx"
+    conf_template = NGINX_CONF
+    conf_name = "nginx.conf"
+
+    def _cmd(self, conf):
+        return [NGINX_BIN, "-p", self.tmp, "-c", conf, "-g", "daemon off;"]
+
+    def describe_cmd(self):
+        return " ".join(pin(SERVER_CPU) + [NGINX_BIN, "-p", "TMPDIR", "-c", "TMPDIR/nginx.conf",
+                                           "-g", "'daemon off;'"])
+
+
+class H2o(ConfServer):
+    name = "h2o"
+    conf_template = H2O_CONF
+    conf_name = "h2o.conf"
+
+    def _cmd(self, conf):
+        return [H2O_BIN, "-c", conf]
+
+    def describe_cmd(self):
+        return " ".join(pin(SERVER_CPU) + [H2O_BIN, "-c", "TMPDIR/h2o.conf"])
+
+
+# --------------------------------------------------------------------------
+# document root
+
+def make_docroot(path, with_100m=True):
+    os.makedirs(path, exist_ok=True)
+    head = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<title>uvhttpd benchmark</title>\n</head>\n<body>\n<h1>uvhttpd benchmark page</h1>\n<p>")
+    tail = "</p>\n</body>\n</html>\n"
+    filler = ("This page is served by the benchmark harness. It is exactly 571 bytes long "
+              "so that every server sends the same small static file. ")
+    body = (filler * 4)[: 571 - len(head) - len(tail)]
+    page = head + body + tail
+    assert len(page.encode()) == 571, len(page)
+    with open(os.path.join(path, "index.html"), "w") as f:
+        f.write(page)
+    sizes = [("1m.bin", 1 << 20)]
+    if with_100m:
+        sizes.append(("100m.bin", 100 << 20))
+    for name, size in sizes:
+        with open(os.path.join(path, name), "wb") as f:
+            left = size
+            while left:
+                n = min(left, 4 << 20)
+                f.write(os.urandom(n))
+                left -= n
