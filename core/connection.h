@@ -2,6 +2,9 @@
 // freed only after the close callback and every outstanding libuv request
 // has come back. Feeds bytes through the RequestParser, hands complete heads
 // to the router, and writes the responses of one read batch in one write.
+// Its member functions live in one file per job: lifecycle and close in
+// core/connection.cpp, request intake in core/intake.cpp, response sending
+// in core/sender.cpp, the handler's jobs in core/jobs.cpp.
 #pragma once
 
 #include <uv.h>
@@ -76,25 +79,40 @@ private:
     enum class BodyMode : uint8_t { Undecided, Discard, Deliver };
     enum class Closing : uint8_t { No, Graceful, Lingering, Closed };
 
-    static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-    static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-    static void on_write(uv_write_t* req, int status);
-    static void on_close(uv_handle_t* h);
-    static void on_work(uv_work_t* req);
-    static void on_after_work(uv_work_t* req, int status);
-    static void on_send_work(uv_work_t* req);
-    static void on_after_send_work(uv_work_t* req, int status);
-    static void on_shutdown(uv_shutdown_t* req, int status);
-    static void on_poll(uv_poll_t* p, int status, int events);
-    static void on_poll_close(uv_handle_t* h);
-    static void on_body_bytes(void* ctx, const char* data, size_t len);
+    // Shared by the files below: stop parsing further pipelined requests
+    // (intake), stop reading (lifecycle) and stop pumping a body (sender)
+    // while this much output waits for a slow reader.
+    static constexpr size_t kOutHighWater = 256 * 1024;
+    // Bytes a response must move within each --send-timeout, and a request
+    // body within each --body-timeout, to stay alive.
+    static constexpr uint64_t kMinProgress = 16 * 1024;
 
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
+    // Lifecycle and close (core/connection.cpp)
+    static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+    static void on_close(uv_handle_t* h);
+    static void on_shutdown(uv_shutdown_t* req, int status);
+    static void on_poll_close(uv_handle_t* h);
     void begin(bool refuse);
-
-    // Input
+    void on_eof();
+    void update_reading();
+    void kick();  // continue after an asynchronous event
+    void after_processing();
+    void begin_graceful_close();
+    void continue_closing();
+    void close_fd_async(int fd);
     void ensure_scratch();
+    void maybe_release_scratch();
+    void unref();
+    void arm(TimeoutList& list);
+    void disarm();
+    void finish_exchange();
+    void log_exchange();
+
+    // Request intake (core/intake.cpp)
+    static void on_body_bytes(void* ctx, const char* data, size_t len);
     void feed(const char* data, size_t len);
     bool read_proxy_header();
     size_t run_parser(const char* data, size_t len);
@@ -103,11 +121,19 @@ private:
     int validate_head(const char*& why);
     void on_message_complete();
     void on_parse_error();
-    void on_eof();
-    void update_reading();
+    void deliver_body();
+    void arm_body_timeout();
+    void body_progress(size_t len);
 
-    // Output
+    // Response sending (core/sender.cpp)
+    static void on_write(uv_write_t* req, int status);
+    static void on_send_work(uv_work_t* req);
+    static void on_after_send_work(uv_work_t* req, int status);
+    static void on_poll(uv_poll_t* p, int status, int events);
+    void send_error_and_close(int status, std::string_view detail);
     void flush();
+    void response_done();
+    void send_finished();
     void pump_body();
     void start_sendfile(uint64_t offset, uint64_t length);
     void start_source_work();
@@ -115,29 +141,14 @@ private:
     void sendfile_step();  // worker thread
     void after_sendfile();
     void wait_writable();
-    void response_done();
-    void finish_exchange();
-    void log_exchange();
-    void send_error_and_close(int status, std::string_view detail);
-    void deliver_body();
 
-    // Lifecycle
-    void kick();  // continue after an asynchronous event
-    void after_processing();
-    void begin_graceful_close();
-    void continue_closing();
-    void close_fd_async(int fd);
+    // Handler jobs (core/jobs.cpp)
+    static void on_work(uv_work_t* req);
+    static void on_after_work(uv_work_t* req, int status);
+    void queue_job();
     void dispose_job();
     template <class F>
     void run_done(F&& f);
-    void queue_job();
-    void maybe_release_scratch();
-    void unref();
-    void arm(TimeoutList& list);
-    void disarm();
-    void send_finished();
-    void arm_body_timeout();
-    void body_progress(size_t len);
 
     uv_tcp_t tcp_{};
     Server& server_;

@@ -1,0 +1,328 @@
+// Request intake: bytes from the socket through the PROXY header and the
+// parser, the checks on a complete head before dispatch, and the request
+// body (discarded, or delivered piece by piece to the handler's
+// BodyReader), with Expect: 100-continue and the body timeout.
+#include <algorithm>
+
+#include "core/connection.h"
+#include "core/server.h"
+#include "protocol/proxy_protocol.h"
+#include "protocol/response.h"
+#include "protocol/target.h"
+#include "protocol/text.h"
+
+namespace uvh {
+
+namespace {
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+}  // namespace
+
+void Connection::feed(const char* data, size_t len) {
+    if (closing_ != Closing::No) return;
+    // Date must never lag the clock the files' Last-Modified come from; the
+    // refresh is one vDSO call and does nothing within the same second.
+    server_.refresh_date();
+    ensure_scratch();
+    if (!in_exchange_ && !parser_.message_in_progress() &&
+        timeout_node.list != &server_.header_timeouts)
+        arm(server_.header_timeouts);
+    in_feed_ = true;
+    if (proxy_pending_) {
+        s_->pending.append(data, len);
+        if (!read_proxy_header()) {
+            in_feed_ = false;
+            after_processing();
+            return;
+        }
+        data = nullptr;
+        len = 0;
+    }
+    if (!s_->pending.empty()) {
+        if (len) s_->pending.append(data, len);
+        size_t used = run_parser(s_->pending.data(), s_->pending.size());
+        if (s_) s_->pending.erase(0, used);
+    } else {
+        size_t used = run_parser(data, len);
+        if (used < len && closing_ == Closing::No) s_->pending.assign(data + used, len - used);
+    }
+    in_feed_ = false;
+    after_processing();
+}
+
+bool Connection::read_proxy_header() {
+    // The header may arrive in pieces; it is kept in `pending` until whole.
+    PeerAddress source;
+    bool local = false;
+    size_t used = 0;
+    switch (parse_proxy_header(s_->pending, source, local, used)) {
+    case ProxyParse::NeedMore:
+        return false;
+    case ProxyParse::Invalid:
+        s_->pending.clear();
+        send_error_and_close(400, "expected a PROXY protocol header");
+        return false;
+    case ProxyParse::Ok:
+        break;
+    }
+    if (!local) peer_ = source;
+    proxy_pending_ = false;
+    s_->pending.erase(0, used);
+    return true;
+}
+
+bool Connection::parse_blocked() const {
+    if (paused_at_head_ || msg_complete_) return true;
+    // Inside a handler's continuation the exchange may end, but the next
+    // request must not take the job's slot before the continuation returns
+    // (the kick after it parses on); nor while the last exchange's job is
+    // still on a worker or releasing what it held.
+    if (in_done_ || (!in_exchange_ && work_busy_)) return true;
+    if (body_mode_ == BodyMode::Deliver && reader_busy_ && s_->body.size() >= s_->tx.reader.chunk) return true;
+    if (writing_ && s_->out.size() >= kOutHighWater) return true;
+    return false;
+}
+
+size_t Connection::run_parser(const char* data, size_t len) {
+    size_t pos = 0;
+    while (closing_ == Closing::No && !parse_blocked()) {
+        size_t used = 0;
+        RequestParser::Event ev = parser_.execute(data + pos, len - pos, used);
+        pos += used;
+        if (in_exchange_ && !msg_complete_) {
+            // Bodies without a declared length are held to the limit as they
+            // arrive (declared ones were refused before reading).
+            uint64_t max = server_.site().max_body_size;
+            if (max != 0 && body_bytes_ > max && !response_started_) {
+                send_error_and_close(413, "request body larger than --max-body-size");
+                return len;
+            }
+            if (body_mode_ == BodyMode::Deliver) deliver_body();
+        }
+        switch (ev) {
+        case RequestParser::Event::NeedMore:
+            return pos;
+        case RequestParser::Event::Head:
+            on_head();
+            break;
+        case RequestParser::Event::Complete:
+            on_message_complete();
+            break;
+        case RequestParser::Event::Error:
+            on_parse_error();
+            return len;
+        }
+    }
+    return pos;
+}
+
+void Connection::on_body_bytes(void* ctx, const char* data, size_t len) {
+    auto* c = static_cast<Connection*>(ctx);
+    c->body_bytes_ += len;
+    if (c->body_mode_ == BodyMode::Deliver && !c->abandoned_) c->s_->body.append(data, len);
+    if (!c->work_busy_) c->body_progress(len);
+}
+
+int Connection::validate_head(const char*& why) {
+    const Request& r = request();
+    if (r.http_major != 1 || r.http_minor > 1) {
+        why = "only HTTP/1.0 and HTTP/1.1 are supported";
+        return 505;
+    }
+    // RFC 9112 §3.2: exactly one valid Host in HTTP/1.1.
+    if (r.host_count > 1) {
+        why = "more than one Host header field";
+        return 400;
+    }
+    if (r.host_count == 0 && r.http_minor == 1) {
+        why = "missing Host header field";
+        return 400;
+    }
+    if (r.host.data() && !valid_host(r.host)) {
+        why = "invalid Host header field";
+        return 400;
+    }
+    if (r.transfer_encoding.data()) {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+        if (r.http10()) {
+            why = "Transfer-Encoding in an HTTP/1.0 request";
+            return 400;
+        }
+        // RFC 9112 §6.3: unless chunked is the final coding the body length
+        // cannot be known: 400 and close.
+        std::string_view te = trim_ows(r.transfer_encoding);
+        size_t comma = te.rfind(',');
+        std::string_view last = trim_ows(comma == std::string_view::npos ? te : te.substr(comma + 1));
+        if (!iequals_ascii(last, "chunked")) {
+            why = "Transfer-Encoding does not end in chunked";
+            return 400;
+        }
+        // RFC 9112 §6.1: a coding we do not understand is a 501.
+        if (!iequals_ascii(te, "chunked")) {
+            why = "transfer coding not implemented";
+            return 501;
+        }
+    }
+    switch (r.parsed.form) {
+    case TargetForm::Invalid:
+        why = "malformed request-target";
+        return 400;
+    case TargetForm::Asterisk:
+        // RFC 9112 §3.2.4: asterisk-form is only for OPTIONS.
+        if (r.method != Method::Options) {
+            why = "the '*' target is only valid for OPTIONS";
+            return 400;
+        }
+        s_->path.assign("*");
+        break;
+    case TargetForm::Origin:
+    case TargetForm::Absolute: {
+        PathStatus ps = normalize_path(r.parsed.path, s_->path);
+        if (ps != PathStatus::Ok) {
+            why = path_status_message(ps).data();
+            return 400;
+        }
+        break;
+    }
+    }
+    if (r.expect.data() && !r.http10()) {
+        // RFC 9110 §10.1.1: 100-continue is the only expectation; HTTP/1.0
+        // requests have theirs ignored.
+        if (!iequals_ascii(trim_ows(r.expect), "100-continue")) {
+            why = "only the 100-continue expectation is supported";
+            return 417;
+        }
+        expect_continue_ = r.has_body();
+    }
+    return 0;
+}
+
+void Connection::on_head() {
+    in_exchange_ = true;
+    paused_at_head_ = true;
+    msg_complete_ = false;
+    response_started_ = response_done_ = false;
+    abandoned_ = false;
+    expect_continue_ = continue_sent_ = false;
+    body_mode_ = BodyMode::Undecided;
+    reader_busy_ = reader_ended_ = false;
+    body_bytes_ = 0;
+    response_status_ = 0;
+    have_request_ = true;
+    start_ns_ = server_.clock_ns();
+    response_bytes_ = 0;
+    disarm();
+    const Request& r = request();
+    s_->client = server_.trusted_proxies().empty()
+                     ? peer_
+                     : client_address(peer_, server_.trusted_proxies(), r.forwarded, r.x_forwarded_for);
+    // Echo a sane X-Request-Id from the client (a load balancer's), or make one.
+    bool sane = r.x_request_id.size() > 0 && r.x_request_id.size() <= 128;
+    for (char ch : r.x_request_id) sane = sane && ch > ' ' && ch < 0x7f;
+    if (sane) {
+        s_->request_id.assign(r.x_request_id);
+    } else {
+        server_.next_request_id(s_->request_id);
+    }
+    const char* why = nullptr;
+    int status = validate_head(why);
+    if (status != 0) {
+        send_error_and_close(status, why ? why : "");
+        return;
+    }
+    server_.application().dispatch(*this);
+}
+
+void Connection::on_message_complete() {
+    msg_complete_ = true;
+    if (timeout_node.list == &server_.body_timeouts) disarm();
+    if (body_mode_ == BodyMode::Deliver) deliver_body();
+    if (response_done_) finish_exchange();
+}
+
+void Connection::on_parse_error() {
+    int status = parser_.error_status();
+    std::string_view why = parser_.error_message();
+    if (response_started_) {
+        abort();  // a second response cannot follow the first mid-stream
+        return;
+    }
+    send_error_and_close(status ? status : 400, why);
+}
+
+void Connection::discard_body() {
+    if (body_mode_ != BodyMode::Undecided) return;
+    body_mode_ = BodyMode::Discard;
+    if (paused_at_head_) {
+        paused_at_head_ = false;
+        parser_.resume();
+        if (request().has_body()) arm_body_timeout();
+    }
+    kick();
+}
+
+void Connection::read_body(const BodyReader& reader) {
+    if (body_mode_ != BodyMode::Undecided) return;
+    s_->tx.reader = reader;
+    body_mode_ = BodyMode::Deliver;
+    if (request().has_body() && !counted_upload_) {
+        counted_upload_ = true;
+        ++server_.metrics().uploads_in_flight;
+    }
+    if (expect_continue_ && !continue_sent_) {
+        // RFC 9110 §10.1.1: only now, after every check passed.
+        s_->out.append(kContinue);
+        continue_sent_ = true;
+    }
+    if (paused_at_head_) {
+        paused_at_head_ = false;
+        parser_.resume();
+        if (request().has_body()) arm_body_timeout();
+    }
+    kick();
+}
+
+void Connection::body_consumed() {
+    reader_busy_ = false;
+    s_->body_handed.clear();
+    deliver_body();
+    kick();
+}
+
+void Connection::deliver_body() {
+    if (body_mode_ != BodyMode::Deliver || reader_busy_ || reader_ended_ || abandoned_ ||
+        closing_ != Closing::No || response_started_)
+        return;
+    if (!s_->body.empty() && (s_->body.size() >= s_->tx.reader.chunk || msg_complete_)) {
+        s_->body_handed.swap(s_->body);
+        s_->body.clear();
+        reader_busy_ = true;
+        s_->tx.reader.data(*this, s_->body_handed);
+        return;
+    }
+    if (msg_complete_ && s_->body.empty()) {
+        reader_ended_ = true;
+        s_->tx.reader.end(*this);
+    }
+}
+
+void Connection::arm_body_timeout() {
+    if (s_) s_->tx.rx_progress = 0;
+    arm(server_.body_timeouts);
+}
+
+// The body timeout restarts only on real progress, like the send timeout:
+// a client that trickles a few bytes now and then (slow body) must not keep
+// an upload open for hours. Time our own disk work takes is not counted
+// (offload() disarms; the next bytes arm afresh).
+void Connection::body_progress(size_t len) {
+    if (timeout_node.list != &server_.body_timeouts || !s_) {
+        arm_body_timeout();
+        return;
+    }
+    s_->tx.rx_progress += len;
+    if (s_->tx.rx_progress >= kMinProgress) arm_body_timeout();
+}
+
+}  // namespace uvh

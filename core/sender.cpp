@@ -1,0 +1,435 @@
+// Response sending: the response head and a memory body go into the
+// per-connection output buffer and leave in one write per batch
+// (uv_try_write first); a body source is pumped piece by piece, its file
+// pieces sent with sendfile on a worker through a dup of the socket, with
+// POLLOUT waits, and chunked framing when its length is unknown.
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <iterator>
+
+#include <fmt/format.h>
+
+#include "core/connection.h"
+#include "core/server.h"
+#include "protocol/response.h"
+#include "protocol/status.h"
+
+namespace uvh {
+
+namespace {
+
+// A sendfile step on the threadpool sends at most this much before
+// returning, so one fast client cannot hold a worker thread for long.
+constexpr uint64_t kSendStep = 16ull << 20;
+// An unread request body up to this size is read and dropped after an early
+// response, so the connection can stay open; a larger one closes it.
+constexpr uint64_t kDiscardLimit = 64 * 1024;
+
+}  // namespace
+
+void Connection::respond(const ResponseHead& head, const Body& body) {
+    if (abandoned_ || closing_ != Closing::No || response_started_) {
+        if (body.kind == Body::Kind::Source) {
+            s_->tx.source = body.source;  // so its descriptor is released too
+            end_source();
+        }
+        return;
+    }
+    response_started_ = true;
+    response_status_ = head.status;
+    const Request& r = request();
+
+    if (body_mode_ == BodyMode::Undecided) {
+        // Answered without looking at the body (an error, a failed
+        // precondition). A client told to wait for 100 will not send it, and
+        // a large body is not worth reading: close instead (RFC 9110
+        // §10.1.1). A small one is read and dropped to keep the connection.
+        if (r.has_body() && (expect_continue_ || r.chunked || r.content_length > kDiscardLimit)) {
+            close_after_ = true;
+        } else {
+            body_mode_ = BodyMode::Discard;
+            paused_at_head_ = false;
+            parser_.resume();
+        }
+    } else if (body_mode_ == BodyMode::Deliver && !msg_complete_) {
+        close_after_ = true;  // answered mid-upload
+    }
+    // A body of unknown length ends with the connection on HTTP/1.0 (RFC
+    // 9112 §6.3); HTTP/1.1 gets it chunked (§7.1).
+    bool unknown_length = body.kind == Body::Kind::Source && head.content_length == ResponseHead::kUnknownLength;
+    if (unknown_length && r.http10()) close_after_ = true;
+    const Config& cfg = server_.config();
+    bool keep = r.keep_alive && !head.close && !close_after_ && !server_.draining() &&
+                (cfg.keepalive_requests == 0 || requests_ + 1 < cfg.keepalive_requests);
+    if (!keep) close_after_ = true;
+
+    size_t before = s_->out.size();
+    write_response_head(s_->out, head, Framing{keep, r.http10(), s_->request_id}, server_.date().header_line(),
+                        server_.site().server_line);
+    response_bytes_ = s_->out.size() - before;
+
+    bool head_only = r.method == Method::Head || !status_allows_body(head.status);
+    if (head_only || body.kind == Body::Kind::None) {
+        if (body.kind == Body::Kind::Source) {
+            s_->tx.source = body.source;  // so its descriptor is released too
+            end_source();
+        }
+        response_done();
+        return;
+    }
+    if (body.kind == Body::Kind::Memory) {
+        response_bytes_ += body.memory.size();
+        s_->out.append(body.memory);
+        response_done();
+        return;
+    }
+    s_->tx.source = body.source;
+    s_->tx.have_piece = false;
+    s_->tx.chunked = unknown_length && !r.http10();
+    tx_active_ = true;
+    pump_body();
+}
+
+void Connection::send_error_and_close(int status, std::string_view detail) {
+    if (response_started_) {
+        abort();
+        return;
+    }
+    ensure_scratch();
+    abandoned_ = in_exchange_;  // a handler still at work is no longer heard
+    in_exchange_ = true;
+    close_after_ = true;
+    response_started_ = true;
+    response_status_ = status;
+    std::string& body = s_->text;
+    format_error_body(body, status, detail);
+    ResponseHead head;
+    head.status = status;
+    head.content_type = "text/plain; charset=utf-8";
+    head.content_length = body.size();
+    head.close = true;
+    if (s_->request_id.empty()) server_.next_request_id(s_->request_id);
+    if (!have_request_) {
+        start_ns_ = server_.clock_ns();
+        s_->client = peer_;
+    }
+    size_t before = s_->out.size();
+    write_response_head(s_->out, head, Framing{false, false, s_->request_id}, server_.date().header_line(),
+                        server_.site().server_line);
+    // RFC 9110 §9.3.2: no content in a response to HEAD, errors included.
+    if (!have_request_ || request().method != Method::Head) s_->out.append(body);
+    response_bytes_ = s_->out.size() - before;
+    response_done();
+}
+
+void Connection::flush() {
+    if (!s_ || writing_ || s_->out.empty() || closing_ == Closing::Closed) return;
+    uv_buf_t buf = uv_buf_init(s_->out.data(), static_cast<unsigned>(s_->out.size()));
+    int r = uv_try_write(stream(), &buf, 1);
+    if (r == UV_EAGAIN) r = 0;
+    if (r < 0) {
+        abort();
+        return;
+    }
+    server_.metrics().bytes_out += static_cast<uint64_t>(r);
+    if (static_cast<size_t>(r) == s_->out.size()) {
+        s_->out.clear();
+        return;
+    }
+    // The kernel took part of it: queue the rest and keep it pinned in
+    // `writing` until the callback.
+    s_->writing.swap(s_->out);
+    s_->out.clear();
+    if (r > 0) s_->writing.erase(0, static_cast<size_t>(r));
+    uv_buf_t rest = uv_buf_init(s_->writing.data(), static_cast<unsigned>(s_->writing.size()));
+    s_->write_req.data = this;
+    if (uv_write(&s_->write_req, stream(), &rest, 1, on_write) != 0) {
+        abort();
+        return;
+    }
+    writing_ = true;
+    ++refs_;
+    arm(server_.send_timeouts);
+}
+
+void Connection::on_write(uv_write_t* req, int status) {
+    auto* c = static_cast<Connection*>(req->data);
+    c->server_.tick_clock();
+    c->writing_ = false;
+    if (status < 0) {
+        c->abort();
+    } else if (c->closing_ != Closing::Closed) {
+        c->server_.metrics().bytes_out += c->s_->writing.size();
+        c->s_->writing.clear();
+        if (c->timeout_node.list == &c->server_.send_timeouts && c->closing_ == Closing::No) c->send_finished();
+        c->kick();
+    }
+    c->unref();
+}
+
+void Connection::response_done() {
+    response_done_ = true;
+    if (msg_complete_ || close_after_) {
+        finish_exchange();
+    } else if (!timeout_node.list) {
+        send_finished();
+    }
+    kick();
+}
+
+// Nothing is left to send: the send timeout ends, and a request body still
+// arriving (a response can precede the end of its request, e.g. an early
+// error while the body is discarded) is back under the body timeout, so no
+// connection is ever left without a deadline.
+void Connection::send_finished() {
+    disarm();
+    if (in_exchange_ && !msg_complete_ && !paused_at_head_ && !work_busy_ && closing_ == Closing::No)
+        arm_body_timeout();
+}
+
+// Drives the body source: memory pieces go into the output buffer (in
+// chunks when the length is unknown), file pieces leave with sendfile on a
+// worker, Work pieces run the source's work() on a worker. Bounded by the
+// output high-water mark, so a source of many memory pieces waits for the
+// socket like any other response.
+void Connection::pump_body() {
+    Transfer& tx = s_->tx;
+    while (tx_active_ && closing_ != Closing::Closed) {
+        if (s_->out.size() >= kOutHighWater) {
+            flush();
+            if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
+        }
+        if (!tx.have_piece) {
+            tx.piece = tx.source->next();
+            tx.have_piece = true;
+            tx.done = 0;
+            tx.framed = false;
+        }
+        const BodyPiece& p = tx.piece;
+        switch (p.kind) {
+        case BodyPiece::Kind::End:
+            if (tx.source->failed()) {
+                // No last chunk (or, close-delimited, a reset): the client
+                // must not take a cut body for a whole one.
+                flush();
+                abort();
+                return;
+            }
+            if (tx.chunked) s_->out.append("0\r\n\r\n");  // RFC 9112 §7.1: last chunk, no trailers
+            end_source();
+            if (timeout_node.list == &server_.send_timeouts) send_finished();
+            response_done();
+            return;
+        case BodyPiece::Kind::Memory:
+            if (!p.memory.empty()) {
+                if (tx.chunked) fmt::format_to(std::back_inserter(s_->out), "{:x}\r\n", p.memory.size());
+                s_->out.append(p.memory);
+                if (tx.chunked) s_->out.append("\r\n");
+                response_bytes_ += p.memory.size();
+            }
+            tx.have_piece = false;
+            continue;
+        case BodyPiece::Kind::Work:
+            start_source_work();
+            return;
+        case BodyPiece::Kind::File:
+            if (!tx.framed) {
+                if (p.length == 0) {
+                    tx.have_piece = false;
+                    continue;
+                }
+                if (tx.chunked) fmt::format_to(std::back_inserter(s_->out), "{:x}\r\n", p.length);
+                response_bytes_ += p.length;
+                tx.framed = true;
+            }
+            if (tx.done >= p.length) {
+                if (tx.chunked) s_->out.append("\r\n");
+                tx.have_piece = false;
+                continue;
+            }
+            // Earlier bytes (the head) must be on the socket before sendfile
+            // writes to it from a worker thread.
+            flush();
+            if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
+            start_sendfile(p.offset + tx.done, p.length - tx.done);
+            return;
+        }
+    }
+}
+
+// The response is over (or the client is gone): the source goes, and a
+// descriptor it owned is closed off the loop.
+void Connection::end_source() {
+    tx_active_ = false;
+    if (!s_) return;
+    if (s_->tx.source) close_fd_async(s_->tx.source->release_descriptor());
+    s_->tx.source = nullptr;
+    s_->tx.have_piece = false;
+    s_->source.clear();
+}
+
+void Connection::start_source_work() {
+    s_->tx.op = Transfer::Op::SourceWork;
+    s_->send_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->send_req, on_send_work, on_after_send_work) != 0) {
+        abort();
+        return;
+    }
+    tx_busy_ = true;
+    send_queued_ = true;
+    ++refs_;
+    ++server_.metrics().threadpool_jobs;
+}
+
+void Connection::on_send_work(uv_work_t* req) {
+    auto* c = static_cast<Connection*>(req->data);
+    if (c->s_->tx.op == Transfer::Op::Sendfile) {
+        c->sendfile_step();
+    } else {
+        c->s_->tx.source->work();
+    }
+}
+
+void Connection::on_after_send_work(uv_work_t* req, int status) {
+    auto* c = static_cast<Connection*>(req->data);
+    c->server_.tick_clock();
+    c->tx_busy_ = false;
+    c->send_queued_ = false;
+    --c->server_.metrics().threadpool_jobs;
+    if (status == 0 && c->closing_ != Closing::Closed) {
+        if (c->s_->tx.op == Transfer::Op::Sendfile) {
+            c->after_sendfile();
+        } else {
+            c->s_->tx.have_piece = false;  // ask the source again
+            c->kick();
+        }
+    }
+    c->unref();
+}
+
+void Connection::start_sendfile(uint64_t offset, uint64_t length) {
+    if (sock_dup_ < 0) {
+        // The worker writes through its own descriptor for the socket, so
+        // the loop closing the handle can never leave a worker writing to
+        // a reused descriptor number.
+        uv_os_fd_t fd = -1;
+        if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0 ||
+            (sock_dup_ = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            abort();
+            return;
+        }
+        // A file body could fill the kernel's send buffer up to tcp_wmem's
+        // maximum (4 MiB) per connection; a thousand slow readers would then
+        // exhaust the kernel's TCP memory and slow every other client down
+        // (the slow-read attack). TCP_NOTSENT_LOWAT bounds the bytes waiting
+        // unsent: a slow reader pins little more than that, while a fast one
+        // keeps the autotuned buffer and takes a large file in few sendfile
+        // calls (a fixed SO_SNDBUF cost a threadpool round trip every
+        // 512 KiB).
+        if (int lowat = static_cast<int>(server_.config().send_buffer); lowat > 0)
+            setsockopt(sock_dup_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    }
+    s_->tx.send_off = offset;
+    s_->tx.send_left = length;
+    s_->tx.op = Transfer::Op::Sendfile;
+    s_->send_req.data = this;
+    if (uv_queue_work(server_.loop(), &s_->send_req, on_send_work, on_after_send_work) != 0) {
+        abort();
+        return;
+    }
+    tx_busy_ = true;
+    send_queued_ = true;
+    ++refs_;
+    ++server_.metrics().threadpool_jobs;
+    if (timeout_node.list != &server_.send_timeouts) {
+        s_->tx.progress = 0;
+        arm(server_.send_timeouts);
+    }
+}
+
+void Connection::sendfile_step() {
+    auto off = static_cast<off_t>(s_->tx.send_off);
+    uint64_t left = s_->tx.send_left;
+    int64_t sent = 0;
+    s_->tx.send_errno = 0;
+    s_->tx.again = false;
+    while (left > 0 && static_cast<uint64_t>(sent) < kSendStep) {
+        size_t want = static_cast<size_t>(std::min<uint64_t>(left, kSendStep - static_cast<uint64_t>(sent)));
+        ssize_t n = sendfile(sock_dup_, s_->tx.piece.fd, &off, want);
+        if (n > 0) {
+            sent += n;
+            left -= static_cast<uint64_t>(n);
+            continue;
+        }
+        if (n == 0) {
+            s_->tx.send_errno = EIO;  // the file shrank under us
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+            s_->tx.again = true;
+            break;
+        }
+        s_->tx.send_errno = errno;
+        break;
+    }
+    s_->tx.sent = sent;
+}
+
+void Connection::after_sendfile() {
+    if (closing_ == Closing::Closed) return;
+    server_.metrics().bytes_out += static_cast<uint64_t>(s_->tx.sent);
+    s_->tx.done += static_cast<uint64_t>(s_->tx.sent);
+    if (s_->tx.send_errno != 0) {
+        // The peer went away, or the file was truncated while we sent it:
+        // the promised Content-Length can no longer be kept.
+        abort();
+        return;
+    }
+    // The send timeout restarts only on real progress: a reader that takes
+    // a few bytes now and then (slow read) must not keep a response alive.
+    s_->tx.progress += static_cast<uint64_t>(s_->tx.sent);
+    if (s_->tx.progress >= kMinProgress) {
+        s_->tx.progress = 0;
+        arm(server_.send_timeouts);
+    }
+    if (s_->tx.again) {
+        wait_writable();
+        return;
+    }
+    kick();
+}
+
+void Connection::wait_writable() {
+    if (!poll_) {
+        poll_ = new uv_poll_t;
+        if (uv_poll_init_socket(server_.loop(), poll_, sock_dup_) != 0) {
+            delete poll_;
+            poll_ = nullptr;
+            abort();
+            return;
+        }
+        poll_->data = this;
+        ++refs_;
+    }
+    tx_busy_ = true;
+    if (uv_poll_start(poll_, UV_WRITABLE, on_poll) != 0) abort();
+}
+
+void Connection::on_poll(uv_poll_t* p, int status, int) {
+    auto* c = static_cast<Connection*>(p->data);
+    uv_poll_stop(p);
+    c->tx_busy_ = false;
+    if (status < 0) {
+        c->abort();
+        return;
+    }
+    c->kick();
+}
+
+}  // namespace uvh
