@@ -118,7 +118,6 @@ private:
     size_t run_parser(const char* data, size_t len);
     bool parse_blocked() const;
     void on_head();
-    int validate_head(const char*& why);
     void on_message_complete();
     void on_parse_error();
     void deliver_body();

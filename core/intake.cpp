@@ -7,9 +7,8 @@
 #include "core/connection.h"
 #include "core/server.h"
 #include "protocol/proxy_protocol.h"
+#include "protocol/request_checks.h"
 #include "protocol/response.h"
-#include "protocol/target.h"
-#include "protocol/text.h"
 
 namespace uvh {
 
@@ -124,80 +123,6 @@ void Connection::on_body_bytes(void* ctx, const char* data, size_t len) {
     if (!c->work_busy_) c->body_progress(len);
 }
 
-int Connection::validate_head(const char*& why) {
-    const Request& r = request();
-    if (r.http_major != 1 || r.http_minor > 1) {
-        why = "only HTTP/1.0 and HTTP/1.1 are supported";
-        return 505;
-    }
-    // RFC 9112 §3.2: exactly one valid Host in HTTP/1.1.
-    if (r.host_count > 1) {
-        why = "more than one Host header field";
-        return 400;
-    }
-    if (r.host_count == 0 && r.http_minor == 1) {
-        why = "missing Host header field";
-        return 400;
-    }
-    if (r.host.data() && !valid_host(r.host)) {
-        why = "invalid Host header field";
-        return 400;
-    }
-    if (r.transfer_encoding.data()) {
-        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
-        if (r.http10()) {
-            why = "Transfer-Encoding in an HTTP/1.0 request";
-            return 400;
-        }
-        // RFC 9112 §6.3: unless chunked is the final coding the body length
-        // cannot be known: 400 and close.
-        std::string_view te = trim_ows(r.transfer_encoding);
-        size_t comma = te.rfind(',');
-        std::string_view last = trim_ows(comma == std::string_view::npos ? te : te.substr(comma + 1));
-        if (!iequals_ascii(last, "chunked")) {
-            why = "Transfer-Encoding does not end in chunked";
-            return 400;
-        }
-        // RFC 9112 §6.1: a coding we do not understand is a 501.
-        if (!iequals_ascii(te, "chunked")) {
-            why = "transfer coding not implemented";
-            return 501;
-        }
-    }
-    switch (r.parsed.form) {
-    case TargetForm::Invalid:
-        why = "malformed request-target";
-        return 400;
-    case TargetForm::Asterisk:
-        // RFC 9112 §3.2.4: asterisk-form is only for OPTIONS.
-        if (r.method != Method::Options) {
-            why = "the '*' target is only valid for OPTIONS";
-            return 400;
-        }
-        s_->path.assign("*");
-        break;
-    case TargetForm::Origin:
-    case TargetForm::Absolute: {
-        PathStatus ps = normalize_path(r.parsed.path, s_->path);
-        if (ps != PathStatus::Ok) {
-            why = path_status_message(ps).data();
-            return 400;
-        }
-        break;
-    }
-    }
-    if (r.expect.data() && !r.http10()) {
-        // RFC 9110 §10.1.1: 100-continue is the only expectation; HTTP/1.0
-        // requests have theirs ignored.
-        if (!iequals_ascii(trim_ows(r.expect), "100-continue")) {
-            why = "only the 100-continue expectation is supported";
-            return 417;
-        }
-        expect_continue_ = r.has_body();
-    }
-    return 0;
-}
-
 void Connection::on_head() {
     in_exchange_ = true;
     paused_at_head_ = true;
@@ -225,12 +150,12 @@ void Connection::on_head() {
     } else {
         server_.next_request_id(s_->request_id);
     }
-    const char* why = nullptr;
-    int status = validate_head(why);
-    if (status != 0) {
-        send_error_and_close(status, why ? why : "");
+    HeadCheck check = check_request_head(r, s_->path);
+    if (check.status != 0) {
+        send_error_and_close(check.status, check.reason);
         return;
     }
+    expect_continue_ = check.expect_continue;
     server_.application().dispatch(*this);
 }
 
