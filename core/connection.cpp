@@ -102,13 +102,13 @@ void Connection::abort() {
     // behind: a job still queued is cancelled (its after-work callback
     // then runs with UV_ECANCELED and only cleans up), and a listing
     // waiting for a slot leaves the queue.
-    if (waiting_slot_) {
-        waiting_slot_ = false;
+    if (job_ == JobState::WaitingSlot) {
+        job_ = JobState::Idle;
         listing_job_ = false;
         server_.forget_listing_waiter(*this);
         ++server_.metrics().jobs_cancelled;
         unref();  // the queue's reference; the handle's keeps us alive
-    } else if (work_busy_ && !releasing_job_ && uv_cancel(reinterpret_cast<uv_req_t*>(&s_->work_req)) == 0) {
+    } else if (job_running() && uv_cancel(reinterpret_cast<uv_req_t*>(&s_->work_req)) == 0) {
         ++server_.metrics().jobs_cancelled;
     }
     // A sendfile step or a source's work not yet started is not wanted.
@@ -130,7 +130,7 @@ void Connection::unref() {
     // between two pieces) releases them on a worker first.
     if (s_ && s_->offloaded && s_->offloaded->holds_resources()) {
         dispose_job();  // takes a reference of its own until the release is done
-        if (releasing_job_) return;
+        if (job_ == JobState::Releasing) return;
     }
     if (s_) {
         end_source();
@@ -148,7 +148,7 @@ void Connection::unref() {
 
 void Connection::drain() {
     if (closing_ != Closing::No) return;
-    bool busy = in_exchange_ || parser_.message_in_progress() || (s_ && !s_->pending.empty());
+    bool busy = in_exchange() || parser_.message_in_progress() || (s_ && !s_->pending.empty());
     if (!busy) {
         // A request may already sit unread in the socket: answer it (with
         // Connection: close) rather than drop it.
@@ -214,7 +214,7 @@ void Connection::on_shutdown(uv_shutdown_t* req, int status) {
 void Connection::on_timeout(TimeoutList* which) {
     if (closing_ == Closing::Closed) return;
     if (which == &server_.header_timeouts) {
-        if (parser_.message_in_progress() && !in_exchange_) {
+        if (parser_.message_in_progress() && !in_exchange()) {
             send_error_and_close(408, "the request head did not arrive in time");
         } else {
             abort();  // nothing was sent: nothing to answer
@@ -222,7 +222,7 @@ void Connection::on_timeout(TimeoutList* which) {
     } else if (which == &server_.idle_timeouts) {
         begin_graceful_close();
     } else if (which == &server_.body_timeouts) {
-        if (!response_started_ && !work_busy_) {
+        if (!response_started() && !work_busy()) {
             send_error_and_close(408, "the request body stalled");
         } else {
             abort();
@@ -256,7 +256,7 @@ void Connection::ensure_scratch() {
 }
 
 void Connection::maybe_release_scratch() {
-    if (!s_ || closing_ != Closing::No || in_exchange_ || writing_ || work_busy_ || tx_active_ || tx_busy_ ||
+    if (!s_ || closing_ != Closing::No || in_exchange() || writing_ || work_busy() || tx_active_ || tx_busy_ ||
         in_done_ || !s_->job.empty() || parser_.message_in_progress() || !s_->pending.empty() || !s_->out.empty())
         return;
     // finish_exchange() already disposed of the job.
@@ -327,15 +327,15 @@ void Connection::after_processing() {
     // Inside a handler's continuation: the kick after it decides the rest
     // (the next pipelined request is not parsed before then).
     if (in_done_) return;
-    if (closing_ == Closing::No && !in_exchange_ && parser_.message_in_progress() &&
+    if (closing_ == Closing::No && !in_exchange() && parser_.message_in_progress() &&
         timeout_node.list != &server_.header_timeouts)
         arm(server_.header_timeouts);  // a pipelined head arrived in part
-    if (closing_ == Closing::No && peer_eof_ && !in_exchange_) {
+    if (closing_ == Closing::No && peer_eof_ && !in_exchange()) {
         // The client half-closed and no request is waiting for an answer.
         begin_graceful_close();
     }
-    if (closing_ == Closing::No && peer_eof_ && in_exchange_ && !msg_complete_ && !paused_at_head_ &&
-        !work_busy_ && s_ && s_->pending.empty()) {
+    if (closing_ == Closing::No && peer_eof_ && in_exchange() && !msg_complete_ && !paused_at_head_ &&
+        !work_busy() && s_ && s_->pending.empty()) {
         // The client stopped in the middle of a request body (or reset, which
         // libuv may report as EOF): the body can never complete. Drop the
         // exchange now rather than hold its upload open until a timeout.
@@ -391,7 +391,7 @@ void Connection::log_exchange() {
 }
 
 void Connection::finish_exchange() {
-    if (!in_exchange_) return;
+    if (!in_exchange()) return;
     log_exchange();
     if (counted_upload_) {
         --server_.metrics().uploads_in_flight;
@@ -399,23 +399,24 @@ void Connection::finish_exchange() {
     }
     have_request_ = false;
     s_->request_id.clear();
-    if (work_busy_) {
-        dispose_after_work_ = true;  // the job's result is not wanted any more
+    if (job_ == JobState::Running) {
+        job_ = JobState::Unwanted;  // the job's result is not wanted any more
+    } else if (work_busy()) {
+        // Releasing: the exchange that owned the job already ended.
     } else if (in_done_) {
         dispose_after_done_ = true;  // the job's own done() is still running
     } else if (s_->offloaded || !s_->job.empty()) {
         dispose_job();  // a cache hit never made one
     }
     end_source();
-    in_exchange_ = false;
+    exchange_ = ExchangeState::None;
     msg_complete_ = false;
     paused_at_head_ = false;
     body_mode_ = BodyMode::Undecided;
     s_->tx.reader = {};
-    reader_busy_ = reader_ended_ = false;
+    reader_ = ReaderState::Idle;
     s_->body.clear();
     s_->body_handed.clear();
-    response_started_ = response_done_ = false;
     abandoned_ = false;
     ++requests_;
     if (close_after_) {

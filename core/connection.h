@@ -76,8 +76,52 @@ public:
     Connection* next = nullptr;
 
 private:
-    enum class BodyMode : uint8_t { Undecided, Discard, Deliver };
+    // What a connection is doing is read from five fields: closing_ (is it
+    // going away), exchange_ (where the current request/response pair is),
+    // body_mode_ and reader_ (the request body), and job_ (the handler's
+    // threadpool job). The remaining flags are I/O in flight (reading_,
+    // writing_, tx_*) and re-entrancy guards (in_feed_, in_done_).
+
+    // No -> Graceful (begin_graceful_close: flush what is queued) ->
+    // Lingering (half-closed; drain input for a moment) -> Closed (abort:
+    // uv_close issued). abort() may jump to Closed from any state.
     enum class Closing : uint8_t { No, Graceful, Lingering, Closed };
+
+    // None -> Dispatched (on_head: a head was parsed and handed on) ->
+    // Responding (respond/send_error_and_close started the response) ->
+    // Responded (every byte is queued: response_done) -> None
+    // (finish_exchange, once the request is also complete or the
+    // connection closes after it). send_error_and_close also goes from
+    // None straight to Responding (an error before any head, e.g. 408).
+    enum class ExchangeState : uint8_t { None, Dispatched, Responding, Responded };
+
+    // Undecided (on_head; the parser is paused at the head, paused_at_head_)
+    // -> Discard (discard_body, or an early small-body response) or Deliver
+    // (read_body) -> Undecided (finish_exchange). msg_complete_ says the
+    // parser has seen the end of the body, whatever the mode.
+    enum class BodyMode : uint8_t { Undecided, Discard, Deliver };
+
+    // In Deliver mode: Idle -> Busy (deliver_body handed a piece to the
+    // BodyReader) -> Idle (body_consumed) ... -> Ended (the reader's end()
+    // was called after the last piece) -> Idle (finish_exchange).
+    enum class ReaderState : uint8_t { Idle, Busy, Ended };
+
+    // Idle -> Running (queue_job: work() queued or on a worker) -> Idle
+    // (on_after_work: done() runs, or the result is dropped). While Running,
+    // finish_exchange makes it Unwanted (the result is dropped when it
+    // comes back). A listing job first waits for a slot: Idle -> WaitingSlot
+    // (in the server's queue) -> Running (run_waiting_job), or -> Idle when
+    // abort() takes it out of the queue. Idle -> Releasing (dispose_job: the
+    // job's release() on a worker) -> Idle (on_after_work). work_req is in
+    // use exactly while Running, Unwanted or Releasing.
+    enum class JobState : uint8_t { Idle, WaitingSlot, Running, Unwanted, Releasing };
+
+    bool in_exchange() const { return exchange_ != ExchangeState::None; }
+    bool response_started() const {
+        return exchange_ == ExchangeState::Responding || exchange_ == ExchangeState::Responded;
+    }
+    bool job_running() const { return job_ == JobState::Running || job_ == JobState::Unwanted; }
+    bool work_busy() const { return job_running() || job_ == JobState::Releasing; }
 
     // Shared by the files below: stop parsing further pipelined requests
     // (intake), stop reading (lifecycle) and stop pumping a body (sender)
@@ -143,6 +187,7 @@ private:
 
     // Handler jobs (core/jobs.cpp)
     static void on_work(uv_work_t* req);
+    static void on_release_work(uv_work_t* req);
     static void on_after_work(uv_work_t* req, int status);
     void queue_job();
     void dispose_job();
@@ -163,36 +208,30 @@ private:
     uint64_t response_bytes_ = 0;  // head and body bytes of the current response
 
     Closing closing_ = Closing::No;
+    ExchangeState exchange_ = ExchangeState::None;
     BodyMode body_mode_ = BodyMode::Undecided;
+    ReaderState reader_ = ReaderState::Idle;
+    JobState job_ = JobState::Idle;
     bool reading_ = false;
     bool peer_eof_ = false;
     bool in_feed_ = false;         // inside feed(): asynchronous paths must not re-enter
-    bool in_exchange_ = false;     // a request head was dispatched and not finished
     bool paused_at_head_ = false;  // parser paused after the head, body mode pending
     bool msg_complete_ = false;    // the whole request (body included) was parsed
-    bool response_started_ = false;
-    bool response_done_ = false;   // every response byte is queued or sent
     bool close_after_ = false;     // close once this response is out
     bool abandoned_ = false;       // the handler's later callbacks are ignored
     bool expect_continue_ = false;
     bool continue_sent_ = false;
-    bool work_busy_ = false;
     bool writing_ = false;
     bool tx_active_ = false;       // a file body is being sent
     bool tx_busy_ = false;         // sendfile job in flight or waiting for POLLOUT
-    bool reader_busy_ = false;
-    bool reader_ended_ = false;
     bool proxy_pending_ = false;   // a PROXY header must come first
     bool have_request_ = false;    // a head was parsed for this exchange
-    bool dispose_after_work_ = false;  // the exchange ended while its job ran
-    bool releasing_job_ = false;   // work_req runs the job's release()
     bool send_queued_ = false;     // send_req is on the threadpool
     bool in_done_ = false;         // inside a handler's continuation
     bool dispose_after_done_ = false;
     bool counted_upload_ = false;  // in Metrics::uploads_in_flight
 
     bool listing_job_ = false;     // the job holds (or waits for) a listing slot
-    bool waiting_slot_ = false;    // in the server's queue, not yet on the pool
 
     int response_status_ = 0;
     uint64_t body_bytes_ = 0;

@@ -24,7 +24,7 @@ void Connection::feed(const char* data, size_t len) {
     // refresh is one vDSO call and does nothing within the same second.
     server_.refresh_date();
     ensure_scratch();
-    if (!in_exchange_ && !parser_.message_in_progress() &&
+    if (!in_exchange() && !parser_.message_in_progress() &&
         timeout_node.list != &server_.header_timeouts)
         arm(server_.header_timeouts);
     in_feed_ = true;
@@ -77,8 +77,9 @@ bool Connection::parse_blocked() const {
     // request must not take the job's slot before the continuation returns
     // (the kick after it parses on); nor while the last exchange's job is
     // still on a worker or releasing what it held.
-    if (in_done_ || (!in_exchange_ && work_busy_)) return true;
-    if (body_mode_ == BodyMode::Deliver && reader_busy_ && s_->body.size() >= s_->tx.reader.chunk) return true;
+    if (in_done_ || (!in_exchange() && work_busy())) return true;
+    if (body_mode_ == BodyMode::Deliver && reader_ == ReaderState::Busy && s_->body.size() >= s_->tx.reader.chunk)
+        return true;
     if (writing_ && s_->out.size() >= kOutHighWater) return true;
     return false;
 }
@@ -89,11 +90,11 @@ size_t Connection::run_parser(const char* data, size_t len) {
         size_t used = 0;
         RequestParser::Event ev = parser_.execute(data + pos, len - pos, used);
         pos += used;
-        if (in_exchange_ && !msg_complete_) {
+        if (in_exchange() && !msg_complete_) {
             // Bodies without a declared length are held to the limit as they
             // arrive (declared ones were refused before reading).
             uint64_t max = server_.site().max_body_size;
-            if (max != 0 && body_bytes_ > max && !response_started_) {
+            if (max != 0 && body_bytes_ > max && !response_started()) {
                 send_error_and_close(413, "request body larger than --max-body-size");
                 return len;
             }
@@ -120,18 +121,17 @@ void Connection::on_body_bytes(void* ctx, const char* data, size_t len) {
     auto* c = static_cast<Connection*>(ctx);
     c->body_bytes_ += len;
     if (c->body_mode_ == BodyMode::Deliver && !c->abandoned_) c->s_->body.append(data, len);
-    if (!c->work_busy_) c->body_progress(len);
+    if (!c->work_busy()) c->body_progress(len);
 }
 
 void Connection::on_head() {
-    in_exchange_ = true;
+    exchange_ = ExchangeState::Dispatched;
     paused_at_head_ = true;
     msg_complete_ = false;
-    response_started_ = response_done_ = false;
     abandoned_ = false;
     expect_continue_ = continue_sent_ = false;
     body_mode_ = BodyMode::Undecided;
-    reader_busy_ = reader_ended_ = false;
+    reader_ = ReaderState::Idle;
     body_bytes_ = 0;
     response_status_ = 0;
     have_request_ = true;
@@ -163,13 +163,13 @@ void Connection::on_message_complete() {
     msg_complete_ = true;
     if (timeout_node.list == &server_.body_timeouts) disarm();
     if (body_mode_ == BodyMode::Deliver) deliver_body();
-    if (response_done_) finish_exchange();
+    if (exchange_ == ExchangeState::Responded) finish_exchange();
 }
 
 void Connection::on_parse_error() {
     int status = parser_.error_status();
     std::string_view why = parser_.error_message();
-    if (response_started_) {
+    if (response_started()) {
         abort();  // a second response cannot follow the first mid-stream
         return;
     }
@@ -209,25 +209,25 @@ void Connection::read_body(const BodyReader& reader) {
 }
 
 void Connection::body_consumed() {
-    reader_busy_ = false;
+    if (reader_ == ReaderState::Busy) reader_ = ReaderState::Idle;
     s_->body_handed.clear();
     deliver_body();
     kick();
 }
 
 void Connection::deliver_body() {
-    if (body_mode_ != BodyMode::Deliver || reader_busy_ || reader_ended_ || abandoned_ ||
-        closing_ != Closing::No || response_started_)
+    if (body_mode_ != BodyMode::Deliver || reader_ != ReaderState::Idle || abandoned_ ||
+        closing_ != Closing::No || response_started())
         return;
     if (!s_->body.empty() && (s_->body.size() >= s_->tx.reader.chunk || msg_complete_)) {
         s_->body_handed.swap(s_->body);
         s_->body.clear();
-        reader_busy_ = true;
+        reader_ = ReaderState::Busy;
         s_->tx.reader.data(*this, s_->body_handed);
         return;
     }
     if (msg_complete_ && s_->body.empty()) {
-        reader_ended_ = true;
+        reader_ = ReaderState::Ended;
         s_->tx.reader.end(*this);
     }
 }

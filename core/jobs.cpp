@@ -15,7 +15,7 @@ void Connection::offload(Job& job, JobClass cls) {
     if (cls == JobClass::Listing) {
         listing_job_ = true;
         if (!server_.acquire_listing_slot(*this)) {
-            waiting_slot_ = true;
+            job_ = JobState::WaitingSlot;
             ++refs_;  // the queue's reference, handed to the job when it runs
             return;
         }
@@ -24,7 +24,7 @@ void Connection::offload(Job& job, JobClass cls) {
 }
 
 void Connection::run_waiting_job() {
-    waiting_slot_ = false;
+    job_ = JobState::Idle;
     queue_job();
     unref();  // the queue's reference; queue_job took the job's own
 }
@@ -39,27 +39,29 @@ void Connection::queue_job() {
         respond_error(*this, 503, "cannot queue work on the threadpool");
         return;
     }
-    work_busy_ = true;
+    job_ = JobState::Running;
     ++refs_;
     ++server_.metrics().threadpool_jobs;
 }
 
 void Connection::on_work(uv_work_t* req) {
     auto* c = static_cast<Connection*>(req->data);
-    if (c->releasing_job_) {
-        c->s_->offloaded->release();
-    } else {
-        c->s_->offloaded->work();
-    }
+    c->s_->offloaded->work();
+}
+
+// The job's release() of what it still holds (dispose_job), on a worker.
+void Connection::on_release_work(uv_work_t* req) {
+    auto* c = static_cast<Connection*>(req->data);
+    c->s_->offloaded->release();
 }
 
 void Connection::on_after_work(uv_work_t* req, int status) {
     auto* c = static_cast<Connection*>(req->data);
     c->server_.tick_clock();
-    c->work_busy_ = false;
-    if (c->releasing_job_) {
+    JobState was = c->job_;
+    c->job_ = JobState::Idle;
+    if (was == JobState::Releasing) {
         // The release of an exchange's job is done (dispose_job).
-        c->releasing_job_ = false;
         c->s_->offloaded = nullptr;
         c->s_->job.clear();
         c->kick();
@@ -71,10 +73,9 @@ void Connection::on_after_work(uv_work_t* req, int status) {
         c->listing_job_ = false;
         c->server_.release_listing_slot();
     }
-    if (c->dispose_after_work_ || c->closing_ != Closing::No || c->abandoned_ || status != 0) {
+    if (was == JobState::Unwanted || c->closing_ != Closing::No || c->abandoned_ || status != 0) {
         // The client is gone or was already answered: drop the result, and
         // let the job give back what it holds.
-        c->dispose_after_work_ = false;
         c->dispose_job();
         c->after_processing();
     } else {
@@ -94,7 +95,7 @@ void Connection::run_done(F&& f) {
     in_done_ = false;
     if (dispose_after_done_) {
         dispose_after_done_ = false;
-        if (!work_busy_) dispose_job();
+        if (!work_busy()) dispose_job();
     }
 }
 
@@ -120,18 +121,16 @@ void Connection::dispose_job() {
         s_->job.clear();
         return;
     }
-    releasing_job_ = true;
     s_->offloaded = job;
     s_->work_req.data = this;
-    if (uv_queue_work(server_.loop(), &s_->work_req, on_work, on_after_work) != 0) {
+    if (uv_queue_work(server_.loop(), &s_->work_req, on_release_work, on_after_work) != 0) {
         // Cannot happen with a valid loop; release here rather than leak.
         job->release();
-        releasing_job_ = false;
         s_->offloaded = nullptr;
         s_->job.clear();
         return;
     }
-    work_busy_ = true;
+    job_ = JobState::Releasing;
     ++refs_;
 }
 

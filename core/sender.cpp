@@ -33,14 +33,14 @@ constexpr uint64_t kDiscardLimit = 64 * 1024;
 }  // namespace
 
 void Connection::respond(const ResponseHead& head, const Body& body) {
-    if (abandoned_ || closing_ != Closing::No || response_started_) {
+    if (abandoned_ || closing_ != Closing::No || response_started()) {
         if (body.kind == Body::Kind::Source) {
             s_->tx.source = body.source;  // so its descriptor is released too
             end_source();
         }
         return;
     }
-    response_started_ = true;
+    exchange_ = ExchangeState::Responding;
     response_status_ = head.status;
     const Request& r = request();
 
@@ -96,15 +96,14 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
 }
 
 void Connection::send_error_and_close(int status, std::string_view detail) {
-    if (response_started_) {
+    if (response_started()) {
         abort();
         return;
     }
     ensure_scratch();
-    abandoned_ = in_exchange_;  // a handler still at work is no longer heard
-    in_exchange_ = true;
+    abandoned_ = in_exchange();  // a handler still at work is no longer heard
+    exchange_ = ExchangeState::Responding;
     close_after_ = true;
-    response_started_ = true;
     response_status_ = status;
     std::string& body = s_->text;
     format_error_body(body, status, detail);
@@ -173,7 +172,7 @@ void Connection::on_write(uv_write_t* req, int status) {
 }
 
 void Connection::response_done() {
-    response_done_ = true;
+    exchange_ = ExchangeState::Responded;
     if (msg_complete_ || close_after_) {
         finish_exchange();
     } else if (!timeout_node.list) {
@@ -188,7 +187,7 @@ void Connection::response_done() {
 // connection is ever left without a deadline.
 void Connection::send_finished() {
     disarm();
-    if (in_exchange_ && !msg_complete_ && !paused_at_head_ && !work_busy_ && closing_ == Closing::No)
+    if (in_exchange() && !msg_complete_ && !paused_at_head_ && !work_busy() && closing_ == Closing::No)
         arm_body_timeout();
 }
 
