@@ -180,6 +180,7 @@ private:
     void pump_body();
     void start_sendfile(uint64_t offset, uint64_t length);
     void start_source_work();
+    bool queue_send(Transfer::Op op);
     void end_source();
     void sendfile_step();  // worker thread
     void after_sendfile();
@@ -200,6 +201,8 @@ private:
     Scratch* s_ = nullptr;
     uv_poll_t* poll_ = nullptr;  // write readiness while sendfile waits
     int sock_dup_ = -1;          // the socket for threadpool sendfile
+    uint64_t file_sent_ = 0;     // file body bytes sendfile queued on this connection
+    bool lowat_full_ = false;    // TCP_NOTSENT_LOWAT raised to --send-buffer
 
     uint32_t refs_ = 1;  // the handle itself, plus each libuv request in flight
     uint32_t requests_ = 0;

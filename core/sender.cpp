@@ -26,6 +26,16 @@ namespace {
 // A sendfile step on the threadpool sends at most this much before
 // returning, so one fast client cannot hold a worker thread for long.
 constexpr uint64_t kSendStep = 16ull << 20;
+// TCP_NOTSENT_LOWAT of a connection's first file body bytes, and how many
+// bytes must have left through sendfile before it becomes --send-buffer.
+// A slow reader with a 1-2 byte window (slowhttptest -X -w 1 -y 2) never
+// gets past the first fill: at 256 KiB it pinned 637 KB of kernel memory
+// (skbs of its 576-byte MSS, `ss -m` wmem) and cost the server 4-8 % of a
+// core while 200 of them arrived per second; at 64 KiB, 156 KB and 1-4 %
+// (hardening issue, item 11). A fast reader passes kLowatRaiseAfter within
+// its first steps and then keeps the full --send-buffer.
+constexpr int kFirstLowat = 64 * 1024;
+constexpr uint64_t kLowatRaiseAfter = 512 * 1024;
 // An unread request body up to this size is read and dropped after an early
 // response, so the connection can stay open; a larger one closes it.
 constexpr uint64_t kDiscardLimit = 64 * 1024;
@@ -272,17 +282,21 @@ void Connection::end_source() {
     s_->source.clear();
 }
 
-void Connection::start_source_work() {
-    s_->tx.op = Transfer::Op::SourceWork;
+void Connection::start_source_work() { queue_send(Transfer::Op::SourceWork); }
+
+// The sender's own threadpool request: a sendfile step or a source's work().
+bool Connection::queue_send(Transfer::Op op) {
+    s_->tx.op = op;
     s_->send_req.data = this;
     if (uv_queue_work(server_.loop(), &s_->send_req, on_send_work, on_after_send_work) != 0) {
         abort();
-        return;
+        return false;
     }
     tx_busy_ = true;
     send_queued_ = true;
     ++refs_;
     ++server_.metrics().threadpool_jobs;
+    return true;
 }
 
 void Connection::on_send_work(uv_work_t* req) {
@@ -330,21 +344,17 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
         // keeps the autotuned buffer and takes a large file in few sendfile
         // calls (a fixed SO_SNDBUF cost a threadpool round trip every
         // 512 KiB).
-        if (int lowat = static_cast<int>(server_.config().send_buffer); lowat > 0)
+        if (int lowat = static_cast<int>(server_.config().send_buffer); lowat > 0) {
+            lowat_full_ = lowat <= kFirstLowat;
+            lowat = std::min(lowat, kFirstLowat);
             setsockopt(sock_dup_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+        } else {
+            lowat_full_ = true;
+        }
     }
     s_->tx.send_off = offset;
     s_->tx.send_left = length;
-    s_->tx.op = Transfer::Op::Sendfile;
-    s_->send_req.data = this;
-    if (uv_queue_work(server_.loop(), &s_->send_req, on_send_work, on_after_send_work) != 0) {
-        abort();
-        return;
-    }
-    tx_busy_ = true;
-    send_queued_ = true;
-    ++refs_;
-    ++server_.metrics().threadpool_jobs;
+    if (!queue_send(Transfer::Op::Sendfile)) return;
     if (timeout_node.list != &server_.send_timeouts) {
         s_->tx.progress = 0;
         arm(server_.send_timeouts);
@@ -393,6 +403,13 @@ void Connection::after_sendfile() {
     // The send timeout restarts only on real progress: a reader that takes
     // a few bytes now and then (slow read) must not keep a response alive.
     s_->tx.progress += static_cast<uint64_t>(s_->tx.sent);
+    file_sent_ += static_cast<uint64_t>(s_->tx.sent);
+    if (!lowat_full_ && file_sent_ >= kLowatRaiseAfter) {
+        // No sendfile step is in flight here: the worker does not race this.
+        int lowat = static_cast<int>(server_.config().send_buffer);
+        setsockopt(sock_dup_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+        lowat_full_ = true;
+    }
     if (s_->tx.progress >= kMinProgress) {
         s_->tx.progress = 0;
         arm(server_.send_timeouts);

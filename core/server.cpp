@@ -119,6 +119,7 @@ void Server::fit_connections_to_descriptors() {
                        "connection may need three descriptors (raise it with ulimit -n or LimitNOFILE=)\n",
                        config_.max_connections, usable, rl.rlim_cur);
         config_.max_connections = usable;
+        limit_from_descriptors_ = true;
     }
 }
 
@@ -297,11 +298,14 @@ void Server::on_connection(uv_stream_t* listener, int status) {
     ++s->metrics_.open_connections;
     ++s->metrics_.connections_accepted;
     bool over = static_cast<size_t>(s->metrics_.open_connections) > s->config_.max_connections;
-    c->start(listener, over);
+    // Past a limit the operator chose, this one gets a short 503. Past the
+    // limit the descriptors imposed, it is served (the reserve has room for
+    // it) and the rest wait in the backlog, as when accept() itself runs
+    // out of descriptors: nobody is refused for the machine's limit.
+    bool refuse = over && !s->limit_from_descriptors_;
+    c->start(listener, refuse);
     if (over) {
-        // At the limit: this one gets a short 503; the rest wait in the
-        // backlog until connections close.
-        ++s->metrics_.connections_refused;
+        if (refuse) ++s->metrics_.connections_refused;
         s->pause_accepting(50);
     }
 }

@@ -107,6 +107,7 @@ private:
 
     uv_loop_t* loop_;
     void fit_connections_to_descriptors();
+    bool limit_from_descriptors_ = false;  // max_connections was lowered to fit RLIMIT_NOFILE
     unsigned listing_slots_ = 2;
     Connection* slot_head_ = nullptr;  // listings waiting for a slot, oldest first
     Connection* slot_tail_ = nullptr;

@@ -153,7 +153,7 @@ TEST_CASE("fake exchange: a leaked descriptor, a second response and a missing r
     }
 }
 
-TEST_CASE("fake exchange: a job's work and done run off offload(); what it keeps is released at the end",
+TEST_CASE("fake exchange: a job's work and done run off offload(), and what it keeps is released at the end",
           "[fake]") {
     FakeSite s;
     g_site = &s;
