@@ -13,7 +13,6 @@
 #include "core/config.h"
 #include "core/server.h"
 #include "core/supervisor.h"
-#include "handlers/site_builder.h"
 
 namespace {
 

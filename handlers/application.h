@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "handlers/exchange.h"
@@ -44,5 +45,12 @@ public:
     // is nothing to wait for.
     virtual void close(std::function<void()> closed) = 0;
 };
+
+// The application this project serves (handlers/site_builder.cpp): the
+// Site and its services built from the command line's Config. Declared here
+// so that the one place that assembles the program (core/main.cpp) needs no
+// handler header beyond this interface.
+struct Config;
+std::unique_ptr<Application> build_site(const Config& config);
 
 }  // namespace uvh

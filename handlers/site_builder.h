@@ -17,6 +17,6 @@
 namespace uvh {
 
 // Nothing is opened until Application::open(); the configuration is copied.
-std::unique_ptr<Application> build_site(const Config& config);
+// build_site(const Config&) is declared in handlers/application.h.
 
 }  // namespace uvh
