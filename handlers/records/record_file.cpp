@@ -391,6 +391,37 @@ int RecordFile::get_once(std::string_view id, Record& out, bool rebuild) {
     }
 }
 
+// The whole file under an exclusive lock, after the index is brought up to
+// date and a torn tail is set aside: what PUT and DELETE rewrite.
+int RecordFile::lock_and_read(bool create, Locked& lk, std::string& content) {
+    if (int err = lock(true, create, lk)) return err;
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        if (int err = refresh_index(lk)) return err;
+        if (int err = set_aside_tail(lk)) return err;
+    }
+    return read_all(lk, content);
+}
+
+// `content` into `out` with the first line whose id is `id` replaced by
+// `replacement` (a whole line with its newline, or empty to drop it).
+// Returns whether there was such a line.
+static bool replace_first_line(std::string_view content, std::string_view id, std::string_view replacement,
+                        std::string& out) {
+    out.reserve(content.size() + replacement.size());
+    bool found = false;
+    for_each_line(content, [&](std::string_view l) {
+        if (!found && line_id(l) == id) {
+            out.append(replacement);
+            found = true;
+            return;
+        }
+        out.append(l);
+        out.push_back('\n');
+    });
+    return found;
+}
+
 int RecordFile::put(const Record& rec, bool& created, bool* store_full) {
     created = false;
     if (store_full) *store_full = false;
@@ -399,29 +430,12 @@ int RecordFile::put(const Record& rec, bool& created, bool* store_full) {
         std::string line = format_record_line(rec);
         if (max_record_ != 0 && line.size() > max_record_) return 413;
         Locked lk;
-        if (int err = lock(true, true, lk)) return store_status(err);
-        {
-            std::lock_guard<std::mutex> g(mu_);
-            if (int err = refresh_index(lk)) return store_status(err);
-            if (int err = set_aside_tail(lk)) return store_status(err);
-        }
-        std::string content;
-        if (int err = read_all(lk, content)) return store_status(err);
-        std::string out;
-        out.reserve(content.size() + line.size());
+        std::string content, out;
+        if (int err = lock_and_read(true, lk, content)) return store_status(err);
         // The first line with the id is the record (GET shows it, and the
         // listing shows it first); it is replaced in place. Later lines
         // with the same id (hand edits; recover() reports them) are kept.
-        bool replaced = false;
-        for_each_line(content, [&](std::string_view l) {
-            if (!replaced && line_id(l) == rec.id) {
-                out.append(line);
-                replaced = true;
-                return;
-            }
-            out.append(l);
-            out.push_back('\n');
-        });
+        bool replaced = replace_first_line(content, rec.id, line, out);
         if (!replaced) out.append(line);
         // The store cap refuses growth only: a store over a lowered cap can
         // still shrink or keep its size.
@@ -442,28 +456,11 @@ int RecordFile::remove(std::string_view id) {
     if (!valid_record_id(id)) return 404;
     try {
         Locked lk;
-        if (int err = lock(true, false, lk)) return err == ENOENT ? 404 : store_status(err);
-        {
-            std::lock_guard<std::mutex> g(mu_);
-            if (int err = refresh_index(lk)) return store_status(err);
-            if (int err = set_aside_tail(lk)) return store_status(err);
-        }
-        std::string content;
-        if (int err = read_all(lk, content)) return store_status(err);
-        std::string out;
-        out.reserve(content.size());
+        std::string content, out;
+        if (int err = lock_and_read(false, lk, content)) return err == ENOENT ? 404 : store_status(err);
         // Only the first line with the id (the record GET shows); a later
         // duplicate then becomes the record.
-        bool found = false;
-        for_each_line(content, [&](std::string_view l) {
-            if (!found && line_id(l) == id) {
-                found = true;
-                return;
-            }
-            out.append(l);
-            out.push_back('\n');
-        });
-        if (!found) return 404;
+        if (!replace_first_line(content, id, {}, out)) return 404;
         if (int err = rewrite(lk, out)) return store_status(err);
         return 204;
     } catch (...) {  // std::bad_alloc, maybe after the rename: rescan next time

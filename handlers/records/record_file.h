@@ -155,6 +155,7 @@ private:
     int lock(bool write, bool create, Locked& lk);
     int refresh_index(Locked& lk);  // needs mu_ held
     int read_all(Locked& lk, std::string& content);
+    int lock_and_read(bool create, Locked& lk, std::string& content);
     int rewrite(Locked& lk, const std::string& content);
     int open_parent_dir();
 
