@@ -8,11 +8,24 @@ REPO = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
-ALL_SERVERS = ["uvhttpd", "nginx", "h2o"]
-ALL_WORKLOADS = ["small", "pipelined", "file1m", "file100m", "idle", "records", "slowclients"]
+ALL_SERVERS = ["uvhttpd", "nginx", "h2o", "apache"]
+ALL_WORKLOADS = ["small", "pipelined", "file1m", "file100m", "idle", "records", "slowclients",
+                 "propfind"]
+# Apache httpd 2.4 takes part in the WebDAV workload only (nginx's dav module and h2o have no
+# PROPFIND); nginx and h2o in all the others.
+DAV_WORKLOADS = ("propfind",)
+DAV_SERVERS = ("uvhttpd", "apache")
 NGINX_BIN = "/usr/sbin/nginx"
 H2O_BIN = "/usr/bin/h2o"
+APACHE_BIN = "/usr/sbin/apache2"
+APACHE_MODULES = "/usr/lib/apache2/modules"
 PIPELINE_LUA = os.path.join(HERE, "lua", "pipeline16.lua")
+PROPFIND_LUA = os.path.join(HERE, "lua", "propfind.lua")
+# propfind: PROPFIND Depth: 1 (allprop) of one directory of this many files, one request at
+# a time (wrk -c1), so the latency is the time per request.
+PROPFIND_DIR = "/dav10k/"
+PROPFIND_ENTRIES = 10000
+PROPFIND_CONNS = 1
 POST_LUA = os.path.join(HERE, "lua", "post_form.lua")
 IDLE_HELPER = os.path.join(HERE, "idle_conns.py")
 SLOWHTTPTEST = "slowhttptest"

@@ -5,7 +5,8 @@ import shutil
 import sys
 
 from . import processes
-from .common import (ALL_SERVERS, H2O_BIN, NGINX_BIN, REPO, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
+from .common import (ALL_SERVERS, APACHE_BIN, H2O_BIN, NGINX_BIN, PROPFIND_CONNS, PROPFIND_DIR,
+                     PROPFIND_LUA, REPO, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
                      SLOW_CONNS, SLOW_MIN_HELD, SLOW_MODES, SLOW_RATE, SLOW_TARGET_PCT, SLOW_WAIT,
                      SLOW_WRK_CONNS, SLOWHTTPTEST, log)
 from .loadtools import slow_length, slowhttptest_cmd, wrk_cmd
@@ -29,6 +30,8 @@ def tool_versions(args):
         v["nginx"] = first_line(run_simple([NGINX_BIN, "-v"])[1])
     if os.path.exists(H2O_BIN):
         v["h2o"] = first_line(run_simple([H2O_BIN, "--version"])[1])
+    if "propfind" in args.workloads and os.path.exists(APACHE_BIN):
+        v["apache"] = first_line(run_simple([APACHE_BIN, "-v"])[1])
     if os.path.exists(args.server_bin):
         rc, out = run_simple([args.server_bin, "--version"], timeout=5)
         v["uvhttpd"] = first_line(out) if rc == 0 else "unknown (--version exited %d)" % rc
@@ -99,6 +102,11 @@ def commands_section(ctx, server_objs_cmds):
             for mode, _label, _path, _extra in SLOW_MODES:
                 c.append(" ".join(["chrt", "--idle", "0"] + slowhttptest_cmd(mode, slow_length(a))))
             continue
+        if w == "propfind":
+            c.append("# propfind (uvhttpd and apache; warm-up: same command with -d%ds)" % a.warmup)
+            c.append(" ".join(wrk_cmd(PROPFIND_CONNS, a.duration, PROPFIND_DIR,
+                                      os.path.relpath(PROPFIND_LUA, REPO), 30)))
+            continue
         conns, path, script, tmo = wrk_spec(w, a)
         if script:
             script = os.path.relpath(script, REPO)
@@ -109,7 +117,7 @@ def commands_section(ctx, server_objs_cmds):
 
 
 def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started, elapsed, cmds,
-               slow_table=None, slow_notes=()):
+               slow_table=None, slow_notes=(), dav_table=None, dav_notes=()):
     a = ctx.args
     docs = os.path.join(REPO, "docs")
     os.makedirs(docs, exist_ok=True)
@@ -154,7 +162,7 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
     out.append("")
     out.append("| tool | version |")
     out.append("|---|---|")
-    for k in ("uvhttpd", "nginx", "h2o", "wrk", "slowhttptest", "python"):
+    for k in ("uvhttpd", "nginx", "h2o", "apache", "wrk", "slowhttptest", "python"):
         if k in versions:
             out.append("| %s | %s |" % (k, versions[k].replace("|", "\\|")))
     out.append("")
@@ -264,7 +272,7 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
     out.append("")
     out.append(cmds)
     out.append("")
-    for n in ("nginx", "h2o"):
+    for n in ("nginx", "h2o", "apache"):
         if n in ctx.servers:
             obj = ctx.new_server(n)
             out.append("<details><summary>%s configuration</summary>" % n)
@@ -306,6 +314,17 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
         out.append(slow_table)
         out.append("")
         for n in slow_notes:
+            out.append(n)
+            out.append("")
+    if dav_table:
+        out.append("### WebDAV: PROPFIND Depth: 1 of a 10,000-entry directory")
+        out.append("")
+        out.append("uvhttpd against Apache httpd 2.4 with mod_dav and mod_dav_fs (configuration "
+                   "above); nginx and h2o have no PROPFIND.")
+        out.append("")
+        out.append(dav_table)
+        out.append("")
+        for n in dav_notes:
             out.append(n)
             out.append("")
     if ctx.notes:

@@ -271,11 +271,12 @@ def core_usage(before, after, cpu):
     return {"busy": pct[0] + pct[1], "proc": pct[0], "softirq": pct[1], "steal": pct[3]}
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS:"):
+    """VmRSS (or another KiB field of /proc/PID/status, e.g. the peak VmHWM:) of one process."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass

@@ -273,3 +273,64 @@ def slowclients_table(ctx):
                                       if "nginx" in ctx.slow_probe else ""))
     notes.extend(ctx.slow_notes)
     return "\n".join(lines), notes
+
+
+# The propfind workload's target (issue 11): uvhttpd at least 2x faster than Apache's mod_dav,
+# with flat memory. "Flat": after all the measured requests uvhttpd's RSS is within
+# PROPFIND_FLAT_KIB of what it was after the first one, and its peak stayed below half of one
+# 207 body above its starting RSS (the body is streamed, never built whole).
+PROPFIND_TARGET = 2.0
+PROPFIND_FLAT_KIB = 2048
+
+
+def propfind_table(ctx):
+    """(markdown table, notes) for the propfind workload, or (None, []) if it did not run."""
+    from .common import PROPFIND_CONNS, PROPFIND_DIR, PROPFIND_ENTRIES
+    if "propfind" not in ctx.workloads or "propfind" in ctx.skipped:
+        return None, []
+    lines = ["| server | requests/s | time per request (mean) | p50 | p99 | server CPU per request "
+             "| server CPU | RSS: start → after 1 → after all (peak) | 207 body | errors |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    agg = {}
+    for n in ctx.servers:
+        rs = ctx.propfind.get(n)
+        if not rs:
+            why = ctx.propfind_skipped.get(n)
+            if why:
+                lines.append("| %s | skipped: %s | | | | | | | | |" % (n, why.replace("|", "\\|")))
+            continue
+        a = {k: med(rs, k) for k in ("rps", "ms_per_req", "p50", "p99", "cpu_us", "server_cpu_pct",
+                                     "rss_start", "rss_one", "rss_after", "rss_peak", "body_bytes",
+                                     "non2xx")}
+        a["errors"] = {k: med(rs, "errors", k) for k in ("connect", "read", "write", "timeout")}
+        agg[n] = a
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s → %s → %s (%s) MiB | %s MB | %s |" % (
+            n, fmt_num(a["rps"], 1), fmt_ms(a["ms_per_req"]), fmt_ms(a["p50"]), fmt_ms(a["p99"]),
+            fmt_ms((a["cpu_us"] or 0) / 1000), fmt_pct(a["server_cpu_pct"]),
+            fmt_num(a["rss_start"] / 1024, 1), fmt_num(a["rss_one"] / 1024, 1),
+            fmt_num(a["rss_after"] / 1024, 1), fmt_num(a["rss_peak"] / 1024, 1),
+            fmt_num(a["body_bytes"] / 1e6, 2), fmt_errors(a, "propfind")))
+    if len(lines) == 2:
+        return None, []
+    notes = ["`PROPFIND %s` with `Depth: 1` and an allprop body, %d files, wrk -c%d (one request "
+             "at a time: the mean time per request is 1/requests-per-second); each round on a "
+             "freshly started server. RSS is the server processes' VmRSS when started, after one "
+             "PROPFIND, after the measured run, and their peak (VmHWM)."
+             % (PROPFIND_DIR, PROPFIND_ENTRIES, PROPFIND_CONNS)]
+    u, ap = agg.get("uvhttpd"), agg.get("apache")
+    if u and ap and u["ms_per_req"] and ap["ms_per_req"]:
+        speed = ap["ms_per_req"] / u["ms_per_req"]
+        cpu = (ap["cpu_us"] / u["cpu_us"]) if u["cpu_us"] and ap["cpu_us"] else None
+        growth = u["rss_after"] - u["rss_one"]
+        peak_rise = u["rss_peak"] - u["rss_start"]
+        flat = growth <= PROPFIND_FLAT_KIB and peak_rise * 1024 < u["body_bytes"] / 2
+        met = speed >= PROPFIND_TARGET and flat
+        notes.append("Target (uvhttpd at least %.0f× faster than Apache mod_dav, flat memory): "
+                     "**%s**. Apache's time per request is %.2f× uvhttpd's%s; uvhttpd's RSS grew "
+                     "%s KiB from the first PROPFIND to the last (flat: at most %d KiB) and its "
+                     "peak rose %s KiB above its start, against a %s KB body."
+                     % (PROPFIND_TARGET, "met" if met else "not met", speed,
+                        (", its CPU per request %.2f× uvhttpd's" % cpu) if cpu else "",
+                        fmt_num(growth), PROPFIND_FLAT_KIB, fmt_num(peak_rise),
+                        fmt_num(u["body_bytes"] / 1e3)))
+    return "\n".join(lines), notes

@@ -1,4 +1,4 @@
-"""Workloads: small, pipelined, file1m, file100m, records (wrk), idle, slowclients."""
+"""Workloads: small, pipelined, file1m, file100m, records (wrk), idle, slowclients, propfind."""
 import http.client
 import os
 import re
@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 
-from .common import (IDLE_HELPER, PIPELINE_LUA, POST_LUA, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
+from .common import (DAV_SERVERS, IDLE_HELPER, PIPELINE_LUA, POST_LUA, PROPFIND_CONNS, PROPFIND_DIR,
+                     PROPFIND_ENTRIES, PROPFIND_LUA, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
                      SLOW_MIN_HELD, SLOW_MODES, SLOW_WAIT, SLOW_WRK_CONNS, BenchError, log)
 from .loadtools import _ANSI, parse_slowhttptest, run_wrk, slow_length, slowhttptest_cmd
 from .processes import (CLIENT_CPU, _track, held_sockets, pdeathsig_prefix, pin, proc_tree,
                         stop_process, tcp_mem_pages)
 from .report import fmt_pct
-from .servers import H2o, Nginx, Uvhttpd
+from .servers import Apache, H2o, Nginx, Uvhttpd, make_dav_dir
 
 
 class Ctx:
@@ -33,12 +34,16 @@ class Ctx:
         self.slow_notes = []            # strings for the slowclients table
         self.uvhttpd_slow_flags = []    # the timeout flags uvhttpd got in slowclients
         self.slow_probe = {}            # server -> answer to a POST head without its body
+        self.propfind = {}              # server -> list of per-round dicts (propfind workload)
+        self.propfind_skipped = {}      # server -> reason
 
     def new_server(self, name, uvhttpd_extra=()):
         if name == "uvhttpd":
             return Uvhttpd(self.root, self.workdir, self.args.server_bin, uvhttpd_extra)
         if name == "nginx":
             return Nginx(self.root, self.workdir)
+        if name == "apache":
+            return Apache(self.root, self.workdir)
         return H2o(self.root, self.workdir)
 
 
@@ -430,3 +435,89 @@ def run_slowclients_workload(ctx, names):
                        fmt_pct(r["base_client_other_pct"]), fmt_pct(r["client_other_pct"]),
                        fmt_pct(max(r["base_server_steal_pct"] or 0, r["base_client_steal_pct"] or 0)),
                        fmt_pct(max(r["server_steal_pct"] or 0, r["client_steal_pct"] or 0))))
+
+
+# --------------------------------------------------------------------------
+# propfind: PROPFIND Depth: 1 of a 10,000-entry directory (uvhttpd against Apache mod_dav)
+
+PROPFIND_BODY = ('<?xml version="1.0" encoding="utf-8"?>\n'
+                 '<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>\n')   # as lua/propfind.lua
+
+
+def propfind_probe(s):
+    """One PROPFIND Depth: 1 of PROPFIND_DIR, checked: a 207 with one response per entry plus
+    the directory's own, each with its live properties. Returns the body's size in bytes."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        c.request("PROPFIND", PROPFIND_DIR, body=PROPFIND_BODY,
+                  headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
+        resp = c.getresponse()
+        body = resp.read()
+        c.close()
+    except (OSError, http.client.HTTPException) as e:
+        raise BenchError("PROPFIND %s failed: %s" % (PROPFIND_DIR, e))
+    if resp.status != 207:
+        raise BenchError("PROPFIND %s answered %d, not 207 (%s)"
+                         % (PROPFIND_DIR, resp.status, body[:120].decode("utf-8", "replace").strip()))
+    responses = len(re.findall(rb"<(?:[A-Za-z_][\w.-]*:)?response[\s>]", body))
+    lengths = len(re.findall(rb"<(?:[A-Za-z_][\w.-]*:)?getcontentlength[\s>]", body))
+    if responses != PROPFIND_ENTRIES + 1 or lengths < PROPFIND_ENTRIES:
+        raise BenchError("PROPFIND %s: 207 with %d responses and %d getcontentlength, expected "
+                         "%d and at least %d" % (PROPFIND_DIR, responses, lengths,
+                                                 PROPFIND_ENTRIES + 1, PROPFIND_ENTRIES))
+    return len(body)
+
+
+def run_propfind_once(ctx, s):
+    args = ctx.args
+    r_start = s.rss_kib()              # fresh server, before any PROPFIND
+    size = propfind_probe(s)
+    r_one = s.rss_kib()                # after one
+    if args.warmup > 0:
+        run_wrk(s, PROPFIND_CONNS, args.warmup, PROPFIND_DIR, PROPFIND_LUA, 30, measure=False)
+    r = run_wrk(s, PROPFIND_CONNS, args.duration, PROPFIND_DIR, PROPFIND_LUA, 30)
+    r["rss_start"] = r_start
+    r["rss_one"] = r_one
+    r["rss_after"] = s.rss_kib()       # after all of them
+    r["rss_peak"] = s.peak_rss_kib()
+    r["body_bytes"] = size
+    r["ms_per_req"] = 1000.0 * r["duration"] / r["requests"] if r["requests"] else None
+    return r
+
+
+def run_propfind_workload(ctx, names):
+    """uvhttpd and Apache only: each round on a freshly started server (a clean RSS baseline)."""
+    args = ctx.args
+    names = [n for n in names if n in DAV_SERVERS]
+    if not names:
+        ctx.skipped["propfind"] = "neither uvhttpd nor apache in this run"
+        return
+    log("propfind: creating %d files in %s" % (PROPFIND_ENTRIES, PROPFIND_DIR))
+    make_dav_dir(ctx.root)
+    dropped = set()
+    for rnd in range(args.rounds):
+        for n in names:
+            if n in dropped:
+                continue
+            servers = start_all(ctx, [n])
+            try:
+                if n not in servers:
+                    dropped.add(n)
+                    ctx.propfind_skipped[n] = "did not start"
+                    continue
+                r = run_propfind_once(ctx, servers[n])
+            except BenchError as e:
+                log("propfind: %s failed in round %d: %s" % (n, rnd + 1, e))
+                ctx.propfind_skipped[n] = "round %d: %s" % (rnd + 1, str(e).splitlines()[0])
+                dropped.add(n)
+                continue
+            finally:
+                stop_all(servers)
+            ctx.propfind.setdefault(n, []).append(r)
+            e = r["errors"]
+            log("propfind  round %d/%d %-7s %7.1f req/s  %7.2f ms/req (p50 %s)  CPU %.2f ms/req  "
+                "RSS %d -> %d -> %d KiB (peak %d)  %d-byte 207  errors c%d r%d w%d t%d non-2xx %d"
+                % (rnd + 1, args.rounds, n, r["rps"], r["ms_per_req"] or 0, r["p50"],
+                   (r["cpu_us"] or 0) / 1000, r["rss_start"], r["rss_one"], r["rss_after"],
+                   r["rss_peak"], r["body_bytes"], e["connect"], e["read"], e["write"],
+                   e["timeout"], r["non2xx"]))
