@@ -29,7 +29,8 @@ PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
             libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
             wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
             chromium fonts-liberation nodejs dpkg-dev \
-            clang libclang-rt-14-dev llvm strace
+            clang libclang-rt-14-dev llvm strace \
+            rclone cadaver davfs2 fuse3
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
