@@ -26,7 +26,7 @@ DEMO_SITE  ?= $(BUILD)/demo-site
 
 # Build and test dependencies, all from Debian.
 PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
-            libuv1-dev node-llhttp libfmt-dev catch2 nlohmann-json3-dev \
+            libuv1-dev node-llhttp libfmt-dev libexpat1-dev catch2 nlohmann-json3-dev \
             wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
             chromium fonts-liberation nodejs dpkg-dev \
             clang libclang-rt-14-dev llvm strace \

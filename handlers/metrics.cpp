@@ -6,7 +6,8 @@ namespace uvh {
 
 namespace {
 
-constexpr const char* kMethodNames[Metrics::kMethods] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "MKCOL", "other"};
+constexpr const char* kMethodNames[Metrics::kMethods] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "MKCOL",
+                                                           "PROPFIND", "PROPPATCH", "COPY", "MOVE", "LOCK", "UNLOCK", "other"};
 
 void metric(std::string& out, const char* name, const char* type, const char* help) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);

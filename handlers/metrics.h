@@ -13,7 +13,7 @@ namespace uvh {
 
 class Metrics {
 public:
-    static constexpr int kMethods = 8;        // Method enum values
+    static constexpr int kMethods = static_cast<int>(Method::Other) + 1;        // Method enum values
     static constexpr int kClasses = 5;        // 1xx..5xx
     static constexpr int kBuckets = 16;       // duration histogram, plus +Inf
 

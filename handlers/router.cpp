@@ -85,7 +85,10 @@ void respond_text(Exchange& ex, int status, std::string_view detail, ResponseHea
 void dispatch(Exchange& ex) {
     const Request& req = ex.request();
     const Site& site = ex.site();
-    if (req.method == Method::Other) return respond_error(ex, 501, "method not implemented");
+    // A method no resource takes (WebDAV methods parsed before their
+    // handlers exist, LOCK without lock support) is 501, not 405.
+    if (req.method == Method::Other || !route_table().back().find(req.method))
+        return respond_error(ex, 501, "method not implemented");
 
     const Route& route = find_route(site, req, ex.path());
     if (route.any) return route.any(ex);

@@ -122,6 +122,12 @@ std::string_view method_token(Method m) {
     case Method::Delete: return "DELETE";
     case Method::Options: return "OPTIONS";
     case Method::Mkcol: return "MKCOL";
+    case Method::Propfind: return "PROPFIND";
+    case Method::Proppatch: return "PROPPATCH";
+    case Method::Copy: return "COPY";
+    case Method::Move: return "MOVE";
+    case Method::Lock: return "LOCK";
+    case Method::Unlock: return "UNLOCK";
     case Method::Other: break;
     }
     return {};

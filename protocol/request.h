@@ -17,9 +17,25 @@ struct Header {
     std::string_view value;
 };
 
-// Methods the server implements. Everything else llhttp knows (PATCH,
-// PROPFIND, TRACE, CONNECT, ...) is Other and answered with 501.
-enum class Method : uint8_t { Get, Head, Post, Put, Delete, Options, Mkcol, Other };
+// Methods the server implements: HTTP's and WebDAV's (RFC 4918 §9).
+// Everything else llhttp knows (PATCH, TRACE, CONNECT, ...) is Other and
+// answered with 501. Other stays last: metrics index arrays by the value.
+enum class Method : uint8_t {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Mkcol,
+    Propfind,
+    Proppatch,
+    Copy,
+    Move,
+    Lock,
+    Unlock,
+    Other
+};
 
 struct Request {
     Method method = Method::Other;

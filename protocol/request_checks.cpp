@@ -29,6 +29,14 @@ HeadCheck check_request_head(const Request& r, std::string& path) {
         // RFC 9112 §6.1: a coding we do not understand is a 501.
         if (!iequals_ascii(te, "chunked")) return reject(501, "transfer coding not implemented");
     }
+    // CONNECT (RFC 9110 §9.3.6) asks for a tunnel to the authority-form
+    // target host:port (RFC 9112 §3.2.3). This server is not a proxy: a
+    // well-formed CONNECT is 501 (the method is not implemented here), a
+    // CONNECT to anything but host:port is a malformed request, 400.
+    if (r.method_name == "CONNECT") {
+        if (!valid_authority_form(r.target)) return reject(400, "CONNECT needs an authority-form target (host:port)");
+        return reject(501, "CONNECT is not supported: this server is not a proxy");
+    }
     switch (r.parsed.form) {
     case TargetForm::Invalid:
         return reject(400, "malformed request-target");

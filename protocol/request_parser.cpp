@@ -38,6 +38,12 @@ Method map_method(uint8_t m) {
     case HTTP_DELETE: return Method::Delete;
     case HTTP_OPTIONS: return Method::Options;
     case HTTP_MKCOL: return Method::Mkcol;
+    case HTTP_PROPFIND: return Method::Propfind;
+    case HTTP_PROPPATCH: return Method::Proppatch;
+    case HTTP_COPY: return Method::Copy;
+    case HTTP_MOVE: return Method::Move;
+    case HTTP_LOCK: return Method::Lock;
+    case HTTP_UNLOCK: return Method::Unlock;
     default: return Method::Other;
     }
 }
@@ -52,6 +58,7 @@ const llhttp_settings_t RequestParser::kSettings = [] {
     llhttp_settings_init(&s);
     s.on_message_begin = &RequestParser::on_message_begin;
     s.on_url = &RequestParser::on_url;
+    s.on_version_complete = &RequestParser::on_version_complete;
     s.on_header_field = &RequestParser::on_header_field;
     s.on_header_field_complete = &RequestParser::on_header_field_complete;
     s.on_header_value = &RequestParser::on_header_value;
@@ -84,6 +91,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
     RequestParser& self = RequestParser::self(p);
     self.started_ = true;
     self.head_done_ = false;
+    self.version_seen_ = false;
     self.in_value_ = false;
     self.value_seen_ = false;
     self.header_bytes_ = 0;
@@ -165,8 +173,18 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
     return 0;
 }
 
+int RequestParser::on_version_complete(llhttp_t* p) {
+    RequestParser::self(p).version_seen_ = true;
+    return 0;
+}
+
 int RequestParser::on_headers_complete(llhttp_t* p) {
     RequestParser& self = RequestParser::self(p);
+    // llhttp reads "GET /" (no version) as an HTTP/0.9 simple request. RFC
+    // 9112 §3 requires the version in every request line, and a simple
+    // request is not a version this server could decline with 505: it is a
+    // malformed request line (an explicit "HTTP/0.9" still gets 505).
+    if (!self.version_seen_) return self.fail(400, "request line without an HTTP version");
     self.head_done_ = true;
     self.build_request();
     self.pending_ = Event::Head;
@@ -441,7 +459,9 @@ RequestParser::Event RequestParser::execute(const char* data, size_t len, size_t
             return pending_;
         }
         consumed = len;
-        if (err == HPE_USER) return Event::Error;  // status already set by fail()
+        // Status already set by fail(); from on_headers_complete llhttp
+        // reports its own callback error code instead of HPE_USER.
+        if (err == HPE_USER || (err == HPE_CB_HEADERS_COMPLETE && error_status_ != 0)) return Event::Error;
         if (err == HPE_INVALID_METHOD) {
             classify_method_error();
             return sniffing_ ? Event::NeedMore : Event::Error;

@@ -100,6 +100,7 @@ private:
 
     static int on_message_begin(llhttp_t* p);
     static int on_url(llhttp_t* p, const char* at, size_t len);
+    static int on_version_complete(llhttp_t* p);
     static int on_header_field(llhttp_t* p, const char* at, size_t len);
     static int on_header_field_complete(llhttp_t* p);
     static int on_header_value(llhttp_t* p, const char* at, size_t len);
@@ -123,6 +124,7 @@ private:
     // Per-message state.
     bool started_ = false;
     bool head_done_ = false;
+    bool version_seen_ = false;  // the request line had an HTTP-version
     bool in_value_ = false;   // last header callback was a value
     bool value_seen_ = false; // current header already has value bytes
     size_t header_bytes_ = 0;

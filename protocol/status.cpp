@@ -12,6 +12,7 @@ std::string_view reason_phrase(int status) {
     case 201: return "Created";
     case 204: return "No Content";
     case 206: return "Partial Content";
+    case 207: return "Multi-Status";
     case 301: return "Moved Permanently";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
@@ -29,9 +30,12 @@ std::string_view reason_phrase(int status) {
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 421: return "Misdirected Request";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     case 507: return "Insufficient Storage";

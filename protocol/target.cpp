@@ -188,6 +188,18 @@ std::string self_location(std::string_view raw_path, std::string_view raw_query,
     return out;
 }
 
+bool valid_authority_form(std::string_view target) {
+    size_t colon = target.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == target.size()) return false;
+    // An IPv6 literal's own colons sit inside its brackets, before this one.
+    if (target.front() == '[' && target[colon - 1] != ']') return false;
+    std::string_view port = target.substr(colon + 1);
+    if (port.size() > 5) return false;
+    for (char c : port)
+        if (c < '0' || c > '9') return false;
+    return valid_host(target);
+}
+
 std::string_view path_status_message(PathStatus s) {
     switch (s) {
     case PathStatus::Ok: return "ok";

@@ -46,6 +46,10 @@ std::string relative_path(std::string_view normalized);
 // Validates a Host field value (RFC 9110 §7.2: uri-host [":" port]).
 bool valid_host(std::string_view host);
 
+// The authority-form of CONNECT (RFC 9112 §3.2.3): uri-host ":" port, the
+// port required and numeric.
+bool valid_authority_form(std::string_view target);
+
 std::string_view path_status_message(PathStatus s);
 
 // A Location (RFC 9110 §10.2.2) naming the client's own target: `raw_path`

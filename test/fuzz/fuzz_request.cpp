@@ -883,6 +883,9 @@ Summary check_stream(std::string_view input, const Client& c, bool half_closed, 
         if (rq && !rq->keep_alive && !h.close) violation(s, "request %zu asked to close (or is HTTP/1.0 without keep-alive); the response keeps the connection", k);
         if (rq && rq->bad_te && (h.status < 400 || !h.close))
             violation(s, "request %zu has a Transfer-Encoding the server must refuse; got %d%s", k, h.status, h.close ? "" : " without close");
+        // An explicit version other than 1.0/1.1 is 505; a request line
+        // without any version never becomes a head (the parser answers 400,
+        // a head error above), so it is not 505.
         if (rq && !rq->http_ok && (h.status != 505 || !h.close)) violation(s, "request %zu has an unsupported version; got %d", k, h.status);
         bool framing_error_here = ref.error && ((ref.head_error && k == ref.reqs.size()) || (!ref.head_error && k + 1 == ref.reqs.size()));
         if (framing_error_here && ref.head_error && (h.status < 400 || !h.close))

@@ -72,6 +72,24 @@ TEST_CASE("request_checks: versions other than 1.0 and 1.1 are 505", "[request_c
     check_rejects(r, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
 }
 
+TEST_CASE("request_checks: CONNECT in authority-form is 501, any other CONNECT 400", "[request_checks]") {
+    for (std::string_view target : {"example.com:443", "127.0.0.1:8080", "[::1]:443"}) {
+        INFO(target);
+        Request r = make(target);
+        r.method = Method::Other;
+        r.method_name = "CONNECT";
+        check_rejects(r, 501, "CONNECT is not supported: this server is not a proxy");
+    }
+    for (std::string_view target : {"example.com", "/", "example.com:", ":443", "example.com:http", "a b:1",
+                                    "[::1:443", "http://example.com:443/"}) {
+        INFO(target);
+        Request r = make(target);
+        r.method = Method::Other;
+        r.method_name = "CONNECT";
+        check_rejects(r, 400, "CONNECT needs an authority-form target (host:port)");
+    }
+}
+
 TEST_CASE("request_checks: Host rules (RFC 9112 §3.2)", "[request_checks]") {
     Request two = make();
     two.host_count = 2;

@@ -289,7 +289,12 @@ TEST_CASE("request_parser: methods", "[request_parser]") {
         {"OPTIONS * HTTP/1.1", Method::Options, "OPTIONS"},
         {"MKCOL /d HTTP/1.1", Method::Mkcol, "MKCOL"},
         {"PATCH /x HTTP/1.1", Method::Other, "PATCH"},  // known to llhttp: 501 from a handler
-        {"PROPFIND /x HTTP/1.1", Method::Other, "PROPFIND"},
+        {"PROPFIND /x HTTP/1.1", Method::Propfind, "PROPFIND"},
+        {"PROPPATCH /x HTTP/1.1", Method::Proppatch, "PROPPATCH"},
+        {"COPY /x HTTP/1.1", Method::Copy, "COPY"},
+        {"MOVE /x HTTP/1.1", Method::Move, "MOVE"},
+        {"LOCK /x HTTP/1.1", Method::Lock, "LOCK"},
+        {"UNLOCK /x HTTP/1.1", Method::Unlock, "UNLOCK"},
     };
     for (const auto& c : cases) {
         INFO(c.line);
@@ -815,14 +820,14 @@ TEST_CASE("request_parser: unsupported HTTP versions are 505", "[request_parser]
 
 TEST_CASE("request_parser: versions llhttp knows are reported for the connection to refuse",
           "[request_parser]") {
-    // llhttp accepts HTTP/0.9 (including the version-less simple request)
-    // and HTTP/2.0 request lines; the parser reports the version and the
-    // connection layer answers 505 (core/connection.cpp validate_head).
+    // llhttp accepts explicit HTTP/0.9 and HTTP/2.0 request lines; the
+    // parser reports the version and the connection layer answers 505
+    // (protocol/request_checks.cpp). A request line without any version is
+    // a 400 from the parser itself (next case).
     struct {
         const char* request;
         int major, minor;
     } const cases[] = {
-        {"GET /\r\n\r\n", 0, 9},
         {"GET / HTTP/0.9\r\n\r\n", 0, 9},
         {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 2, 0},
     };
@@ -835,6 +840,14 @@ TEST_CASE("request_parser: versions llhttp knows are reported for the connection
         CHECK(d.heads[0].http_minor == c.minor);
         CHECK_FALSE(d.heads[0].keep_alive);
     }
+}
+
+TEST_CASE("request_parser: a request line without an HTTP version is 400, not 505", "[request_parser]") {
+    expect_error("GET /\r\n\r\n", 400);
+    expect_error("GET /index.html\r\nHost: h\r\n\r\n", 400);
+    Driver d;
+    d.feed("GET /\r\n\r\n");
+    CHECK(d.parser.error_message() == std::string_view("request line without an HTTP version"));
 }
 
 TEST_CASE("request_parser: Transfer-Encoding policy is left to the connection layer",
