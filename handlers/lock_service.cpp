@@ -18,6 +18,21 @@ constexpr size_t kTableBytes = LockService::kSlots * sizeof(uint64_t);
 // Lock bytes live past the table, so a lock never touches a counter's page.
 constexpr off_t kLockBase = 1 << 20;
 constexpr off_t kLockBytes = 1 << 16;
+// The WebDAV lock table's lock: the first byte past the hashed range.
+constexpr off_t kTableLockByte = kLockBase + kLockBytes;
+
+// F_OFD_SETLKW on one byte of `fd`, retried on EINTR.
+bool lock_byte(int fd, off_t byte, short type) {
+    struct flock fl {};
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
+        if (errno != EINTR) return false;
+    }
+    return true;
+}
 
 uint64_t mix(uint64_t h, uint64_t v) {
     // FNV-1a over the eight bytes of v.
@@ -127,19 +142,40 @@ LockService::Guard LockService::lock_name(const struct stat& dir, std::string_vi
         h ^= static_cast<unsigned char>(c);
         h *= 1099511628211ull;
     }
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = kLockBase + static_cast<off_t>(h % kLockBytes);
-    fl.l_len = 1;
-    while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
-        if (errno == EINTR) continue;
+    if (!lock_byte(fd, kLockBase + static_cast<off_t>(h % kLockBytes), F_WRLCK)) {
         int e = errno;
         ::close(fd);
         errno = e;
         return Guard();
     }
     return Guard(fd);
+}
+
+LockService::Guard LockService::lock_table(bool exclusive) const {
+    if (fd_ < 0) {
+        errno = EBADF;
+        return Guard();
+    }
+    std::string self = fmt::format("/proc/self/fd/{}", fd_);
+    // A shared hold needs only read access (a --read-only server may have
+    // the state file open read-only).
+    int fd = ::open(self.c_str(), (exclusive || writable_ ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) return Guard();
+    if (!lock_byte(fd, kTableLockByte, exclusive ? F_WRLCK : F_RDLCK)) {
+        int e = errno;
+        ::close(fd);
+        errno = e;
+        return Guard();
+    }
+    return Guard(fd);
+}
+
+bool LockService::share_table(Guard& held) const {
+    if (held.fd_ < 0) {
+        errno = EBADF;
+        return false;
+    }
+    return lock_byte(held.fd_, kTableLockByte, F_RDLCK);
 }
 
 uint64_t* LockService::slot(dev_t dev, ino_t ino) const {

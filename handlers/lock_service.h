@@ -67,12 +67,27 @@ public:
         bool held() const { return fd_ >= 0; }
 
     private:
+        friend class LockService;
         int fd_ = -1;
     };
     // The lock of `name` in the directory `dir` (an fstat of it). Returns a
     // Guard that does not hold (held() false, errno set) when the lock could
     // not be taken.
     Guard lock_name(const struct stat& dir, std::string_view name) const;
+
+    // The lock of the WebDAV lock table (handlers/dav/lock_table.h): one
+    // byte of the state file outside the range names hash to, so it never
+    // collides with a name's lock. A LOCK or UNLOCK takes it exclusively, on
+    // its own description, to change the table; every write method adds a
+    // shared hold of it to the description of the name lock it already
+    // holds (one fcntl, no new open), so the table cannot change between a
+    // write's lock check and its commit, and writes do not exclude each
+    // other. Order: name locks first, the table lock last; never a name
+    // lock while holding the table lock exclusively. lock_table(false)
+    // takes a shared hold on its own description, for readers that hold no
+    // name lock (PROPFIND's lockdiscovery). Blocking.
+    Guard lock_table(bool exclusive = true) const;
+    bool share_table(Guard& held) const;
 
     // The generation of the file (dev, ino); bump() after replacing or
     // removing it. Lock-free; any thread.

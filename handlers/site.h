@@ -16,6 +16,7 @@ namespace uvh {
 
 class FileCache;
 class LockService;
+class DavLockTable;
 class RecordStore;
 class Metrics;
 
@@ -56,6 +57,8 @@ struct Site {
 
     FileCache* cache = nullptr;
     const LockService* locks = nullptr;  // write locks and file generations
+    DavLockTable* dav_locks = nullptr;   // WebDAV locks (handlers/dav/lock_table.h)
+    int64_t dav_lock_timeout_max = 3600;  // --dav-lock-timeout-max, seconds
     RecordStore* records = nullptr;
     Metrics* metrics = nullptr;
 };
