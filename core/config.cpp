@@ -96,6 +96,8 @@ std::string usage_text() {
         "  --max-record-size SIZE  largest record, as a record's line (default 64K); more: 413\n"
         "  --max-store-size SIZE   largest size of the record store file (default 1G;\n"
         "                          0 = unlimited); a POST or PUT beyond it: 507\n"
+        "  --dav-lock-timeout-max S  longest WebDAV lock a LOCK gets, whatever Timeout it\n"
+        "                          asks for (default 3600; Infinite gets this too)\n"
         "\n"
         "Limits and timeouts (seconds may have fractions):\n"
         "  --max-connections N     beyond N open connections: 503 and pause accepting\n"
@@ -197,6 +199,9 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 cfg.max_record_size = parse_size(arg, need());
                 if (cfg.max_record_size < 16 || cfg.max_record_size > (64ull << 20))
                     throw UsageError("--max-record-size is between 16 and 64M");
+            } else if (arg == "--dav-lock-timeout-max") {
+                cfg.dav_lock_timeout_max = parse_uint(arg, need(), 604800);
+                if (cfg.dav_lock_timeout_max == 0) throw UsageError("--dav-lock-timeout-max must be at least 1");
             } else if (arg == "--max-store-size") {
                 cfg.max_store_size = parse_size(arg, need());
             } else if (arg == "--max-body-size") {

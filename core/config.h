@@ -24,6 +24,7 @@ struct Config {
     std::string database = "database.txt";  // relative to the root, or absolute
     uint64_t max_record_size = 64 * 1024;    // a record's stored line, newline included
     uint64_t max_store_size = 1ull << 30;    // the record store file; 0: unlimited
+    uint64_t dav_lock_timeout_max = 3600;    // seconds: a WebDAV lock's longest Timeout
 
     // HTTP
     std::string cache_control;

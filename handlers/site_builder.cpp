@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "handlers/dav/lock_table.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
@@ -43,6 +44,7 @@ private:
     Site site_;
     bool database_fd_owned_ = false;
     std::unique_ptr<LockService> locks_;
+    std::unique_ptr<DavLockTable> dav_locks_;
     std::unique_ptr<FileCache> cache_;
     std::unique_ptr<RecordStore> records_;
 
@@ -99,6 +101,11 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
     locks_ = std::make_unique<LockService>();
     locks_->open(root, !config_.read_only);
     site_.locks = locks_.get();
+    // The WebDAV lock table beside it, shared the same way.
+    dav_locks_ = std::make_unique<DavLockTable>();
+    dav_locks_->open(root, !config_.read_only, locks_.get());
+    site_.dav_locks = dav_locks_.get();
+    site_.dav_lock_timeout_max = static_cast<int64_t>(config_.dav_lock_timeout_max);
     if (config_.cache_size > 0) {
         cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
         cache_->set_generations(locks_.get());

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "handlers/dav/dav_locks.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
@@ -36,6 +37,7 @@ struct WriteJob : Job {
     const Request* request = nullptr;  // read on the worker for the preconditions
     int root_fd = -1;
     std::string rel;  // the target relative to the root
+    std::string_view url_path;  // the normalised URL path (the exchange's)
     bool trailing_slash = false;
     bool create_dirs = false;
     time_t now = 0;
@@ -47,6 +49,7 @@ struct WriteJob : Job {
     struct stat st {};  // of the target (after a PUT: of the new file)
     bool exists = false;
     bool created = false;
+    LockCheck lock_check;  // WebDAV locks and the If header (handlers/dav/dav_locks.h)
 
     explicit WriteJob(Exchange& ex)
         : site(&ex.site()),
@@ -54,6 +57,7 @@ struct WriteJob : Job {
           request(&ex.request()),
           root_fd(ex.site().root_fd),
           rel(relative_path(ex.path())),
+          url_path(ex.path()),
           trailing_slash(ex.path().back() == '/'),
           now(ex.now()) {}
 
@@ -101,10 +105,7 @@ bool check_target(WriteJob& job, const std::string& name) {
 // whatever URL led there (hardening issue, item 4): the store is known by
 // its directory's device and inode and its name, not by a URL string.
 bool is_record_store(const WriteJob& job, int dir_fd, std::string_view name) {
-    const Site* site = job.site;
-    if (!site || !site->store_known || name != site->store_name) return false;
-    struct stat st {};
-    return fstat(dir_fd, &st) == 0 && st.st_dev == site->store_dir_dev && st.st_ino == site->store_dir_ino;
+    return job.site && is_record_store_entry(*job.site, dir_fd, name);
 }
 
 constexpr int kStoreRefused = 403;
@@ -181,6 +182,18 @@ bool lock_target(WriteJob& job, const std::string& name, LockService::Guard& gua
     return true;
 }
 
+// The WebDAV lock check (RFC 4918 §7.5, §10.4): with `guard` (the name
+// lock, held until the change is made) it also holds the lock table still
+// until then; without, it is an early look that saves reading a body the
+// commit would refuse. `members`: the write changes everything beneath the
+// target; `membership`: it adds or removes the name in its parent.
+bool check_locks(WriteJob& job, const std::string& name, LockService::Guard* guard, bool members,
+                 bool membership) {
+    WriteTarget target{job.url_path, job.dir_fd, name, members, membership};
+    job.lock_check = check_write_locks(*job.site, *job.request, guard, target, job.now);
+    return job.lock_check.status == 0;
+}
+
 // Caches of every process drop what they hold of a replaced or removed
 // file at their next hit.
 void bump_generation(const WriteJob& job, const struct stat& st) {
@@ -241,6 +254,7 @@ void PutJob::prepare() {
         status = 409;  // a collection cannot be replaced by a file
         return;
     }
+    if (!check_locks(*this, name, nullptr, false, !exists)) return;
     fd = openat(dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
         // No O_TMPFILE here: a named temporary file, removed if we fail.
@@ -275,6 +289,7 @@ void PutJob::commit() {
         status = 409;
         return;
     }
+    if (!check_locks(*this, name, &guard, false, !exists)) return;
     if (!exists && named_temp.empty() && request->if_none_match.data() && is_star(request->if_none_match)) {
         // Create-only (If-None-Match: *): linking straight to the name fails
         // if anyone created it meanwhile, so the check and the create are
@@ -323,6 +338,7 @@ void put_end(Exchange& ex);
 void PutJob::done(Exchange& ex) {
     switch (step) {
     case Step::Prepare: {
+        if (lock_check.status) return respond_lock_check(ex, lock_check);
         if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
         if (status == 412) return respond_error(ex, 412, "precondition failed");
         if (status == 409) {
@@ -342,6 +358,7 @@ void PutJob::done(Exchange& ex) {
         break;
     }
     invalidate(ex);  // even a failed commit may have changed nothing or something: drop it
+    if (lock_check.status) return respond_lock_check(ex, lock_check);
     if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (status) return respond_error(ex, status, status == 412 ? "precondition failed" : "conflict");
     if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
@@ -407,6 +424,7 @@ void DeleteJob::work() {
         err = ENOTDIR;
         return;
     }
+    if (!check_locks(*this, name, &guard, dir, true)) return;
     if (unlinkat(dir_fd, name.c_str(), dir ? AT_REMOVEDIR : 0) != 0) {
         if (errno == ENOTEMPTY || errno == EEXIST) {
             status = 409;
@@ -417,11 +435,15 @@ void DeleteJob::work() {
     }
     fsync(dir_fd);
     bump_generation(*this, st);
+    // RFC 4918 §9.6.1: the locks of a deleted resource go with it.
+    guard.release();
+    release_locks(*site, lock_check.rooted, now);
 }
 
 void DeleteJob::done(Exchange& ex) {
     hand_back(ex);
     invalidate(ex);
+    if (lock_check.status) return respond_lock_check(ex, lock_check);
     if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (status == 409) return respond_error(ex, 409, "the directory is not empty");
     if (status == 412) return respond_error(ex, 412, "precondition failed");
@@ -442,6 +464,11 @@ struct MkcolJob final : WriteJob {
 void MkcolJob::work() {
     std::string name;
     if (!open_parent(*this, name)) return;
+    // Under the name's lock, like PUT: the lock check holds until the
+    // directory exists.
+    LockService::Guard guard;
+    if (!lock_target(*this, name, guard)) return;
+    if (!check_locks(*this, name, &guard, false, true)) return;
     if (mkdirat(dir_fd, name.c_str(), 0755) != 0) {
         if (errno == EEXIST) {
             status = 405;
@@ -456,6 +483,7 @@ void MkcolJob::work() {
 void MkcolJob::done(Exchange& ex) {
     hand_back(ex);
     invalidate(ex);
+    if (lock_check.status) return respond_lock_check(ex, lock_check);
     if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
     if (status == 405) return respond_error(ex, 405, "something already exists there", allowed_methods(ex.site()));
     if (status == 409) return respond_error(ex, 409, "the parent directory does not exist");
@@ -468,6 +496,12 @@ void MkcolJob::done(Exchange& ex) {
 }
 
 }  // namespace
+
+bool is_record_store_entry(const Site& site, int dir_fd, std::string_view name) {
+    if (!site.store_known || name != site.store_name) return false;
+    struct stat st {};
+    return fstat(dir_fd, &st) == 0 && st.st_dev == site.store_dir_dev && st.st_ino == site.store_dir_ino;
+}
 
 std::string temp_name() {
     uint64_t r = 0;

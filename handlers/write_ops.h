@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "handlers/exchange.h"
 
@@ -25,6 +26,11 @@ void handle_mkcol(Exchange& ex);
 // leftovers of a crash between linking and renaming. Blocking; run it on the
 // threadpool. Returns how many were removed.
 size_t sweep_temp_files(int root_fd, int min_age_s);
+
+// True when `name` in the directory `dir_fd` is the record store's file,
+// whatever URL led there (hardening issue, item 4): no other write may
+// replace, remove or lock it.
+bool is_record_store_entry(const Site& site, int dir_fd, std::string_view name);
 
 // The prefix of every temporary name the server creates (hidden, as a
 // dotfile, from listings and GET).

@@ -1,0 +1,673 @@
+#include "handlers/dav/dav_locks.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "handlers/dav/lock_table.h"
+#include "handlers/file_cache.h"
+#include "handlers/fs_ops.h"
+#include "handlers/write_ops.h"
+#include "protocol/dav_xml.h"
+#include "protocol/etag.h"
+#include "protocol/if_header.h"
+#include "protocol/percent.h"
+#include "protocol/target.h"
+#include "protocol/text.h"
+
+namespace uvh {
+
+std::string_view strip_trailing_slash(std::string_view path) {
+    while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+    return path.empty() ? std::string_view("/") : path;
+}
+
+std::string canonical_lock_path(const Site& site, int dir_fd, std::string_view name, std::string_view url_path) {
+    std::string fallback(strip_trailing_slash(url_path));
+    const DavLockTable* table = site.dav_locks;
+    if (dir_fd < 0 || name.empty() || name == "." || !table) return fallback;
+    char buf[4096];
+    std::string self = fmt::format("/proc/self/fd/{}", dir_fd);
+    ssize_t n = readlink(self.c_str(), buf, sizeof buf);
+    if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) return fallback;
+    std::string_view dir(buf, static_cast<size_t>(n));
+    const std::string& root = table->root_real();
+    std::string out;
+    if (dir == root || (root.empty() && dir == "/")) {
+        out = "/";
+    } else if (dir.starts_with(root) && dir.size() > root.size() && dir[root.size()] == '/') {
+        out.assign(dir.substr(root.size()));
+        out.push_back('/');
+    } else {
+        return fallback;  // the root moved, or a deleted directory
+    }
+    out.append(name);
+    return out;
+}
+
+namespace {
+
+// The decoded, normalised URL path a Resource-Tag names (an absolute URI
+// or an absolute path, RFC 4918 §10.4.3); empty when it is not a path on
+// this server's tree.
+std::string tag_path(std::string_view tag) {
+    std::string_view raw = tag;
+    if (raw.front() != '/') {
+        size_t scheme = raw.find("://");
+        if (scheme == std::string_view::npos) return {};
+        size_t slash = raw.find('/', scheme + 3);
+        raw = slash == std::string_view::npos ? std::string_view("/") : raw.substr(slash);
+    }
+    size_t q = raw.find_first_of("?#");
+    if (q != std::string_view::npos) raw = raw.substr(0, q);
+    std::string out;
+    if (normalize_path(raw, out) != PathStatus::Ok) return {};
+    return std::string(strip_trailing_slash(out));
+}
+
+// The ETag GET sends for the resource at `path` (decoded URL path), or
+// empty when there is none.
+std::string etag_at(const Site& site, std::string_view path) {
+    std::string rel = relative_path(path);
+    int fd = open_beneath(site.root_fd, rel, O_PATH);
+    if (fd < 0) return {};
+    struct stat st {};
+    bool ok = fstat(fd, &st) == 0;
+    close(fd);
+    if (!ok) return {};
+    return make_etag({static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec,
+                      st.st_mtim.tv_nsec});
+}
+
+void append_unique(std::vector<DavLock>& to, const std::vector<DavLock>& from) {
+    for (const DavLock& l : from) {
+        bool seen = std::any_of(to.begin(), to.end(), [&](const DavLock& t) { return t.token == l.token; });
+        if (!seen) to.push_back(l);
+    }
+}
+
+// The If header (RFC 4918 §10.4) and the locks on one target. With
+// `need_tokens`, every lock that applies must have its token submitted
+// (a write); without (LOCK itself), only the If header is evaluated and the
+// submitted tokens are handed back.
+LockCheck evaluate(const Site& site, const Request& req, const WriteTarget& target, time_t now, bool need_tokens,
+                   std::vector<std::string>* submitted_out) {
+    LockCheck out;
+    const DavLockTable* table = site.dav_locks;
+    bool active = table && table->maybe_active(now);
+    std::string_view if_value = req.find("if");
+    if (!if_value.data() && !active) return out;  // the common case: nothing to check
+
+    std::string path = canonical_lock_path(site, target.dir_fd, target.name, target.path);
+    std::string url_path(strip_trailing_slash(target.path));
+
+    // The locks this write must present a token for: those covering the
+    // target, those on its members when it changes the whole tree, and a
+    // lock on its parent collection when it adds or removes the name
+    // (RFC 4918 §7.5: a lock on a collection protects its membership).
+    std::vector<DavLock> locks;
+    if (active) {
+        table->find(path, target.members, now, locks);
+        if (target.membership && path != "/") {
+            std::string parent = path.substr(0, path.rfind('/'));
+            if (parent.empty()) parent = "/";
+            std::vector<DavLock> up;
+            table->find(parent, false, now, up);
+            append_unique(locks, up);
+        }
+    }
+
+    // RFC 4918 §10.4: the If header is true when one of its lists is; a
+    // list is evaluated against the resource it is tagged with (or the
+    // Request-URI), its state tokens against the locks that apply to that
+    // resource, its entity tags against the ETag GET would send. The state
+    // tokens of the lists that are true are the lock tokens submitted.
+    std::vector<std::string> submitted;
+    if (if_value.data()) {
+        IfHeader h;
+        if (!parse_if_header(if_value, h)) {
+            out.status = 400;
+            out.detail = "malformed If header (RFC 4918 section 10.4)";
+            return out;
+        }
+        bool any_true = false;
+        std::string own_etag;
+        bool own_etag_known = false;
+        for (const IfList& list : h.lists) {
+            std::string resource = path;
+            bool own = true;
+            if (!list.resource.empty()) {
+                std::string t = tag_path(list.resource);
+                if (t.empty()) continue;  // names no resource here: this list cannot be true
+                if (t != url_path && t != path) {
+                    resource = t;
+                    own = false;
+                }
+            }
+            bool list_true = true;
+            std::vector<std::string> tokens;
+            for (const IfCondition& c : list.conditions) {
+                bool v = false;
+                if (c.kind == IfCondition::Kind::StateToken) {
+                    DavLock l;
+                    v = table && table->find_token(c.value, now, l) && l.covers(resource);
+                    if (v && !c.negated) tokens.push_back(l.token);
+                } else {
+                    std::string etag;
+                    if (own) {
+                        if (!own_etag_known) {
+                            own_etag = etag_at(site, url_path);
+                            own_etag_known = true;
+                        }
+                        etag = own_etag;
+                    } else {
+                        etag = etag_at(site, resource);
+                    }
+                    v = !etag.empty() && etag_list_matches(c.value, etag, false);
+                }
+                if (c.negated) v = !v;
+                if (!v) {
+                    list_true = false;
+                    break;
+                }
+            }
+            if (list_true) {
+                any_true = true;
+                submitted.insert(submitted.end(), tokens.begin(), tokens.end());
+            }
+        }
+        if (!any_true) {
+            out.status = 412;
+            out.detail = "the If header's conditions are false";
+            return out;
+        }
+    }
+
+    if (need_tokens) {
+        // RFC 4918 §7.5 (exclusive and shared alike): every lock that
+        // applies needs its token submitted.
+        for (const DavLock& l : locks) {
+            if (std::find(submitted.begin(), submitted.end(), l.token) == submitted.end()) {
+                out.status = 423;
+                out.lock_root = l.root;
+                return out;
+            }
+            if (path_within(l.root, path)) out.rooted.push_back(l.token);
+        }
+    }
+    if (submitted_out) *submitted_out = std::move(submitted);
+    return out;
+}
+
+}  // namespace
+
+LockCheck check_write_locks(const Site& site, const Request& req, LockService::Guard* guard,
+                            const WriteTarget& target, time_t now) {
+    const DavLockTable* table = site.dav_locks;
+    // The shared hold first: from here to the caller's commit no LOCK can
+    // change the table.
+    if (guard && guard->held() && site.locks && table && !site.locks->share_table(*guard)) {
+        LockCheck out;
+        out.status = status_for_errno(errno);
+        out.detail = "cannot take the WebDAV lock table's lock";
+        return out;
+    }
+    return evaluate(site, req, target, now, true, nullptr);
+}
+
+void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now) {
+    DavLockTable* table = site.dav_locks;
+    if (tokens.empty() || !table || !site.locks) return;
+    LockService::Guard g = site.locks->lock_table();
+    if (!g.held()) return;  // they expire by themselves
+    for (const std::string& t : tokens) table->remove(t, now);
+}
+
+void locks_for(const Site& site, std::string_view path, time_t now, std::vector<DavLock>& out) {
+    out.clear();
+    const DavLockTable* table = site.dav_locks;
+    if (!table || !table->maybe_active(now) || !site.locks) return;
+    LockService::Guard g = site.locks->lock_table(false);
+    if (!g.held()) return;
+    table->find(path, false, now, out);
+}
+
+void append_supportedlock(std::string& out) {
+    out += "<D:supportedlock>"
+           "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+           "<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+           "</D:supportedlock>";
+}
+
+void append_lockdiscovery(std::string& out, const std::vector<DavLock>& locks, time_t now) {
+    if (locks.empty()) {
+        out += "<D:lockdiscovery/>";
+        return;
+    }
+    out += "<D:lockdiscovery>";
+    for (const DavLock& l : locks) {
+        out += "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope>";
+        out += l.exclusive ? "<D:exclusive/>" : "<D:shared/>";
+        out += "</D:lockscope><D:depth>";
+        out += l.infinite ? "infinity" : "0";
+        out += "</D:depth>";
+        out += l.owner;  // the client's <D:owner> element, serialised when the lock was taken
+        int64_t left = l.expiry - static_cast<int64_t>(now);
+        out += fmt::format("<D:timeout>Second-{}</D:timeout>", left > 0 ? left : 0);
+        out += "<D:locktoken><D:href>";
+        xml_escape_append(out, l.token);
+        out += "</D:href></D:locktoken><D:lockroot><D:href>";
+        std::string href;
+        percent_encode(l.root, href, "/");
+        xml_escape_append(out, href);
+        out += "</D:href></D:lockroot></D:activelock>";
+    }
+    out += "</D:lockdiscovery>";
+}
+
+void respond_lock_check(Exchange& ex, const LockCheck& c) {
+    if (c.status != 423) return respond_error(ex, c.status, c.detail);
+    std::string href;
+    percent_encode(c.lock_root, href, "/");
+    std::string inner = "<D:href>";
+    xml_escape_append(inner, href);
+    inner += "</D:href>";
+    std::string& body = ex.text();
+    body = dav_error_body("lock-token-submitted", inner);
+    ResponseHead head;
+    head.status = 423;
+    head.content_type = "application/xml; charset=utf-8";
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
+}  // namespace uvh
+
+// ------------------------------------------------------------ LOCK, UNLOCK
+
+namespace uvh {
+
+namespace {
+
+constexpr size_t kMaxLockBody = 64 * 1024;
+
+// RFC 4918 §10.7: "Timeout: Infinite, Second-4100000000": the first value
+// we understand, bounded by --dav-lock-timeout-max; none (or no header):
+// the maximum.
+int64_t lock_timeout(std::string_view field, int64_t max) {
+    while (!field.empty()) {
+        size_t comma = field.find(',');
+        std::string_view v = trim_ows(field.substr(0, comma));
+        field = comma == std::string_view::npos ? std::string_view() : field.substr(comma + 1);
+        if (iequals_ascii(v, "infinite")) return max;
+        if (v.size() > 7 && iequals_ascii(v.substr(0, 7), "second-")) {
+            int64_t n = 0;
+            bool ok = true;
+            for (char c : v.substr(7)) {
+                if (c < '0' || c > '9') {
+                    ok = false;
+                    break;
+                }
+                if (n < max) n = n * 10 + (c - '0');
+            }
+            if (ok) return n < 1 ? 1 : (n > max ? max : n);
+        }
+    }
+    return max;
+}
+
+struct LockJob final : Job {
+    // ---- inputs (loop thread) ----
+    const Site* site = nullptr;
+    const Request* request = nullptr;
+    std::string_view url_path;
+    time_t now = 0;
+    bool unlock = false;
+    bool refresh = false;  // LOCK without a body (RFC 4918 §9.10.2)
+    bool exclusive = true;
+    bool infinite = true;
+    int64_t timeout = 0;
+    std::string owner;  // serialised <D:owner>, or empty
+    std::string token;  // UNLOCK: the Lock-Token
+    std::string body;   // LOCK: the request body as it arrives
+
+    // ---- outputs (worker thread) ----
+    int status = 0;
+    int err = 0;
+    std::string detail;
+    LockCheck check;
+    DavLock lock;
+    bool created = false;
+    std::string conflict_root;
+
+    void work() override;
+    void done(Exchange& ex) override;
+    void do_lock(int dir_fd, const std::string& name, bool exists, const struct stat& st);
+};
+
+void LockJob::work() {
+    std::string rel = relative_path(url_path);
+    std::string parent, name;
+    if (rel == ".") {
+        parent = ".";
+        name = ".";
+    } else {
+        split_parent(rel, parent, name);
+    }
+    int dir_fd = open_beneath(site->root_fd, parent, O_RDONLY | O_DIRECTORY);
+    if (dir_fd < 0) {
+        if (unlock) {
+            // The resource's directory went away; its locks live on until
+            // they expire or are unlocked by the URL path.
+            dir_fd = -1;
+        } else if (errno == ENOENT || errno == ENOTDIR) {
+            status = 409;  // RFC 4918 §9.10.4 via §7.3: no parent collection
+            detail = "the parent collection does not exist";
+            return;
+        } else {
+            err = errno;
+            return;
+        }
+    }
+    if (unlock) {
+        std::string path = canonical_lock_path(*site, dir_fd, name == "." ? std::string_view() : name, url_path);
+        if (dir_fd >= 0) close(dir_fd);
+        DavLockTable* table = site->dav_locks;
+        LockService::Guard g;
+        if (site->locks) g = site->locks->lock_table();
+        if (!table || !site->locks || !g.held()) {
+            err = errno ? errno : EIO;
+            return;
+        }
+        DavLock l;
+        // RFC 4918 §9.11.1: the token must name a lock whose scope holds the
+        // Request-URI.
+        if (!table->find_token(token, now, l) || !l.covers(path)) {
+            status = 409;
+            return;
+        }
+        table->remove(l.token, now);
+        status = 204;
+        return;
+    }
+    if (name != "." && is_record_store_entry(*site, dir_fd, name)) {
+        close(dir_fd);
+        status = 403;
+        detail = "that name is the record store's file; records live at /database.txt/ID";
+        return;
+    }
+    struct stat st {};
+    bool exists = fstatat(dir_fd, name.c_str(), &st, 0) == 0;
+    if (!exists && errno != ENOENT) {
+        err = errno;
+        close(dir_fd);
+        return;
+    }
+    do_lock(dir_fd, name, exists, st);
+    close(dir_fd);
+}
+
+void LockJob::do_lock(int dir_fd, const std::string& name, bool exists, const struct stat&) {
+    DavLockTable* table = site->dav_locks;
+    const LockService* locks = site->locks;
+    if (!table || !table->usable() || !locks) {
+        err = ENOLCK;
+        return;
+    }
+    // The name's lock, as PUT takes it, then the table's: a LOCK and a
+    // write of the same name are ordered, and no write anywhere commits
+    // while the table changes.
+    struct stat dir {};
+    if (fstat(dir_fd, &dir) != 0) {
+        err = errno;
+        return;
+    }
+    LockService::Guard name_guard = locks->lock_name(dir, name);
+    if (!name_guard.held()) {
+        err = errno;
+        return;
+    }
+    LockService::Guard table_guard = locks->lock_table();
+    if (!table_guard.held()) {
+        err = errno;
+        return;
+    }
+    std::string_view tname = name == "." ? std::string_view() : std::string_view(name);
+    WriteTarget target{url_path, dir_fd, tname, infinite, !exists};
+    std::vector<std::string> submitted;
+    check = evaluate(*site, *request, target, now, false, &submitted);
+    if (check.status) return;
+    std::string path = canonical_lock_path(*site, dir_fd, tname, url_path);
+
+    if (refresh) {
+        // Any submitted token of a lock that applies here refreshes that
+        // lock, including one on an ancestor (litmus' indirect_refresh).
+        for (const std::string& t : submitted) {
+            DavLock l;
+            if (!table->find_token(t, now, l) || !l.covers(path)) continue;
+            l.expiry = static_cast<int64_t>(now) + timeout;
+            table->refresh(l.token, l.expiry, now);
+            lock = l;
+            status = 200;
+            return;
+        }
+        status = 412;
+        detail = "a LOCK without a body refreshes a lock: the If header must name a lock on this resource";
+        return;
+    }
+
+    // RFC 4918 §6.1, §7: an exclusive lock conflicts with any other lock on
+    // the same resource; shared locks only with exclusive ones. A lock that
+    // covers the target (its own, or an ancestor's at depth infinity)
+    // conflicts, and so, for a depth-infinity request, does one beneath it.
+    std::vector<DavLock> found;
+    table->find(path, infinite, now, found);
+    for (const DavLock& l : found) {
+        if (l.exclusive || exclusive) {
+            status = 423;
+            conflict_root = l.root;
+            return;
+        }
+    }
+    if (!exists) {
+        // Creating the resource adds a member to its parent collection: a
+        // lock on the parent needs its token (RFC 4918 §7.5).
+        std::string parent = path.substr(0, path.rfind('/'));
+        if (parent.empty()) parent = "/";
+        table->find(parent, false, now, found);
+        for (const DavLock& l : found) {
+            if (std::find(submitted.begin(), submitted.end(), l.token) == submitted.end()) {
+                check.status = 423;
+                check.lock_root = l.root;
+                return;
+            }
+        }
+        if (url_path.back() == '/') {
+            status = 409;
+            detail = "a LOCK of an unmapped URL creates an empty file; a collection is made with MKCOL";
+            return;
+        }
+        // RFC 4918 §7.3: a LOCK on an unmapped URL creates an empty
+        // resource, locked. Under the name's lock, as PUT creates files.
+        int fd = openat(dir_fd, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            err = errno;
+            return;
+        }
+        fsync(fd);
+        close(fd);
+        fsync(dir_fd);
+        created = true;
+    }
+    lock.token = DavLockTable::new_token();
+    lock.root = path;
+    lock.exclusive = exclusive;
+    lock.infinite = infinite;
+    lock.owner = owner;
+    lock.expiry = static_cast<int64_t>(now) + timeout;
+    int e = table->insert(lock, now);
+    if (e == ENOSPC) {
+        status = 507;
+        detail = fmt::format("every one of the {} WebDAV lock slots holds a live lock", DavLockTable::kSlots);
+    } else if (e == ENAMETOOLONG) {
+        status = 414;
+        detail = fmt::format("a locked path is at most {} bytes", DavLockTable::kMaxRoot);
+    } else if (e != 0) {
+        err = e;
+    } else {
+        status = created ? 201 : 200;
+    }
+    if (status != 200 && status != 201 && created) {
+        unlinkat(dir_fd, name.c_str(), 0);  // nothing half-done stays
+        created = false;
+    }
+}
+
+void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head = {}) {
+    head.status = status;
+    head.content_type = "application/xml; charset=utf-8";
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
+void LockJob::done(Exchange& ex) {
+    if (created) {
+        if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
+    }
+    if (check.status) return respond_lock_check(ex, check);
+    if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
+    std::string& out = ex.text();
+    if (unlock) {
+        if (status == 409) {
+            out = dav_error_body("lock-token-matches-request-uri");
+            return respond_xml(ex, 409, out);
+        }
+        ResponseHead head;
+        head.status = 204;
+        return ex.respond(head, Body::none());
+    }
+    if (status == 423) {
+        std::string href;
+        percent_encode(conflict_root, href, "/");
+        std::string inner = "<D:href>";
+        xml_escape_append(inner, href);
+        inner += "</D:href>";
+        out = dav_error_body("no-conflicting-lock", inner);
+        return respond_xml(ex, 423, out);
+    }
+    if (status != 200 && status != 201) return respond_error(ex, status ? status : 500, detail);
+    out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\">";
+    append_lockdiscovery(out, {lock}, now);
+    out += "</D:prop>\n";
+    ResponseHead head;
+    std::string token_field;
+    if (!refresh) {
+        token_field = "<" + lock.token + ">";
+        head.add("Lock-Token", token_field);
+    }
+    respond_xml(ex, status, out, head);
+}
+
+LockJob& lock_job(Exchange& ex) { return ex.job_as<LockJob>(); }
+
+void collect_lock_body(Exchange& ex, std::string_view piece) {
+    LockJob& job = lock_job(ex);
+    if (job.body.size() + piece.size() > kMaxLockBody)
+        return respond_error(ex, 413, fmt::format("a LOCK body is at most {} bytes", kMaxLockBody));
+    job.body.append(piece);
+    ex.body_consumed();
+}
+
+// The body is complete: parse lockinfo (RFC 4918 §14.11) and go to work.
+void lock_body_done(Exchange& ex) {
+    LockJob& job = lock_job(ex);
+    if (trim_ows(job.body).empty()) {
+        job.refresh = true;
+    } else {
+        XmlParseResult parsed = parse_xml(job.body);
+        if (!parsed.ok) return respond_error(ex, 400, parsed.error);
+        const XmlElement& info = parsed.root;
+        if (!info.is_dav("lockinfo")) return respond_error(ex, 400, "a LOCK body is a DAV:lockinfo element");
+        const XmlElement* scope = info.child(kDavNs, "lockscope");
+        const XmlElement* type = info.child(kDavNs, "locktype");
+        if (!scope || !type) return respond_error(ex, 400, "DAV:lockinfo needs DAV:lockscope and DAV:locktype");
+        if (scope->child(kDavNs, "exclusive")) {
+            job.exclusive = true;
+        } else if (scope->child(kDavNs, "shared")) {
+            job.exclusive = false;
+        } else {
+            return respond_error(ex, 400, "DAV:lockscope is DAV:exclusive or DAV:shared");
+        }
+        // RFC 4918 §7: write is the only lock type.
+        if (!type->child(kDavNs, "write")) return respond_error(ex, 422, "DAV:locktype must be DAV:write");
+        if (const XmlElement* owner = info.child(kDavNs, "owner")) {
+            XmlElement o = *owner;
+            o.tail.clear();
+            job.owner = xml_serialize(o);
+            if (job.owner.size() > DavLockTable::kMaxOwner)
+                return respond_error(ex, 413,
+                                     fmt::format("DAV:owner is at most {} bytes serialised", DavLockTable::kMaxOwner));
+        }
+        job.body.clear();
+        job.body.shrink_to_fit();
+    }
+    if (job.refresh && !ex.request().find("if").data())
+        return respond_error(ex, 400, "a LOCK without a body refreshes a lock and needs an If header with its token");
+    ex.offload(job);
+}
+
+}  // namespace
+
+void handle_lock(Exchange& ex) {
+    const Request& req = ex.request();
+    const Site& site = ex.site();
+    LockJob& job = ex.make_job<LockJob>();
+    job.site = &site;
+    job.request = &req;
+    job.url_path = ex.path();
+    job.now = ex.now();
+    // RFC 4918 §9.10.3: Depth 0 or infinity; infinity when absent.
+    std::string_view depth = req.find("depth");
+    if (depth.data()) {
+        depth = trim_ows(depth);
+        if (depth == "0") {
+            job.infinite = false;
+        } else if (!iequals_ascii(depth, "infinity")) {
+            return respond_error(ex, 400, "LOCK takes Depth: 0 or Depth: infinity");
+        }
+    }
+    job.timeout = lock_timeout(req.find("timeout"), site.dav_lock_timeout_max);
+    if (req.has_content_length && req.content_length > kMaxLockBody)
+        return respond_error(ex, 413, fmt::format("a LOCK body is at most {} bytes", kMaxLockBody));
+    if (!req.has_body()) return lock_body_done(ex);
+    BodyReader reader;
+    reader.data = collect_lock_body;
+    reader.end = lock_body_done;
+    reader.chunk = 16 * 1024;
+    ex.read_body(reader);
+}
+
+void handle_unlock(Exchange& ex) {
+    const Request& req = ex.request();
+    // RFC 4918 §10.5: Lock-Token = Coded-URL.
+    std::string_view field = trim_ows(req.find("lock-token"));
+    if (field.size() < 3 || field.front() != '<' || field.back() != '>')
+        return respond_error(ex, 400, "UNLOCK needs a Lock-Token header: <urn:uuid:...>");
+    LockJob& job = ex.make_job<LockJob>();
+    job.site = &ex.site();
+    job.request = &req;
+    job.url_path = ex.path();
+    job.now = ex.now();
+    job.unlock = true;
+    job.token.assign(field.substr(1, field.size() - 2));
+    ex.offload(job);
+}
+
+}  // namespace uvh

@@ -1,0 +1,91 @@
+// WebDAV locks as HTTP sees them (RFC 4918 §6, §7, §10.4): the check every
+// write method makes before it changes anything, the lock-related
+// responses, and the LOCK and UNLOCK handlers. The table itself is
+// handlers/dav/lock_table.h.
+//
+// How a write method uses the check (docs/architecture.md, "WebDAV
+// locks"): on its worker, after taking the lock service's name lock of the
+// name it changes (the same lock PUT takes) and before changing anything,
+//
+//     LockCheck c = check_write_locks(*site, *request, &guard, target, now);
+//     if (c.status) { ... stop; on the loop: respond_lock_check(ex, c) ... }
+//
+// and it keeps `guard` until the change is done: the check adds a shared
+// hold of the lock table to the guard's description, so no LOCK can be
+// granted between the check and the change. With no live lock in the table
+// and no If header the check is one atomic load and one fcntl.
+#pragma once
+
+#include <ctime>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "handlers/dav/lock_table.h"
+#include "handlers/exchange.h"
+#include "handlers/lock_service.h"
+
+namespace uvh {
+
+// What a write changes.
+struct WriteTarget {
+    std::string_view path;    // the normalised URL path (Exchange::path(), or a Destination's)
+    int dir_fd = -1;          // its parent directory, opened beneath the root (-1: unknown)
+    std::string_view name;    // its name in dir_fd
+    bool members = false;     // the write changes every member too (DELETE or MOVE of a collection)
+    bool membership = false;  // the write adds or removes the name in its parent (create, delete, move)
+};
+
+struct LockCheck {
+    // 0: go ahead. 400: a malformed If header. 412: the If header's
+    // conditions are false (RFC 4918 §10.4). 423: a lock applies whose token
+    // was not submitted (§7.5). Another status: the table could not be read.
+    int status = 0;
+    std::string detail;     // one line for 400/412
+    std::string lock_root;  // 423: the decoded URL path of the lock root
+    // On success: the tokens of the locks rooted at the target or beneath
+    // it. A write that removes the target (DELETE, the source of a MOVE)
+    // passes them to release_locks() once it has released its name lock
+    // (RFC 4918 §9.6.1, §9.9.1: such locks go with the resource).
+    std::vector<std::string> rooted;
+};
+
+// On a worker thread. `guard` is the name lock the caller holds for the
+// target (nullptr: an early, advisory check that the caller repeats under
+// the lock before it commits).
+LockCheck check_write_locks(const Site& site, const Request& req, LockService::Guard* guard,
+                            const WriteTarget& target, time_t now);
+
+// On the loop: 400/412 as a text line; 423 with the body RFC 4918 §16 asks
+// for, <D:error><D:lock-token-submitted><D:href>root</D:href>...
+void respond_lock_check(Exchange& ex, const LockCheck& c);
+
+// After a successful removal, with no name lock held: removes the locks
+// check_write_locks() listed in `rooted` (by token, so a lock granted since
+// on a new resource of the same name is not touched). Worker thread.
+void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now);
+
+// For PROPFIND (worker thread): the live locks that apply to the resource
+// at the canonical path `path`, read under a shared hold of the table lock;
+// nothing to do (one atomic load) when the table has no live lock.
+void locks_for(const Site& site, std::string_view path, time_t now, std::vector<DavLock>& out);
+
+// The DAV:lockdiscovery property (RFC 4918 §15.8) for `locks`, the whole
+// element, and DAV:supportedlock (§15.10): exclusive and shared write locks.
+void append_lockdiscovery(std::string& out, const std::vector<DavLock>& locks, time_t now);
+void append_supportedlock(std::string& out);
+
+// LOCK (RFC 4918 §9.10) and UNLOCK (§9.11).
+void handle_lock(Exchange& ex);
+void handle_unlock(Exchange& ex);
+
+// The canonical path of a target for the lock table: the URL path of its
+// parent with symlinks resolved (through /proc/self/fd of `dir_fd`), so
+// every alias of one directory entry names the same lock. Falls back to
+// the URL path (without a trailing '/', "/" for the root).
+std::string canonical_lock_path(const Site& site, int dir_fd, std::string_view name, std::string_view url_path);
+
+// The URL path without a trailing '/' ("/" stays).
+std::string_view strip_trailing_slash(std::string_view path);
+
+}  // namespace uvh
