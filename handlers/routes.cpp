@@ -1,5 +1,6 @@
 #include "handlers/routes.h"
 
+#include "handlers/dav/dav_locks.h"
 #include "handlers/get_head.h"
 #include "handlers/probes.h"
 #include "handlers/records.h"
@@ -100,7 +101,10 @@ std::vector<Route> build_table() {
                      write(Method::Put, handle_put, BodyPolicy::Read),
                      write(Method::Delete, handle_delete, BodyPolicy::Discard),
                      mkcol,
-                     write(Method::Post, post_to_path, BodyPolicy::Read)};
+                     write(Method::Post, post_to_path, BodyPolicy::Read),
+                     // RFC 4918 class 2 (handlers/dav/dav_locks.h).
+                     write(Method::Lock, handle_lock, BodyPolicy::Read),
+                     write(Method::Unlock, handle_unlock, BodyPolicy::Discard)};
     files.refusal = "method not implemented";
     t.push_back(std::move(files));
 

@@ -193,8 +193,18 @@ LockCheck evaluate(const Site& site, const Request& req, const WriteTarget& targ
     if (need_tokens) {
         // RFC 4918 §7.5 (exclusive and shared alike): every lock that
         // applies needs its token submitted.
+        std::vector<DavLock> held;
+        for (const std::string& t : submitted) {
+            DavLock m;
+            if (table && table->find_token(t, now, m)) held.push_back(std::move(m));
+        }
         for (const DavLock& l : locks) {
-            if (std::find(submitted.begin(), submitted.end(), l.token) == submitted.end()) {
+            // Shared locks on one resource are interchangeable: a write by
+            // the holder of any of them may proceed (RFC 4918 §6.2).
+            auto satisfies = [&](const DavLock& m) {
+                return m.token == l.token || (!l.exclusive && !m.exclusive && m.covers(l.root));
+            };
+            if (std::none_of(held.begin(), held.end(), satisfies)) {
                 out.status = 423;
                 out.lock_root = l.root;
                 return out;
