@@ -93,9 +93,9 @@ Site read_only() {
 
 TEST_CASE("routes: Allow is derived from the table, in the table's order", "[routes]") {
     Site site;
-    CHECK(allowed_methods(site) == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST");
-    CHECK(allow_for(site, "/a/b.txt") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST");
-    CHECK(allow_for(site, "/dir/") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST");
+    CHECK(allowed_methods(site) == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
+    CHECK(allow_for(site, "/a/b.txt") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
+    CHECK(allow_for(site, "/dir/") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
     CHECK(allow_for(site, "/database.txt") == "GET, HEAD, POST, OPTIONS");
     CHECK(allow_for(site, "/database.txt/7") == "GET, HEAD, PUT, DELETE, OPTIONS");
     CHECK(allow_for(site, "/healthz") == "GET, HEAD");
@@ -167,7 +167,7 @@ TEST_CASE("routes: every write of the table is marked a write", "[routes]") {
         for (const MethodRoute& m : r.methods) {
             INFO(r.name << " " << method_token(m.method));
             bool write = m.method == Method::Put || m.method == Method::Delete || m.method == Method::Mkcol ||
-                         m.method == Method::Post;
+                         m.method == Method::Post || m.method == Method::Lock || m.method == Method::Unlock;
             CHECK((m.access == Access::Write) == write);
             CHECK((m.handler == nullptr) == (m.method == Method::Options));
         }
@@ -224,7 +224,7 @@ TEST_CASE("dispatch: a method a route does not take is 405 with the route's Allo
     dispatch(file);
     REQUIRE(file.status);
     CHECK(*file.status == 405);
-    CHECK(file.allow == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST");
+    CHECK(file.allow == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
 }
 
 TEST_CASE("dispatch: --read-only answers every write 405 with the read Allow", "[routes][dispatch]") {
