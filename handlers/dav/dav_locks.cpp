@@ -249,6 +249,26 @@ void locks_for(const Site& site, std::string_view path, time_t now, std::vector<
     table->find(path, false, now, out);
 }
 
+void append_lock_properties_for(const Site& site, std::string_view path, time_t now, bool lockdiscovery,
+                                std::string& out) {
+    if (!lockdiscovery) return append_supportedlock(out);
+    std::vector<DavLock> locks;
+    const DavLockTable* table = site.dav_locks;
+    if (table && table->maybe_active(now)) {
+        std::string rel = relative_path(path);
+        std::string parent, name;
+        int dir_fd = -1;
+        if (rel != ".") {
+            split_parent(rel, parent, name);
+            dir_fd = open_beneath(site.root_fd, parent, O_RDONLY | O_DIRECTORY);
+        }
+        std::string canonical = canonical_lock_path(site, dir_fd, name, path);
+        if (dir_fd >= 0) close(dir_fd);
+        locks_for(site, canonical, now, locks);
+    }
+    append_lockdiscovery(out, locks, now);
+}
+
 void append_supportedlock(std::string& out) {
     out += "<D:supportedlock>"
            "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"

@@ -75,6 +75,14 @@ void locks_for(const Site& site, std::string_view path, time_t now, std::vector<
 void append_lockdiscovery(std::string& out, const std::vector<DavLock>& locks, time_t now);
 void append_supportedlock(std::string& out);
 
+// PROPFIND's hook (worker thread): appends DAV:lockdiscovery (with
+// `lockdiscovery`) or DAV:supportedlock, whole elements, for the resource
+// at the URL path `path`. With no live lock in the table, lockdiscovery is
+// one atomic load; otherwise the path is made canonical (its parent opened
+// beneath the root) and the table read under a shared hold.
+void append_lock_properties_for(const Site& site, std::string_view path, time_t now, bool lockdiscovery,
+                                std::string& out);
+
 // LOCK (RFC 4918 §9.10) and UNLOCK (§9.11).
 void handle_lock(Exchange& ex);
 void handle_unlock(Exchange& ex);

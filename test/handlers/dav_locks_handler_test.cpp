@@ -268,3 +268,25 @@ TEST_CASE("handler write: a 423 comes before the body is read", "[handler][dav_l
     CHECK_FALSE(ex.continue_sent());
     CHECK(ex.pieces_delivered() == 0);
 }
+
+TEST_CASE("handler lock: PROPFIND's lock properties for a resource", "[handler][dav_locks]") {
+    FakeSite s;
+    s.root().write("c/m.txt", "x");
+    std::string out;
+    append_lock_properties_for(s.site(), "/c/m.txt", time(nullptr), true, out);
+    CHECK(out == "<D:lockdiscovery/>");
+    out.clear();
+    append_lock_properties_for(s.site(), "/c/m.txt", time(nullptr), false, out);
+    CHECK(out.find("<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>") !=
+          std::string::npos);
+    CHECK(out.find("<D:shared/>") != std::string::npos);
+    std::string tok = token(lock(s, "/c/", "shared", "Depth: infinity\r\n"));
+    out.clear();
+    append_lock_properties_for(s.site(), "/c/m.txt", time(nullptr), true, out);
+    CHECK(out.find("<D:locktoken><D:href>" + tok + "</D:href></D:locktoken>") != std::string::npos);
+    CHECK(out.find("<D:lockroot><D:href>/c</D:href></D:lockroot>") != std::string::npos);
+    CHECK(out.find("<D:shared/>") != std::string::npos);
+    out.clear();
+    append_lock_properties_for(s.site(), "/", time(nullptr), true, out);
+    CHECK(out == "<D:lockdiscovery/>");
+}
