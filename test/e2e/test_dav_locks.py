@@ -256,6 +256,12 @@ def test_lock_write_policy():
                 r = lock(s.port, "/out/escape.txt")
                 assert r.status == 403, r.body
                 assert os.listdir(outside.path) == []
+            # The record store's file is refused through any URL (403), not only its own (405).
+            os.symlink(".", os.path.join(root.path, "loop"))
+            assert lock(s.port, "/database.txt").status == 405
+            r = lock(s.port, "/loop/database.txt")
+            assert r.status == 403, r.body
+            assert not os.path.exists(os.path.join(root.path, "database.txt"))
             # A symlinked alias of a locked file's directory names the same lock.
             os.mkdir(os.path.join(root.path, "real"))
             os.symlink("real", os.path.join(root.path, "alias"))
@@ -323,3 +329,40 @@ def test_lock_survives_kill9_until_it_expires():
             assert put(second.port, "/k.txt").status == 423
             assert put(second.port, "/k.txt", headers={"If": f"(<{tok}>)"}).status == 204
             wait_until(lambda: put(second.port, "/k.txt").status == 204, 20, "the lock to expire", interval=0.2)
+
+
+def test_no_write_lands_after_a_lock_is_granted():
+    """Writers through many connections and --workers 3 while a LOCK is
+    granted: once the LOCK has answered, the file no longer changes (a PUT
+    that checked before the lock existed must have committed before it was
+    granted: the check and the commit hold the table lock shared)."""
+    with TempRoot() as root, Server(root.path, "--workers", "3") as s:
+        p = s.port
+        assert put(p, "/hot.txt", b"start").status == 201
+        stop = threading.Event()
+        counts = {"ok": 0, "locked": 0, "other": []}
+
+        def writer(n):
+            i = 0
+            while not stop.is_set() and i < 400:
+                st = put(p, "/hot.txt", f"writer {n} put {i}".encode()).status
+                if st == 204:
+                    counts["ok"] += 1
+                elif st == 423:
+                    counts["locked"] += 1
+                else:
+                    counts["other"].append(st)
+                i += 1
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: counts["ok"] >= 20, 30, "writers to get going", interval=0.01)
+        r = lock(p, "/hot.txt")
+        assert r.status == 200
+        after_lock = open(os.path.join(root.path, "hot.txt"), "rb").read()
+        wait_until(lambda: counts["locked"] >= 20, 30, "writers to meet the lock", interval=0.01)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert counts["other"] == []
+        assert open(os.path.join(root.path, "hot.txt"), "rb").read() == after_lock
