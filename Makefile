@@ -30,7 +30,8 @@ PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
             wrk apache2-utils nghttp2-client litmus haproxy slowhttptest \
             chromium fonts-liberation nodejs dpkg-dev \
             clang libclang-rt-14-dev llvm strace \
-            rclone cadaver davfs2 fuse3
+            rclone cadaver davfs2 fuse3 \
+            zlib1g-dev libbrotli-dev libzstd-dev libjs-jquery
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -74,6 +74,18 @@ std::string usage_text() {
         "  --cache-size SIZE       memory for the small-file cache (default 64M; 0 = off)\n"
         "  --cache-revalidate S    re-read a cached file older than S seconds (default 0.5),\n"
         "                          so changes made by other programs show within S\n"
+        "\n"
+        "Compression (gzip, br, zstd by Accept-Encoding; precompressed .gz/.br/.zst first):\n"
+        "  --compress on|off       compress text types on the fly (default on)\n"
+        "  --compress-types LIST   comma-separated media types to compress, type/* allowed\n"
+        "                          (default: text/*, JavaScript, JSON, XML, SVG, wasm, ...)\n"
+        "  --compress-min-size SIZE  smaller bodies go out as they are (default 1K)\n"
+        "  --compress-max-cached SIZE  files up to SIZE are compressed once per version and\n"
+        "                          kept; larger ones are compressed as they are sent (default 1M)\n"
+        "  --compress-cache-size SIZE  memory for compressed results, LRU (default 64M)\n"
+        "  --compress-level CODING=N   level of kept results (defaults gzip=9 br=11 zstd=19)\n"
+        "  --compress-stream-level CODING=N  level of streamed bodies (gzip=6 br=5 zstd=3)\n"
+        "\n"
         "  --send-buffer SIZE      unsent file-body bytes the kernel may queue per connection\n"
         "                          (TCP_NOTSENT_LOWAT; default 256K, from 64K for a\n"
         "                          connection's first 512K; 0 = no limit)\n"
@@ -216,6 +228,47 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 if (cfg.send_buffer > (64ull << 20)) throw UsageError("--send-buffer is at most 64M");
             } else if (arg == "--cache-revalidate") {
                 cfg.cache_revalidate_ms = parse_seconds(arg, need());
+            } else if (arg == "--compress") {
+                std::string_view v = need();
+                if (v != "on" && v != "off") throw UsageError(fmt::format("--compress is on or off, not '{}'", v));
+                cfg.compress = v == "on";
+            } else if (arg == "--compress-types") {
+                std::string_view v = need();
+                cfg.compress_types.clear();
+                while (!v.empty()) {
+                    size_t comma = v.find(',');
+                    std::string_view t = v.substr(0, comma);
+                    while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+                    while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+                    if (!t.empty()) {
+                        size_t slash = t.find('/');
+                        if (slash == std::string_view::npos || slash == 0 || slash + 1 == t.size())
+                            throw UsageError(fmt::format("--compress-types needs media types like text/css or text/*, got '{}'", t));
+                        cfg.compress_types.emplace_back(t);
+                    }
+                    if (comma == std::string_view::npos) break;
+                    v.remove_prefix(comma + 1);
+                }
+                if (cfg.compress_types.empty()) throw UsageError("--compress-types needs at least one media type");
+            } else if (arg == "--compress-min-size") {
+                cfg.compress_min_size = parse_size(arg, need());
+            } else if (arg == "--compress-max-cached") {
+                cfg.compress_max_cached = parse_size(arg, need());
+                if (cfg.compress_max_cached > (256ull << 20)) throw UsageError("--compress-max-cached is at most 256M");
+            } else if (arg == "--compress-cache-size") {
+                cfg.compress_cache_size = parse_size(arg, need());
+            } else if (arg == "--compress-level" || arg == "--compress-stream-level") {
+                std::string_view v = need();
+                size_t eq = v.find('=');
+                std::string_view coding = v.substr(0, eq == std::string_view::npos ? v.size() : eq);
+                int index = coding == "gzip" ? 1 : coding == "br" ? 2 : coding == "zstd" ? 3 : 0;
+                if (eq == std::string_view::npos || index == 0)
+                    throw UsageError(fmt::format("{} needs gzip=N, br=N or zstd=N, got '{}'", arg, v));
+                int max = index == 1 ? 9 : index == 2 ? 11 : 19;
+                int level = static_cast<int>(parse_uint(arg, v.substr(eq + 1), static_cast<uint64_t>(max)));
+                if (level < (index == 2 ? 0 : 1))
+                    throw UsageError(fmt::format("{}: the {} level is {} to {}", arg, coding, index == 2 ? 0 : 1, max));
+                (arg == "--compress-level" ? cfg.level_cached : cfg.level_stream)[index] = level;
             } else if (arg == "--header-timeout") {
                 cfg.header_timeout_ms = parse_seconds(arg, need());
             } else if (arg == "--idle-timeout") {

@@ -34,6 +34,15 @@ struct Config {
     size_t send_buffer = 256 * 1024;  // TCP_NOTSENT_LOWAT for file bodies; 0: no limit
     uint64_t cache_revalidate_ms = 500;
 
+    // Compression (handlers/compress/).
+    bool compress = true;                     // --compress on|off
+    std::vector<std::string> compress_types;  // --compress-types; empty: the defaults
+    uint64_t compress_min_size = 1024;        // --compress-min-size
+    uint64_t compress_max_cached = 1 << 20;   // --compress-max-cached: larger files are streamed
+    size_t compress_cache_size = 64ull << 20; // --compress-cache-size
+    int level_cached[4] = {0, 9, 11, 19};     // --compress-level CODING=N (index: gzip 1, br 2, zstd 3)
+    int level_stream[4] = {0, 6, 5, 3};       // --compress-stream-level CODING=N
+
     // Timeouts, in milliseconds (the flags take seconds).
     uint64_t header_timeout_ms = 10'000;
     uint64_t idle_timeout_ms = 75'000;

@@ -157,7 +157,7 @@ private:
 };
 
 inline constexpr size_t kJobBytes = 768;
-inline constexpr size_t kSourceBytes = 320;
+inline constexpr size_t kSourceBytes = 512;  // a compressed listing is the largest
 using JobSlot = Slot<kJobBytes>;
 using SourceSlot = Slot<kSourceBytes>;
 

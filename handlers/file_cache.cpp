@@ -38,12 +38,14 @@ CachedEntry* FileCache::find(std::string_view url_path, uint64_t now_ms) {
 }
 
 void FileCache::store(std::string_view url_path, CachedEntry::Variant v, CachedRep rep,
-                      const bool variant_exists[3], uint64_t generation, uint64_t now_ms) {
+                      const bool variant_exists[CachedEntry::kVariants], uint64_t generation, uint64_t now_ms) {
     if (!enabled() || rep.content.size() > max_file_ || generation != generation_) return;
     auto it = map_.find(url_path);
     if (it != map_.end()) {
         CachedEntry& e = it->second;
-        bool same_layout = e.variant_exists[1] == variant_exists[1] && e.variant_exists[2] == variant_exists[2];
+        bool same_layout = true;
+        for (int i = 1; i < CachedEntry::kVariants; ++i)
+            same_layout = same_layout && e.variant_exists[i] == variant_exists[i];
         if (!same_layout || e.revalidating) {  // a new read replaces the old one whole
             erase(url_path);
             it = map_.end();
@@ -53,8 +55,7 @@ void FileCache::store(std::string_view url_path, CachedEntry::Variant v, CachedR
         lru_.emplace_front(url_path);
         CachedEntry e;
         e.variant_exists[0] = true;
-        e.variant_exists[1] = variant_exists[1];
-        e.variant_exists[2] = variant_exists[2];
+        for (int i = 1; i < CachedEntry::kVariants; ++i) e.variant_exists[i] = variant_exists[i];
         e.loaded_ms = now_ms;
         e.lru = lru_.begin();
         e.bytes = url_path.size() + sizeof(CachedEntry) + 64;
@@ -79,7 +80,7 @@ void FileCache::invalidate_file(std::string_view url_path) {
     size_t slash = url_path.rfind('/');
     std::string_view name = url_path.substr(slash + 1);
     if (name == "index.html") erase(url_path.substr(0, slash + 1));
-    for (std::string_view suffix : {std::string_view(".gz"), std::string_view(".br")}) {
+    for (std::string_view suffix : {std::string_view(".gz"), std::string_view(".br"), std::string_view(".zst")}) {
         if (url_path.ends_with(suffix)) {
             std::string_view base = url_path.substr(0, url_path.size() - suffix.size());
             erase(base);

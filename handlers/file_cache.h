@@ -28,7 +28,7 @@ struct CachedRep {
     std::string content;
     std::string etag;
     std::string_view content_type;  // from the static MIME table
-    std::string_view encoding;      // "", "gzip" or "br" (static strings)
+    std::string_view encoding;      // "", "gzip", "br" or "zstd" (static strings)
     time_t last_modified = 0;
     std::string fields;  // the representation fields of a 200, formatted
     // The file the bytes came from and its generation when they were read
@@ -40,15 +40,17 @@ struct CachedRep {
 };
 
 struct CachedEntry {
-    enum Variant { kIdentity = 0, kGzip = 1, kBrotli = 2 };
-    CachedRep reps[3];
-    bool variant_exists[3] = {true, false, false};  // what the disk had at load time
+    // The same numbering as protocol/negotiate.h's Coding.
+    enum Variant { kIdentity = 0, kGzip = 1, kBrotli = 2, kZstd = 3 };
+    static constexpr int kVariants = 4;
+    CachedRep reps[kVariants];
+    bool variant_exists[kVariants] = {true, false, false, false};  // what the disk had at load time
     uint64_t loaded_ms = 0;  // when the identity representation was read
     bool revalidating = false;  // a request past the interval is reading the file again
     size_t bytes = 0;        // memory charged to this entry
     std::list<std::string>::iterator lru;
 
-    bool has_variants() const { return variant_exists[kGzip] || variant_exists[kBrotli]; }
+    bool has_variants() const { return variant_exists[kGzip] || variant_exists[kBrotli] || variant_exists[kZstd]; }
 };
 
 class FileCache {
@@ -75,13 +77,13 @@ public:
     // Stores one representation read at `now_ms` by a reader that started
     // when the cache was at `generation`. If anything was invalidated since,
     // the bytes may predate an acknowledged write: they are not stored.
-    void store(std::string_view url_path, CachedEntry::Variant v, CachedRep rep, const bool variant_exists[3],
+    void store(std::string_view url_path, CachedEntry::Variant v, CachedRep rep, const bool variant_exists[CachedEntry::kVariants],
                uint64_t generation, uint64_t now_ms);
     uint64_t generation() const { return generation_; }
 
     // Drops the entries a write to the file at URL path `url_path` can
     // change: the path itself, its directory URL when it is an index.html,
-    // and the file a .gz/.br variant belongs to.
+    // and the file a .gz/.br/.zst variant belongs to.
     void invalidate_file(std::string_view url_path);
     void clear();
 

@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "handlers/compress/coding_cache.h"
+#include "handlers/compress/compress_source.h"
+#include "handlers/compress/policy.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/listing.h"
@@ -26,6 +29,30 @@ namespace uvh {
 namespace {
 
 constexpr int kOpenFlags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
+constexpr uint8_t kAllCodings = coding_bit(Coding::Gzip) | coding_bit(Coding::Br) | coding_bit(Coding::Zstd);
+
+// The codings the server would produce itself for a body of this type and
+// size: none for types not worth it, none under --compress-min-size unless
+// the client refuses identity.
+uint8_t on_the_fly_codings(const CompressPolicy* policy, std::string_view type, uint64_t size,
+                           const AcceptedCodings& accepted) {
+    if (!policy || !policy->compressible(type)) return 0;
+    if (size < policy->min_size && accepted.accepts(Coding::Identity)) return 0;
+    return kAllCodings;
+}
+
+// A response of a resource whose body depends on Accept-Encoding says so
+// (RFC 9110 §12.5.5), compressed or not.
+std::string_view vary_for(const CompressPolicy* policy, std::string_view type, bool has_siblings) {
+    return has_siblings || (policy && policy->compressible(type)) ? "Accept-Encoding" : std::string_view();
+}
+
+// A Range request is answered from stored bytes: when the chosen coding
+// would be produced on the fly, from the identity file, with its ETag.
+bool range_from_identity(const Request& req, std::string_view identity_etag, time_t last_modified) {
+    return req.method == Method::Get && req.range.data() &&
+           if_range_allows_partial(req.if_range, Representation{true, identity_etag, last_modified});
+}
 
 // GET's threadpool work: open the path beneath the root, decide what it is,
 // and read a small file whole or render a listing.
@@ -40,8 +67,11 @@ struct GetJob final : Job {
     bool json = false;      // a listing as JSON
     bool database = false;  // the record store's file
     size_t inline_max = 0;  // read regular files up to this size into `data`
-    double q_gzip = 0, q_br = 0;  // acceptable precompressed variants
+    AcceptedCodings accepted;           // Accept-Encoding
+    const CompressPolicy* policy = nullptr;  // null: no compression on the fly
+    uint8_t skip_probe = 0;             // siblings known absent (the coding cache's negative cache)
     uint64_t started_generation = 0;  // of the file cache, when the read began
+    uint64_t codings_generation = 0;  // of the coding cache, when the job began
 
     // ---- outputs (worker thread) ----
     enum class Kind : uint8_t { None, File, Listing, Redirect };
@@ -50,11 +80,16 @@ struct GetJob final : Job {
     int fd = -1;              // the file (or directory) opened
     struct stat st {};
     std::string served_rel;   // the file served: rel, or its index.html
-    bool has_gzip = false, has_br = false;  // precompressed variants next to it
-    std::string_view encoding;  // "gzip", "br" or empty: what `fd` holds
+    struct stat id_st {};     // the identity file, when `fd` is a sibling
+    uint8_t siblings_present = 0, siblings_absent = 0;  // probed now (coding_bit()s)
+    Coding coding = Coding::Identity;  // the representation chosen
+    bool on_the_fly = false;    // `coding` is produced by the server from `fd`
+    bool not_acceptable = false;  // identity refused and no acceptable coding: 406
+    std::string_view encoding;  // "gzip", "br", "zstd" or empty: what `fd` holds
     bool in_memory = false;     // `data` holds the whole file
     std::string data;           // inline file bytes, or the rendered listing
     uint64_t file_generation = 0;  // of `st`'s file, read before its bytes
+    uint64_t id_generation = 0;    // of the identity file, read before its stat
     bool cacheable = false;        // the bytes are still what the path names
 
     void work() override;
@@ -118,7 +153,7 @@ struct FileView {
     time_t last_modified = 0;
     std::string_view content_type;
     std::string_view encoding;
-    bool has_variants = false;
+    std::string_view vary;
     bool database = false;
     bool in_memory = false;  // `data` holds all `size` bytes
     std::string_view data;
@@ -138,36 +173,52 @@ int open_variant(int root_fd, const std::string& rel, const char* suffix, struct
     return fd;
 }
 
-// Picks the precompressed variant the client prefers, if any exists.
-void choose_variant(GetJob& job) {
-    struct stat st_br {}, st_gz {};
-    int br = open_variant(job.root_fd, job.served_rel, ".br", st_br);
-    int gz = open_variant(job.root_fd, job.served_rel, ".gz", st_gz);
-    job.has_gzip = gz >= 0;
-    job.has_br = br >= 0;
-    int pick = -1;
-    struct stat* pick_st = nullptr;
-    // Brotli wins a tie: it is smaller for the same content.
-    if (br >= 0 && job.q_br > 0 && job.q_br >= job.q_gzip) {
-        pick = br;
-        pick_st = &st_br;
-        job.encoding = "br";
-    } else if (gz >= 0 && job.q_gzip > 0) {
-        pick = gz;
-        pick_st = &st_gz;
-        job.encoding = "gzip";
-    } else if (br >= 0 && job.q_br > 0) {
-        pick = br;
-        pick_st = &st_br;
-        job.encoding = "br";
+// Chooses the representation (RFC 9110 §12.5.3): precompressed siblings at
+// least as new as the file, the codings the server makes itself, identity.
+// Siblings are probed only for codings the client accepts and that are not
+// known to be missing; a file small enough for the file cache has all of
+// them probed, so its entry can answer any client.
+void choose_representation(GetJob& job) {
+    job.id_st = job.st;
+    const uint64_t size = static_cast<uint64_t>(job.st.st_size);
+    uint8_t want = job.accepted.accepted_mask();
+    if (job.database) want = 0;
+    else if (size <= job.inline_max) want = kAllCodings;
+    want &= static_cast<uint8_t>(~job.skip_probe);
+    int fds[kCodings] = {-1, -1, -1, -1};
+    struct stat sts[kCodings] {};
+    for (Coding c : {Coding::Gzip, Coding::Br, Coding::Zstd}) {
+        if (!(want & coding_bit(c))) continue;
+        int i = static_cast<int>(c);
+        fds[i] = open_variant(job.root_fd, job.served_rel, std::string(coding_suffix(c)).c_str(), sts[i]);
+        // An older sibling is left over from before the file changed.
+        bool usable = fds[i] >= 0 && (sts[i].st_mtim.tv_sec > job.st.st_mtim.tv_sec ||
+                                      (sts[i].st_mtim.tv_sec == job.st.st_mtim.tv_sec &&
+                                       sts[i].st_mtim.tv_nsec >= job.st.st_mtim.tv_nsec));
+        if (usable) {
+            job.siblings_present |= coding_bit(c);
+        } else {
+            job.siblings_absent |= coding_bit(c);
+            if (fds[i] >= 0) close(fds[i]);
+            fds[i] = -1;
+        }
     }
-    if (br >= 0 && br != pick) close(br);
-    if (gz >= 0 && gz != pick) close(gz);
-    if (pick >= 0) {
+    uint8_t fly = job.database ? 0 : on_the_fly_codings(job.policy, mime_type_for(job.served_rel), size, job.accepted);
+    Coding c = Coding::Identity;
+    if (!choose_coding(job.accepted, job.siblings_present | fly, c)) job.not_acceptable = true;
+    job.coding = c;
+    int i = static_cast<int>(c);
+    if (c != Coding::Identity && fds[i] >= 0) {
         close(job.fd);
-        job.fd = pick;
-        job.st = *pick_st;
+        job.fd = fds[i];
+        job.st = sts[i];
+        job.encoding = coding_name(c);
+        fds[i] = -1;
+    } else if (c != Coding::Identity) {
+        job.on_the_fly = true;
     }
+    for (int& f : fds)
+        if (f >= 0) close(f);
 }
 
 // Reads a small file whole, so it leaves with its head in one write. The
@@ -195,20 +246,6 @@ std::string make_boundary() {
     return fmt::format("uvhttpd-{:016x}", r);
 }
 
-CachedEntry::Variant variant_of(std::string_view encoding) {
-    if (encoding == "gzip") return CachedEntry::kGzip;
-    if (encoding == "br") return CachedEntry::kBrotli;
-    return CachedEntry::kIdentity;
-}
-
-// The representation the client prefers among those that exist.
-CachedEntry::Variant preferred(const CachedEntry& e, double q_gzip, double q_br) {
-    bool br = e.variant_exists[CachedEntry::kBrotli] && q_br > 0;
-    bool gz = e.variant_exists[CachedEntry::kGzip] && q_gzip > 0;
-    if (br && (!gz || q_br >= q_gzip)) return CachedEntry::kBrotli;
-    if (gz) return CachedEntry::kGzip;
-    return CachedEntry::kIdentity;
-}
 
 // Answers for one representation: preconditions (RFC 9110 §13.2.2), then
 // ranges (§14), then the whole thing. Shared by the cache and the disk.
@@ -221,7 +258,7 @@ void serve_view(Exchange& ex, FileView& v) {
     head.etag = v.etag;
     // The record store changes under its URL all the time: always revalidate.
     head.cache_control = v.database ? std::string_view("no-cache") : std::string_view(site.cache_control);
-    if (v.has_variants) head.vary = "Accept-Encoding";
+    head.vary = v.vary;
 
     switch (evaluate_preconditions(req.conditionals(), true, rep, ex.now())) {
     case Precondition::Failed:
@@ -298,24 +335,181 @@ void serve_view(Exchange& ex, FileView& v) {
     ex.respond(head, Body::from(src));
 }
 
+void handle_get_impl(Exchange& ex, bool may_compress);
+
+// After waiting for a compression: answer again from the cache, never
+// starting another one (identity if the result is not there).
+void after_compression(Exchange& ex) { handle_get_impl(ex, false); }
+
+// 304 and 412 for a coding not produced yet, from its derived ETag, so a
+// revalidation never waits for a compression (RFC 9110 §13.2.2).
+bool answer_preconditions(Exchange& ex, std::string_view etag, time_t last_modified, std::string_view content_type) {
+    const Request& req = ex.request();
+    switch (evaluate_preconditions(req.conditionals(), true, Representation{true, etag, last_modified}, ex.now())) {
+    case Precondition::Failed:
+        respond_error(ex, 412, "If-Match or If-Unmodified-Since failed");
+        return true;
+    case Precondition::NotModified: {
+        ResponseHead head;
+        head.status = 304;
+        head.etag = etag;
+        head.cache_control = ex.site().cache_control;
+        head.vary = vary_for(ex.site().compress, content_type, false);
+        ex.respond(head, Body::none());
+        return true;
+    }
+    case Precondition::Proceed:
+        break;
+    }
+    return false;
+}
+
+void serve_coded(Exchange& ex, const PathRecord& rec, const CodedRep& rep, Coding c) {
+    FileView v;
+    v.size = rep.bytes.size();
+    v.etag = rep.etag;
+    v.last_modified = rec.facts.last_modified;
+    v.content_type = rec.facts.content_type;
+    v.encoding = coding_name(c);
+    v.vary = "Accept-Encoding";
+    v.in_memory = true;
+    v.data = rep.bytes;
+    v.fields = rep.fields;
+    serve_view(ex, v);
+}
+
+// Serves coding `c` of a record's version from the coding cache, or waits
+// for its one compression. False: the caller serves identity.
+bool serve_or_wait(Exchange& ex, PathRecord& rec, Coding c, bool may_start) {
+    CodingCache& codings = *ex.site().codings;
+    CodedRep& rep = rec.coded[static_cast<int>(c)];
+    if (rep.state == CodedRep::State::Failed) return false;
+    if (rep.state != CodedRep::State::Ready) {
+        std::string etag = coded_etag(rec.facts.etag, c, codings.level(c));
+        if (answer_preconditions(ex, etag, rec.facts.last_modified, rec.facts.content_type)) return true;
+        if (!may_start) return false;
+    }
+    switch (codings.get_or_wait(rec, ex.path(), c, ex, after_compression)) {
+    case CodedRep::State::Ready:
+        serve_coded(ex, rec, rep, c);
+        return true;
+    case CodedRep::State::Pending:
+        return true;  // answered by after_compression
+    case CodedRep::State::None:
+    case CodedRep::State::Failed:
+        break;
+    }
+    return false;
+}
+
+// The fast path: a coding of a file whose version the coding cache has
+// verified within the interval. False: go on as without it.
+bool serve_from_codings(Exchange& ex, PathRecord& rec, const AcceptedCodings& accepted, bool may_start) {
+    const Site& site = ex.site();
+    const FileFacts& f = rec.facts;
+    uint64_t now = ex.now_ms();
+    // A sibling the client accepts and nobody probed lately: the job looks.
+    if (accepted.accepted_mask() & ~rec.known(now, site.codings->interval_ms())) return false;
+    uint8_t fly = on_the_fly_codings(site.compress, f.content_type, f.size, accepted);
+    Coding c = Coding::Identity;
+    if (!choose_coding(accepted, rec.sib_present | fly, c)) return false;
+    if (c == Coding::Identity || (rec.sib_present & coding_bit(c))) return false;
+    if (f.size > site.codings->max_file()) return false;  // streamed by the job
+    if (range_from_identity(ex.request(), f.etag, f.last_modified)) return false;
+    return serve_or_wait(ex, rec, c, may_start);
+}
+
+// A coding produced as the body is sent, for a file larger than the coding
+// cache takes: chunked, the encoder's memory and one window per connection.
+void serve_streamed(Exchange& ex, GetJob& job, std::string_view identity_etag) {
+    const Site& site = ex.site();
+    Coding c = job.coding;
+    int level = site.compress->stream.of(c);
+    std::string etag = coded_etag(identity_etag, c, level);
+    std::string_view type = mime_type_for(job.served_rel);
+    if (answer_preconditions(ex, etag, job.st.st_mtim.tv_sec, type)) return;
+    auto& src = ex.make_source<CompressingSource<FileRangeSource>>(c, level, job.take_fd(), 0,
+                                                                  static_cast<uint64_t>(job.st.st_size));
+    ResponseHead head;
+    head.content_type = type;
+    head.html = type.starts_with("text/html");
+    head.etag = etag;
+    head.last_modified = job.st.st_mtim.tv_sec;
+    head.content_encoding = coding_name(c);
+    head.vary = "Accept-Encoding";
+    head.cache_control = site.cache_control;
+    head.accept_ranges = true;  // ranges are answered from the identity file
+    head.content_length = ResponseHead::kUnknownLength;
+    ex.respond(head, Body::from(src));
+}
+
+// Tells the coding cache what the job found. Returns its record.
+PathRecord* record_facts(Exchange& ex, GetJob& job, const std::string& identity_etag) {
+    CodingCache* codings = ex.site().codings;
+    if (!codings || job.database) return nullptr;
+    FileFacts f;
+    f.etag = identity_etag;
+    f.rel = job.served_rel;
+    f.dev = job.id_st.st_dev;
+    f.ino = job.id_st.st_ino;
+    f.file_generation = job.id_generation;
+    f.size = static_cast<uint64_t>(job.id_st.st_size);
+    f.last_modified = job.id_st.st_mtim.tv_sec;
+    f.content_type = mime_type_for(job.served_rel);
+    f.siblings_present = job.siblings_present;
+    f.siblings_absent = job.siblings_absent;
+    return codings->verify(ex.path(), std::move(f), job.codings_generation, ex.now_ms());
+}
+
 void serve_opened_file(Exchange& ex, GetJob& job) {
+    const Site& site = ex.site();
     const uint64_t size = static_cast<uint64_t>(job.st.st_size);
     std::string etag = make_etag({static_cast<uint64_t>(job.st.st_ino), size, job.st.st_mtim.tv_sec,
                                   job.st.st_mtim.tv_nsec});
+    std::string identity_etag = job.encoding.empty()
+                                    ? etag
+                                    : make_etag({static_cast<uint64_t>(job.id_st.st_ino),
+                                                 static_cast<uint64_t>(job.id_st.st_size), job.id_st.st_mtim.tv_sec,
+                                                 job.id_st.st_mtim.tv_nsec});
+    PathRecord* rec = record_facts(ex, job, identity_etag);
+    std::string_view type = mime_type_for(job.served_rel);
+    bool has_siblings = job.siblings_present != 0;
+
+    if (job.not_acceptable) {
+        // RFC 9110 §12.5.3: identity refused ("identity;q=0" or "*;q=0")
+        // and no coding the client accepts can be sent.
+        ex.close_later(job.take_fd());
+        ResponseHead h;
+        h.vary = "Accept-Encoding";
+        return respond_text(ex, 406, "no acceptable content coding (Accept-Encoding refuses identity)", h);
+    }
+    if (job.on_the_fly && !range_from_identity(ex.request(), identity_etag, job.st.st_mtim.tv_sec)) {
+        if (rec && size <= site.codings->max_file()) {
+            if (serve_or_wait(ex, *rec, job.coding, job.policy != nullptr)) {
+                if (job.fd >= 0) ex.close_later(job.take_fd());
+                return;
+            }
+        } else if (size > (site.codings ? site.codings->max_file() : 0)) {
+            return serve_streamed(ex, job, identity_etag);
+        }
+        // Otherwise identity: the compression failed, or waiting is over.
+    }
+
     FileView v;
     v.size = size;
     v.etag = etag;
     v.last_modified = job.st.st_mtim.tv_sec;
-    v.content_type = mime_type_for(job.served_rel);
+    v.content_type = type;
     v.encoding = job.encoding;
-    v.has_variants = job.has_gzip || job.has_br;
+    v.vary = vary_for(site.compress, type, has_siblings);
     v.database = job.database;
     v.in_memory = job.in_memory && job.data.size() == size;
     v.data = job.data;
     v.job = &job;
 
-    FileCache* cache = ex.site().cache;
-    if (cache && v.in_memory && !v.database && job.cacheable && ex.request().method == Method::Get) {
+    FileCache* cache = site.cache;
+    if (cache && v.in_memory && !v.database && job.cacheable && ex.request().method == Method::Get &&
+        ((job.siblings_present | job.siblings_absent | job.skip_probe) & kAllCodings) == kAllCodings) {
         CachedRep rep;
         rep.dev = job.st.st_dev;
         rep.ino = job.st.st_ino;
@@ -331,11 +525,13 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
         h.last_modified = v.last_modified;
         h.accept_ranges = true;
         h.content_encoding = v.encoding;
-        if (v.has_variants) h.vary = "Accept-Encoding";
-        h.cache_control = ex.site().cache_control;
+        h.vary = v.vary;
+        h.cache_control = site.cache_control;
         rep.fields = representation_fields(h);
-        bool exists[3] = {true, job.has_gzip, job.has_br};
-        cache->store(ex.path(), variant_of(v.encoding), std::move(rep), exists, job.started_generation, ex.now_ms());
+        bool exists[CachedEntry::kVariants] = {true, false, false, false};
+        for (int i = 1; i < CachedEntry::kVariants; ++i) exists[i] = job.siblings_present & (1u << i);
+        cache->store(ex.path(), static_cast<CachedEntry::Variant>(job.on_the_fly ? 0 : static_cast<int>(job.coding)),
+                     std::move(rep), exists, job.started_generation, ex.now_ms());
     }
     serve_view(ex, v);
     // A file served from memory (or not at all: 304, 412, 416) no longer
@@ -358,14 +554,25 @@ void GetJob::done(Exchange& ex) {
     }
     case Kind::Listing: {
         // Streamed (handlers/listing.h): its length is not known up front.
-        auto& src = ex.make_source<ListingSource>(job.root_fd, job.take_fd(), job.rel, job.url_path, job.json,
-                                                  job.site->database_url);  // the page's form posts records
         ResponseHead head;
         head.content_type = job.json ? "application/json" : "text/html; charset=utf-8";
         head.html = !job.json;
         head.cache_control = "no-cache";
-        head.vary = "Accept";
         head.content_length = ResponseHead::kUnknownLength;
+        // A listing is compressed as it is rendered, when the client asks.
+        Coding c = Coding::Identity;
+        bool compress = job.policy && job.policy->compressible(head.content_type);
+        head.vary = compress ? "Accept, Accept-Encoding" : "Accept";
+        if (compress && !choose_coding(job.accepted, kAllCodings, c)) c = Coding::Identity;
+        if (c != Coding::Identity) {
+            head.content_encoding = coding_name(c);
+            auto& src = ex.make_source<CompressingSource<ListingSource>>(
+                c, job.policy->stream.of(c), job.root_fd, job.take_fd(), job.rel, job.url_path, job.json,
+                job.site->database_url);
+            return ex.respond(head, Body::from(src));
+        }
+        auto& src = ex.make_source<ListingSource>(job.root_fd, job.take_fd(), job.rel, job.url_path, job.json,
+                                                  job.site->database_url);  // the page's form posts records
         return ex.respond(head, Body::from(src));
     }
     case Kind::File:
@@ -377,10 +584,22 @@ void GetJob::done(Exchange& ex) {
 }
 
 // Serves a fresh cache entry at once, with no threadpool round trip.
-// Returns false when the entry lacks the representation the client wants.
-bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
-    CachedEntry::Variant want = preferred(e, q_gzip, q_br);
-    CachedRep& rep = e.reps[want];
+// Returns false when the entry lacks the representation the client wants
+// (or it is one the server makes: the coding cache's business).
+bool serve_cached(Exchange& ex, CachedEntry& e, const AcceptedCodings& accepted) {
+    const CachedRep& id = e.reps[CachedEntry::kIdentity];
+    if (!id.present) return false;
+    uint8_t present = 0;
+    for (int i = 1; i < CachedEntry::kVariants; ++i)
+        if (e.variant_exists[i]) present |= static_cast<uint8_t>(1u << i);
+    uint8_t fly = on_the_fly_codings(ex.site().compress, id.content_type, id.content.size(), accepted);
+    Coding c = Coding::Identity;
+    if (!choose_coding(accepted, present | fly, c)) return false;  // the job answers 406
+    if (c != Coding::Identity && !(present & coding_bit(c))) {
+        if (!range_from_identity(ex.request(), id.etag, id.last_modified)) return false;
+        c = Coding::Identity;
+    }
+    CachedRep& rep = e.reps[static_cast<int>(c)];
     if (!rep.present) return false;
     FileView v;
     v.size = rep.content.size();
@@ -388,7 +607,7 @@ bool serve_cached(Exchange& ex, CachedEntry& e, double q_gzip, double q_br) {
     v.last_modified = rep.last_modified;
     v.content_type = rep.content_type;
     v.encoding = rep.encoding;
-    v.has_variants = e.has_variants();
+    v.vary = vary_for(ex.site().compress, rep.content_type, e.has_variants());
     v.in_memory = true;
     v.data = rep.content;
     v.fields = rep.fields;
@@ -436,9 +655,11 @@ void GetJob::work() {
         return;
     }
     job.kind = Kind::File;
-    choose_variant(job);
-    if (job.locks) job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
-    read_inline(job);
+    // The generation is read before the stat the coding cache records.
+    if (job.locks) job.id_generation = job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
+    choose_representation(job);
+    if (job.locks && !job.encoding.empty()) job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
+    if (!job.not_acceptable && !job.on_the_fly) read_inline(job);
     job.cacheable = true;
     if (job.locks && job.in_memory) {
         // The bytes may go into the cache tagged with the generation read
@@ -446,7 +667,7 @@ void GetJob::work() {
         // the generation was read: a writer bumps it after its rename, so a
         // rename we did not see here comes with a bump the cache will see.
         std::string path = job.served_rel;
-        if (!job.encoding.empty()) path += job.encoding == "br" ? ".br" : ".gz";
+        path += coding_suffix(job.encoding.empty() ? Coding::Identity : job.coding);
         struct stat now {};
         int check = open_beneath(job.root_fd, path, O_PATH);
         job.cacheable = check >= 0 && fstat(check, &now) == 0 && now.st_ino == job.st.st_ino &&
@@ -455,16 +676,23 @@ void GetJob::work() {
     }
 }
 
-void handle_get(Exchange& ex) {
+namespace {
+
+void handle_get_impl(Exchange& ex, bool may_compress) {
     const Request& req = ex.request();
     const Site& site = ex.site();
     std::string_view path = ex.path();
-    double q_gzip = coding_quality(req.accept_encoding, "gzip");
-    double q_br = coding_quality(req.accept_encoding, "br");
+    AcceptedCodings accepted = parse_accept_encoding(req.accept_encoding);
+    bool database = path == site.database_url;
 
+    if (site.codings && !database && accepted.accepted_mask()) {
+        if (PathRecord* rec = site.codings->find(path, ex.now_ms())) {
+            if (serve_from_codings(ex, *rec, accepted, may_compress)) return;
+        }
+    }
     if (site.cache) {
         if (CachedEntry* e = site.cache->find(path, ex.now_ms())) {
-            if (serve_cached(ex, *e, q_gzip, q_br)) {
+            if (serve_cached(ex, *e, accepted)) {
                 site.cache->count_hit();
                 return;
             }
@@ -474,7 +702,7 @@ void handle_get(Exchange& ex) {
     GetJob& job = ex.make_job<GetJob>();
     if (site.cache) job.started_generation = site.cache->generation();
     job.locks = site.locks;
-    if (path == site.database_url) {
+    if (database) {
         // Wherever --database put it, the record file is served at its URL.
         job.root_fd = site.database_dir_fd;
         job.rel = site.database_rel;
@@ -486,8 +714,13 @@ void handle_get(Exchange& ex) {
     job.url_path.assign(path);
     job.trailing_slash = path.back() == '/';
     job.inline_max = req.method == Method::Head ? 0 : site.inline_max;
-    job.q_gzip = q_gzip;
-    job.q_br = q_br;
+    job.accepted = accepted;
+    if (may_compress && !database) job.policy = site.compress;
+    if (site.codings) {
+        job.codings_generation = site.codings->generation();
+        if (const PathRecord* rec = site.codings->peek(path, ex.now_ms()))
+            job.skip_probe = rec->sib_absent & rec->known(ex.now_ms(), site.codings->interval_ms());
+    }
     std::string format;
     bool json = (query_param(req.parsed.query, "format", format) && format == "json") ||
                 (format.empty() && choose_media_type(req.accept, {"text/html", "application/json"}) == 1);
@@ -498,5 +731,9 @@ void handle_get(Exchange& ex) {
     // (exchange.h: JobClass). Opening files stays quick.
     ex.offload(job, job.trailing_slash ? JobClass::Listing : JobClass::Quick);
 }
+
+}  // namespace
+
+void handle_get(Exchange& ex) { handle_get_impl(ex, true); }
 
 }  // namespace uvh

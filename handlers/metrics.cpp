@@ -65,6 +65,14 @@ void Metrics::render(std::string& out) const {
     counter("uvhttpd_cache_hits_total", "GETs answered from the small-file cache.", cache_hits);
     counter("uvhttpd_cache_misses_total", "Cache lookups that went to the disk.", cache_misses);
     gauge("uvhttpd_cache_bytes", "Memory held by the small-file cache.", static_cast<int64_t>(cache_bytes));
+    metric(out, "uvhttpd_compressions_total", "counter",
+           "Files compressed for the coding cache, by coding (one per version and coding).");
+    static constexpr const char* kCodingNames[3] = {"gzip", "br", "zstd"};
+    for (int i = 0; i < 3; ++i)
+        fmt::format_to(std::back_inserter(out), "uvhttpd_compressions_total{{coding=\"{}\"}} {}\n", kCodingNames[i],
+                       compressions[i]);
+    counter("uvhttpd_coding_cache_hits_total", "Responses served from the coding cache.", coding_cache_hits);
+    gauge("uvhttpd_coding_cache_bytes", "Memory held by the coding cache.", static_cast<int64_t>(coding_cache_bytes));
     counter("uvhttpd_access_log_dropped_total", "Access log lines dropped because the log could not keep up.",
             log_lines_dropped);
     gauge("uvhttpd_ready", "1 while accepting traffic, 0 while draining.", ready ? 1 : 0);

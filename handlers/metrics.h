@@ -42,6 +42,11 @@ public:
     uint64_t records_appended = 0;
     uint64_t cache_hits = 0, cache_misses = 0;
     uint64_t cache_bytes = 0;
+    // The coding cache (handlers/compress/): compressions run, by coding
+    // (gzip, br, zstd), hits, memory held.
+    uint64_t compressions[3] = {};
+    uint64_t coding_cache_hits = 0;
+    uint64_t coding_cache_bytes = 0;
     uint64_t log_lines_dropped = 0;
     bool ready = true;                 // false while draining
 

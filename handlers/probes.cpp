@@ -1,5 +1,6 @@
 #include "handlers/probes.h"
 
+#include "handlers/compress/coding_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/metrics.h"
 
@@ -46,6 +47,11 @@ void handle_metrics(Exchange& ex) {
         m->cache_hits = site.cache->hits();
         m->cache_misses = site.cache->misses();
         m->cache_bytes = site.cache->bytes();
+    }
+    if (site.codings) {
+        for (int i = 0; i < 3; ++i) m->compressions[i] = site.codings->compressions(static_cast<Coding>(i + 1));
+        m->coding_cache_hits = site.codings->hits();
+        m->coding_cache_bytes = site.codings->bytes();
     }
     std::string& body = ex.text();
     m->render(body);

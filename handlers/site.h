@@ -14,6 +14,8 @@
 
 namespace uvh {
 
+class CodingCache;
+struct CompressPolicy;
 class FileCache;
 class LockService;
 class DavLockTable;
@@ -56,6 +58,9 @@ struct Site {
     std::vector<Cidr> metrics_allow;  // besides loopback
 
     FileCache* cache = nullptr;
+    // Compression (handlers/compress/): null with --compress off.
+    const CompressPolicy* compress = nullptr;
+    CodingCache* codings = nullptr;
     const LockService* locks = nullptr;  // write locks and file generations
     DavLockTable* dav_locks = nullptr;   // WebDAV locks (handlers/dav/lock_table.h)
     int64_t dav_lock_timeout_max = 3600;  // --dav-lock-timeout-max, seconds

@@ -5,11 +5,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include "handlers/compress/coding_cache.h"
+#include "handlers/compress/policy.h"
 #include "handlers/dav/lock_table.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
@@ -46,6 +50,9 @@ private:
     std::unique_ptr<LockService> locks_;
     std::unique_ptr<DavLockTable> dav_locks_;
     std::unique_ptr<FileCache> cache_;
+    CompressPolicy compress_;
+    std::unique_ptr<CodingCache> codings_;
+    bool codings_closing_ = false, codings_closed_ = false, codings_async_ = false;
     std::unique_ptr<RecordStore> records_;
 
     // Closing: the sweep (if any) finishes, then the record store closes.
@@ -110,6 +117,27 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
         cache_ = std::make_unique<FileCache>(config_.cache_size, config_.inline_max, config_.cache_revalidate_ms);
         cache_->set_generations(locks_.get());
         site_.cache = cache_.get();
+    }
+    if (config_.compress) {
+        compress_.types = config_.compress_types.empty() ? default_compress_types() : config_.compress_types;
+        compress_.min_size = config_.compress_min_size;
+        compress_.max_cached = config_.compress_max_cached;
+        compress_.cached = {config_.level_cached[1], config_.level_cached[2], config_.level_cached[3]};
+        compress_.stream = {config_.level_stream[1], config_.level_stream[2], config_.level_stream[3]};
+        site_.compress = &compress_;
+        CodingCache::Options opt;
+        opt.budget = config_.compress_cache_size;
+        opt.max_file = config_.compress_cache_size > 0 ? config_.compress_max_cached : 0;
+        opt.revalidate_ms = config_.cache_revalidate_ms;
+        opt.levels = compress_.cached;
+        opt.cache_control = config_.cache_control;
+        // Half the threadpool at most compresses, so opening files always
+        // finds a thread (as for listings).
+        unsigned pool = 4;
+        if (const char* env = getenv("UV_THREADPOOL_SIZE")) pool = static_cast<unsigned>(std::max(1, atoi(env)));
+        opt.max_jobs = std::max(1u, pool / 2);
+        codings_ = std::make_unique<CodingCache>(loop, root, locks_.get(), opt);
+        site_.codings = codings_.get();
     }
     return open_database(error);
 }
@@ -189,6 +217,18 @@ void SiteApp::close(std::function<void()> closed) {
 
 void SiteApp::maybe_closed() {
     if (sweeping_) return;
+    // Compressions still running on the pool finish first (their results
+    // are dropped); queued ones never start.
+    if (codings_ && !codings_closed_) {
+        if (codings_closing_) return;
+        codings_closing_ = true;
+        codings_->close([this] {
+            codings_closed_ = true;
+            if (codings_async_) maybe_closed();  // not from inside this call
+        });
+        codings_async_ = true;
+        if (!codings_closed_) return;
+    }
     // No connection is left, so no record operation is queued; close the
     // store and finish when it says it is done.
     if (records_ && !records_closed_) {

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "handlers/compress/coding_cache.h"
 #include "handlers/dav/dav_locks.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
@@ -206,6 +207,7 @@ std::string location_for(const Exchange& ex) {
 
 void invalidate(Exchange& ex) {
     if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
+    if (CodingCache* codings = ex.site().codings) codings->invalidate_file(ex.path());
 }
 
 // ------------------------------------------------------------------- PUT

@@ -77,6 +77,78 @@ double coding_quality(std::string_view accept_encoding, std::string_view coding)
     return 0.0;
 }
 
+std::string_view coding_name(Coding c) {
+    switch (c) {
+    case Coding::Gzip: return "gzip";
+    case Coding::Br: return "br";
+    case Coding::Zstd: return "zstd";
+    case Coding::Identity: break;
+    }
+    return {};
+}
+
+std::string_view coding_suffix(Coding c) {
+    switch (c) {
+    case Coding::Gzip: return ".gz";
+    case Coding::Br: return ".br";
+    case Coding::Zstd: return ".zst";
+    case Coding::Identity: break;
+    }
+    return {};
+}
+
+uint8_t AcceptedCodings::accepted_mask() const {
+    uint8_t m = 0;
+    for (int i = 1; i < kCodings; ++i)
+        if (q[i] > 0) m |= coding_bit(static_cast<Coding>(i));
+    return m;
+}
+
+AcceptedCodings parse_accept_encoding(std::string_view accept_encoding) {
+    // Below the smallest qvalue a client can write (0.001).
+    constexpr double kImplicitIdentity = 0.0001;
+    AcceptedCodings out;
+    if (!accept_encoding.data()) return out;
+    double specific[kCodings] = {-1, -1, -1, -1};
+    double wildcard = -1;
+    for_each_member(accept_encoding, [&](const Member& m) {
+        if (m.value == "*") {
+            wildcard = m.q;
+            return;
+        }
+        for (int i = 0; i < kCodings; ++i) {
+            std::string_view name = i == 0 ? std::string_view("identity") : coding_name(static_cast<Coding>(i));
+            if (iequals_ascii(m.value, name)) specific[i] = m.q;
+        }
+        // "x-gzip" is gzip (RFC 9110 §8.4.1.3).
+        if (iequals_ascii(m.value, "x-gzip") && specific[1] < 0) specific[1] = m.q;
+    });
+    for (int i = 1; i < kCodings; ++i) out.q[i] = specific[i] >= 0 ? specific[i] : wildcard >= 0 ? wildcard : 0.0;
+    // Identity: acceptable unless excluded by name or by "*;q=0" (§12.5.3).
+    // Not named, identity is acceptable but preferred least: a client that
+    // lists "gzip;q=0.5" wants gzip rather than nothing (nginx and Apache
+    // read it so too); named, it competes by its quality.
+    out.q[0] = specific[0] >= 0 ? specific[0] : wildcard == 0 ? 0.0 : kImplicitIdentity;
+    return out;
+}
+
+bool choose_coding(const AcceptedCodings& accepted, uint8_t available, Coding& chosen) {
+    static constexpr Coding kOrder[] = {Coding::Zstd, Coding::Br, Coding::Gzip, Coding::Identity};
+    double best_q = 0;
+    bool found = false;
+    for (Coding c : kOrder) {
+        bool avail = c == Coding::Identity || (available & coding_bit(c));
+        double q = accepted.q[static_cast<int>(c)];
+        if (!avail || q <= 0) continue;
+        if (!found || q > best_q) {
+            chosen = c;
+            best_q = q;
+            found = true;
+        }
+    }
+    return found;
+}
+
 int choose_media_type(std::string_view accept, std::initializer_list<std::string_view> candidates) {
     if (!accept.data() || trim_ows(accept).empty()) return candidates.size() ? 0 : -1;
     int best = -1;

@@ -11,7 +11,7 @@ using namespace uvh;
 namespace {
 
 constexpr uint64_t kInterval = 600;  // ms: re-read from 400, dropped at 600
-const bool kNoVariants[3] = {true, false, false};
+const bool kNoVariants[CachedEntry::kVariants] = {true, false, false, false};
 
 CachedRep rep(std::string content, std::string etag) {
     CachedRep r;
@@ -62,7 +62,7 @@ TEST_CASE("FileCache: an entry not re-read in time is dropped at the interval", 
 
 TEST_CASE("FileCache: a re-read replaces the variants read before it", "[cache]") {
     FileCache c(1 << 20, 64 * 1024, kInterval);
-    const bool gz[3] = {true, true, false};
+    const bool gz[CachedEntry::kVariants] = {true, true, false, false};
     c.store("/a", CachedEntry::kIdentity, rep("A1", "\"1\""), gz, c.generation(), 1000);
     c.store("/a", CachedEntry::kGzip, rep("gz1", "\"g1\""), gz, c.generation(), 1000);
     CHECK(c.find("/a", 1450) == nullptr);  // re-read starts

@@ -50,7 +50,7 @@ TEST_CASE("handler listing: HTML, escaped, encoded, directories first, with the 
     CHECK(r.status == 200);
     CHECK(r.header("content-type") == "text/html; charset=utf-8");
     CHECK(r.header("cache-control") == "no-cache");
-    CHECK(r.header("vary") == "Accept");
+    CHECK(r.header("vary") == "Accept, Accept-Encoding");
     CHECK(r.header("x-frame-options") == "DENY");
     check_framing(r);
     CHECK(ex.job_classes().front() == JobClass::Listing);  // a directory URL is listing work

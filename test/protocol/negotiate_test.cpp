@@ -101,3 +101,80 @@ TEST_CASE("negotiate: choose_media_type", "[negotiate]") {
     // A member without a slash is not a media range.
     CHECK(choose_media_type("html", {"text/html"}) == -1);
 }
+
+namespace {
+
+// The coding choose_coding() picks, as its name ("" identity, "406" none).
+std::string_view pick(std::string_view field, uint8_t available) {
+    Coding c = Coding::Identity;
+    if (!choose_coding(parse_accept_encoding(field), available, c)) return "406";
+    return coding_name(c);
+}
+
+constexpr uint8_t kAll = coding_bit(Coding::Gzip) | coding_bit(Coding::Br) | coding_bit(Coding::Zstd);
+constexpr uint8_t kGzipOnly = coding_bit(Coding::Gzip);
+
+}  // namespace
+
+TEST_CASE("negotiate: parse_accept_encoding qualities", "[negotiate]") {
+    AcceptedCodings a = parse_accept_encoding({});
+    CHECK(a.q[0] == 1.0);
+    CHECK(a.accepted_mask() == 0);  // absent: identity only
+    a = parse_accept_encoding("");
+    CHECK(a.q[0] > 0);
+    CHECK(a.accepted_mask() == 0);
+    CHECK(parse_accept_encoding("gzip").q[0] > 0);  // identity stays acceptable, least preferred
+    CHECK(parse_accept_encoding("gzip").q[0] < 0.001);
+    a = parse_accept_encoding("gzip, deflate, br, zstd");
+    CHECK(a.accepted_mask() == kAll);
+    a = parse_accept_encoding("x-gzip");
+    CHECK(a.accepts(Coding::Gzip));
+    a = parse_accept_encoding("*;q=0.2, br;q=0");
+    CHECK(a.q[1] == Approx(0.2));
+    CHECK(a.q[2] == 0.0);
+    CHECK(a.q[3] == Approx(0.2));
+    CHECK(a.q[0] > 0);  // "*" above 0 leaves identity acceptable
+    a = parse_accept_encoding("*;q=0");
+    CHECK(a.q[0] == 0.0);  // "*;q=0" without an identity entry refuses identity
+    a = parse_accept_encoding("*;q=0, identity;q=0.5");
+    CHECK(a.q[0] == Approx(0.5));
+    a = parse_accept_encoding("identity;q=0, gzip");
+    CHECK(a.q[0] == 0.0);
+    a = parse_accept_encoding("GZIP;Q=0.7, Zstd");
+    CHECK(a.q[1] == Approx(0.7));
+    CHECK(a.q[3] == 1.0);
+    a = parse_accept_encoding("gzip;q=2, br;q=abc");  // malformed q: refused, never chosen by accident
+    CHECK(a.q[1] == 0.0);
+    CHECK(a.q[2] == 0.0);
+}
+
+TEST_CASE("negotiate: choose_coding by quality then zstd, br, gzip", "[negotiate]") {
+    CHECK(pick({}, kAll) == "");
+    CHECK(pick("", kAll) == "");
+    CHECK(pick("gzip", kAll) == "gzip");
+    CHECK(pick("gzip, br", kAll) == "br");
+    CHECK(pick("gzip, br, zstd", kAll) == "zstd");
+    CHECK(pick("zstd, br, gzip", kAll) == "zstd");  // the client's order is not a preference
+    CHECK(pick("gzip;q=1, br;q=0.9, zstd;q=0.8", kAll) == "gzip");
+    CHECK(pick("gzip;q=0.5, br;q=0.9", kAll) == "br");
+    CHECK(pick("*", kAll) == "zstd");
+    CHECK(pick("*, zstd;q=0", kAll) == "br");
+    CHECK(pick("br, zstd", kGzipOnly) == "");     // nothing acceptable available: identity
+    CHECK(pick("gzip;q=0", kAll) == "");
+    CHECK(pick("gzip;q=0.1", kAll) == "gzip");  // any acceptable coding beats an unnamed identity
+    CHECK(pick("gzip;q=0.5, identity", kAll) == "");  // identity at q=1 beats gzip at 0.5
+    CHECK(pick("gzip, identity", kAll) == "gzip");    // a tie goes to the coding
+    CHECK(pick("identity;q=0, gzip", kAll) == "gzip");
+    CHECK(pick("identity;q=0, br", kGzipOnly) == "406");
+    CHECK(pick("*;q=0", kAll) == "406");
+    CHECK(pick("identity;q=0", 0) == "406");
+    CHECK(pick("identity;q=0, *", 0) == "406");
+    CHECK(pick("*;q=0, identity", 0) == "");
+}
+
+TEST_CASE("negotiate: coding names and suffixes", "[negotiate]") {
+    CHECK(coding_name(Coding::Identity).empty());
+    CHECK(coding_suffix(Coding::Gzip) == ".gz");
+    CHECK(coding_suffix(Coding::Br) == ".br");
+    CHECK(coding_suffix(Coding::Zstd) == ".zst");
+}
