@@ -69,6 +69,7 @@ struct GetJob final : Job {
     size_t inline_max = 0;  // read regular files up to this size into `data`
     AcceptedCodings accepted;           // Accept-Encoding
     const CompressPolicy* policy = nullptr;  // null: no compression on the fly
+    bool may_start = true;              // false after waiting: never a second compression
     uint8_t skip_probe = 0;             // siblings known absent (the coding cache's negative cache)
     uint64_t started_generation = 0;  // of the file cache, when the read began
     uint64_t codings_generation = 0;  // of the coding cache, when the job began
@@ -485,7 +486,7 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
     }
     if (job.on_the_fly && !range_from_identity(ex.request(), identity_etag, job.st.st_mtim.tv_sec)) {
         if (rec && size <= site.codings->max_file()) {
-            if (serve_or_wait(ex, *rec, job.coding, job.policy != nullptr)) {
+            if (serve_or_wait(ex, *rec, job.coding, job.may_start)) {
                 if (job.fd >= 0) ex.close_later(job.take_fd());
                 return;
             }
@@ -715,7 +716,8 @@ void handle_get_impl(Exchange& ex, bool may_compress) {
     job.trailing_slash = path.back() == '/';
     job.inline_max = req.method == Method::Head ? 0 : site.inline_max;
     job.accepted = accepted;
-    if (may_compress && !database) job.policy = site.compress;
+    if (!database) job.policy = site.compress;
+    job.may_start = may_compress;
     if (site.codings) {
         job.codings_generation = site.codings->generation();
         if (const PathRecord* rec = site.codings->peek(path, ex.now_ms()))

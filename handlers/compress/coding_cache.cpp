@@ -121,7 +121,9 @@ PathRecord* CodingCache::verify(std::string_view url_path, FileFacts facts, uint
             rep = CodedRep{};  // a compression under way for the old version will not store
         }
     }
-    if (!same) rec.sib_present = rec.sib_absent = 0;  // "at least as new" depends on the file's version
+    // A sibling found usable was at least as new as the old version, which
+    // says nothing of the new one; one found missing or older stays so.
+    if (!same) rec.sib_present = 0;
     uint8_t probed = facts.siblings_present | facts.siblings_absent;
     for (int c = 1; c < kCodings; ++c)
         if (probed & (1u << c)) rec.probed_ms[c] = now_ms;
