@@ -10,7 +10,7 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 ALL_SERVERS = ["uvhttpd", "nginx", "h2o", "apache"]
 ALL_WORKLOADS = ["small", "pipelined", "file1m", "file100m", "idle", "records", "slowclients",
-                 "propfind"]
+                 "propfind", "compressed"]
 # Apache httpd 2.4 takes part in the WebDAV workload only (nginx's dav module and h2o have no
 # PROPFIND); nginx and h2o in all the others.
 DAV_WORKLOADS = ("propfind",)
@@ -27,6 +27,13 @@ PROPFIND_DIR = "/dav10k/"
 PROPFIND_ENTRIES = 10000
 PROPFIND_CONNS = 1
 POST_LUA = os.path.join(HERE, "lua", "post_form.lua")
+# compressed: a real ~90 KB script (Debian's libjs-jquery) requested with one Accept-Encoding
+# at a time; nginx compresses with gzip level 6 per request, h2o with its compress handler,
+# uvhttpd from its coding cache.
+COMPRESS_SOURCE = "/usr/share/javascript/jquery/jquery.min.js"
+COMPRESS_PATH = "/jquery.min.js"
+COMPRESS_CONNS = 50
+COMPRESS_CODINGS = ("gzip", "br", "zstd")
 IDLE_HELPER = os.path.join(HERE, "idle_conns.py")
 SLOWHTTPTEST = "slowhttptest"
 

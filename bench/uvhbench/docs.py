@@ -102,6 +102,13 @@ def commands_section(ctx, server_objs_cmds):
             for mode, _label, _path, _extra in SLOW_MODES:
                 c.append(" ".join(["chrt", "--idle", "0"] + slowhttptest_cmd(mode, slow_length(a))))
             continue
+        if w == "compressed":
+            from .common import COMPRESS_CODINGS, COMPRESS_CONNS, COMPRESS_PATH
+            c.append("# compressed, once per coding (warm-up: same command with -d%ds)" % a.warmup)
+            for coding in COMPRESS_CODINGS:
+                c.append(" ".join(wrk_cmd(COMPRESS_CONNS, a.duration, COMPRESS_PATH,
+                                          headers=("'Accept-Encoding: %s'" % coding,))))
+            continue
         if w == "propfind":
             c.append("# propfind (uvhttpd and apache; warm-up: same command with -d%ds)" % a.warmup)
             c.append(" ".join(wrk_cmd(PROPFIND_CONNS, a.duration, PROPFIND_DIR,
@@ -117,7 +124,8 @@ def commands_section(ctx, server_objs_cmds):
 
 
 def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started, elapsed, cmds,
-               slow_table=None, slow_notes=(), dav_table=None, dav_notes=()):
+               slow_table=None, slow_notes=(), dav_table=None, dav_notes=(), comp_table=None,
+               comp_notes=()):
     a = ctx.args
     docs = os.path.join(REPO, "docs")
     os.makedirs(docs, exist_ok=True)
@@ -325,6 +333,14 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
         out.append(dav_table)
         out.append("")
         for n in dav_notes:
+            out.append(n)
+            out.append("")
+    if comp_table:
+        out.append("### Compressed: a 90 KB script per Accept-Encoding")
+        out.append("")
+        out.append(comp_table)
+        out.append("")
+        for n in comp_notes:
             out.append(n)
             out.append("")
     if ctx.notes:

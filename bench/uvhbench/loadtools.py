@@ -61,8 +61,10 @@ def parse_wrk(out):
     return r
 
 
-def wrk_cmd(conns, duration, path, script=None, timeout=None, port="PORT"):
+def wrk_cmd(conns, duration, path, script=None, timeout=None, port="PORT", headers=()):
     cmd = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
     if timeout:
         cmd += ["--timeout", "%ds" % timeout]
     if script:
@@ -72,9 +74,9 @@ def wrk_cmd(conns, duration, path, script=None, timeout=None, port="PORT"):
 
 
 def run_wrk(server, conns, duration, path, script=None, timeout=None, measure=True,
-            expect_other=False):
+            expect_other=False, headers=()):
     cmd = pdeathsig_prefix() + pin(CLIENT_CPU) + wrk_cmd(conns, duration, path, script, timeout,
-                                                         server.port)
+                                                         server.port, headers)
     if not server.alive():
         raise BenchError("%s is not running (exit %s)" % (server.name, server.proc.poll()
                                                           if server.proc else "?"))

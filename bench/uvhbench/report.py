@@ -334,3 +334,54 @@ def propfind_table(ctx):
                         fmt_num(growth), PROPFIND_FLAT_KIB, fmt_num(peak_rise),
                         fmt_num(u["body_bytes"] / 1e3)))
     return "\n".join(lines), notes
+
+
+def compressed_table(ctx):
+    """(markdown table, notes) for the compressed workload, or (None, [])."""
+    from .common import COMPRESS_CODINGS, COMPRESS_CONNS, COMPRESS_PATH
+    if "compressed" not in ctx.workloads or "compressed" in ctx.skipped:
+        return None, []
+    lines = ["| coding | server | requests/s | server CPU per request | server CPU | body bytes "
+             "| bytes per response on the wire | requests/s vs nginx gzip |",
+             "|---|---|--:|--:|--:|--:|--:|--:|"]
+    agg = {}
+    skipped = []
+    for coding in COMPRESS_CODINGS:
+        for n in ctx.servers:
+            rs = ctx.compressed.get((coding, n))
+            if not rs:
+                why = ctx.compressed_skipped.get((coding, n))
+                if why:
+                    skipped.append("| %s | %s | %s | | | | | |" % (coding, n, why.replace("|", "\\|")))
+                continue
+            agg[(coding, n)] = {k: med(rs, k) for k in ("rps", "cpu_us", "server_cpu_pct", "wire_per_req")}
+    base = agg.get(("gzip", "nginx"), {}).get("rps")
+    for (coding, n), a in agg.items():
+        body, _head = ctx.compressed_sizes.get((coding, n), (None, None))
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            coding, n, fmt_num(a["rps"]), fmt_ms((a["cpu_us"] or 0) / 1000), fmt_pct(a["server_cpu_pct"]),
+            fmt_num(body), fmt_num(a["wire_per_req"]),
+            ("%.1fx" % (a["rps"] / base)) if base and a["rps"] else "-"))
+    lines += skipped
+    notes = ["`GET %s` (Debian libjs-jquery's jquery.min.js, 89,037 bytes) with one "
+             "`Accept-Encoding` per row, wrk -t1 -c%d, server pinned as in the other workloads. "
+             "nginx: `gzip on; gzip_comp_level 6` (compresses every response); h2o 2.2: "
+             "`compress: ON` (its defaults, per response); uvhttpd: its defaults (compressed "
+             "once per file version: gzip 9, br 11, zstd 19, then served from memory). Bytes on "
+             "the wire are wrk's bytes read divided by its requests (head and body)."
+             % (COMPRESS_PATH, COMPRESS_CONNS)]
+    u, g = agg.get(("gzip", "uvhttpd")), agg.get(("gzip", "nginx"))
+    if u and g:
+        ub = ctx.compressed_sizes[("gzip", "uvhttpd")][0]
+        nb = ctx.compressed_sizes[("gzip", "nginx")][0]
+        notes.append("Targets (issue 12): uvhttpd's gzip requests/s %.1fx nginx's (target >= 20x): %s; "
+                     "its gzip body %d bytes vs nginx level 6's %d (%+.1f %%, target <= +2 %%): %s."
+                     % (u["rps"] / g["rps"], "met" if u["rps"] >= 20 * g["rps"] else "NOT met",
+                        ub, nb, 100.0 * (ub - nb) / nb, "met" if ub <= nb * 1.02 else "NOT met"))
+    sizes = {c: ctx.compressed_sizes.get((c, "uvhttpd"), (None,))[0] for c in COMPRESS_CODINGS}
+    if all(sizes.values()):
+        notes.append("uvhttpd's bodies: gzip %d, br %d, zstd %d bytes (br and zstd smaller than "
+                     "gzip: %s)." % (sizes["gzip"], sizes["br"], sizes["zstd"],
+                                     "yes" if sizes["br"] < sizes["gzip"] and sizes["zstd"] < sizes["gzip"]
+                                     else "no"))
+    return "\n".join(lines), notes

@@ -195,7 +195,15 @@ http {{
     types {{
         text/html html;
         application/octet-stream bin;
+        application/javascript js;
     }}
+    # The compressed workload: gzip per request at level 6 (only clients
+    # sending Accept-Encoding: gzip get it; wrk sends none elsewhere).
+    gzip on;
+    gzip_comp_level 6;
+    gzip_types application/javascript;
+    gzip_min_length 1024;
+    gzip_vary on;
     default_type application/octet-stream;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
@@ -227,6 +235,9 @@ hosts:
     paths:
       /:
         file.dir: {root}
+        # The compressed workload: h2o's compress handler (gzip and br per
+        # request, for clients that send Accept-Encoding).
+        compress: ON
 """
 
 
@@ -384,6 +395,9 @@ def make_docroot(path, with_100m=True):
     assert len(page.encode()) == 571, len(page)
     with open(os.path.join(path, "index.html"), "w") as f:
         f.write(page)
+    from .common import COMPRESS_PATH, COMPRESS_SOURCE
+    if os.path.exists(COMPRESS_SOURCE):
+        shutil.copyfile(COMPRESS_SOURCE, os.path.join(path, COMPRESS_PATH.lstrip("/")))
     sizes = [("1m.bin", 1 << 20)]
     if with_100m:
         sizes.append(("100m.bin", 100 << 20))

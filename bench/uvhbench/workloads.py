@@ -1,4 +1,5 @@
-"""Workloads: small, pipelined, file1m, file100m, records (wrk), idle, slowclients, propfind."""
+"""Workloads: small, pipelined, file1m, file100m, records (wrk), idle, slowclients, propfind,
+compressed."""
 import http.client
 import os
 import re
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from .common import (DAV_SERVERS, IDLE_HELPER, PIPELINE_LUA, POST_LUA, PROPFIND_CONNS, PROPFIND_DIR,
+from .common import (COMPRESS_CODINGS, COMPRESS_CONNS, COMPRESS_PATH, COMPRESS_SOURCE, DAV_SERVERS, IDLE_HELPER, PIPELINE_LUA, POST_LUA, PROPFIND_CONNS, PROPFIND_DIR,
                      PROPFIND_ENTRIES, PROPFIND_LUA, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
                      SLOW_MIN_HELD, SLOW_MODES, SLOW_WAIT, SLOW_WRK_CONNS, BenchError, log)
 from .loadtools import _ANSI, parse_slowhttptest, run_wrk, slow_length, slowhttptest_cmd
@@ -36,6 +37,9 @@ class Ctx:
         self.slow_probe = {}            # server -> answer to a POST head without its body
         self.propfind = {}              # server -> list of per-round dicts (propfind workload)
         self.propfind_skipped = {}      # server -> reason
+        self.compressed = {}            # (coding, server) -> list of per-round dicts
+        self.compressed_sizes = {}      # (coding, server) -> (body bytes, head bytes)
+        self.compressed_skipped = {}    # (coding, server) -> reason
 
     def new_server(self, name, uvhttpd_extra=()):
         if name == "uvhttpd":
@@ -521,3 +525,83 @@ def run_propfind_workload(ctx, names):
                    (r["cpu_us"] or 0) / 1000, r["rss_start"], r["rss_one"], r["rss_after"],
                    r["rss_peak"], r["body_bytes"], e["connect"], e["read"], e["write"],
                    e["timeout"], r["non2xx"]))
+
+
+def compressed_probe(s, coding):
+    """(Content-Encoding, body bytes, head bytes) of one GET of the script with this
+    Accept-Encoding, read raw (not decoded)."""
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: %s\r\n"
+                      "Connection: close\r\n\r\n" % (COMPRESS_PATH, coding)).encode())
+        data = b""
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if " 200 " not in lines[0] + " ":
+        raise BenchError("%s: GET %s gave %s" % (s.name, COMPRESS_PATH, lines[0]))
+    h = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+    if h.get("transfer-encoding", "").lower() == "chunked":
+        out, rest = b"", body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            n = int(size_line.split(b";")[0], 16)
+            if n == 0:
+                break
+            out += rest[:n]
+            rest = rest[n + 2:]
+        body = out
+    return h.get("content-encoding"), len(body), len(head) + 4
+
+
+def run_compressed_workload(ctx, names):
+    """The ~90 KB script with Accept-Encoding: gzip, br, zstd in turn; a server that does not
+    produce a coding sits that coding out (nginx has gzip only, h2o gzip and br)."""
+    args = ctx.args
+    if not os.path.exists(os.path.join(ctx.root, COMPRESS_PATH.lstrip("/"))):
+        ctx.skipped["compressed"] = "%s not found (apt-get install libjs-jquery)" % COMPRESS_SOURCE
+        return
+    servers = start_all(ctx, names)
+    try:
+        # The first request of each coding makes uvhttpd compress (once); the warm-up
+        # below is what every server gets anyway.
+        for coding in COMPRESS_CODINGS:
+            for n, s in list(servers.items()):
+                try:
+                    enc, body, head = compressed_probe(s, coding)
+                except (OSError, BenchError) as e:
+                    ctx.compressed_skipped[(coding, n)] = str(e).splitlines()[0]
+                    continue
+                if enc != coding:
+                    ctx.compressed_skipped[(coding, n)] = "does not produce %s (sent %s)" % (
+                        coding, enc or "identity")
+                    continue
+                ctx.compressed_sizes[(coding, n)] = (body, head)
+        for rnd in range(args.rounds):
+            for coding in COMPRESS_CODINGS:
+                hdr = ("Accept-Encoding: %s" % coding,)
+                for n, s in list(servers.items()):
+                    if (coding, n) not in ctx.compressed_sizes:
+                        continue
+                    try:
+                        if args.warmup > 0:
+                            run_wrk(s, COMPRESS_CONNS, args.warmup, COMPRESS_PATH, measure=False,
+                                    headers=hdr)
+                        r = run_wrk(s, COMPRESS_CONNS, args.duration, COMPRESS_PATH, headers=hdr)
+                    except BenchError as e:
+                        failed_run(ctx, "compressed", n, rnd, e)
+                        ctx.compressed_skipped[(coding, n)] = "failed in round %d" % (rnd + 1)
+                        ctx.compressed_sizes.pop((coding, n), None)
+                        continue
+                    r["wire_per_req"] = r["bytes"] / r["requests"] if r["requests"] else None
+                    ctx.compressed.setdefault((coding, n), []).append(r)
+                    log("compressed round %d/%d %-4s %-7s %10.0f req/s  cpu %5.1f%% (core %s)  "
+                        "%6.2f us/req  %.0f B/response on the wire"
+                        % (rnd + 1, args.rounds, coding, n, r["rps"], r["server_cpu_pct"],
+                           fmt_pct(r.get("server_core_pct")), r["cpu_us"] or 0,
+                           r["wire_per_req"] or 0))
+    finally:
+        stop_all(servers)
