@@ -1,6 +1,7 @@
 """Headless Chromium against the real binary: the directory listing (order,
-escaping, links), the record form and its success page, and revalidation
-under --cache-control no-cache. The browser side is
+escaping, links), the record form and its success page, revalidation
+under --cache-control no-cache, and a page, script and listing that arrive
+compressed (issue 12). The browser side is
 test/e2e/browser/browser_test.mjs (Playwright driving Debian's chromium);
 this file builds the site, starts the server, runs it and checks the
 server's side: the record on disk and the 304s in the access log.
@@ -59,6 +60,15 @@ def build_site(root):
     root.write("style.css", "h1#h { color: rgb(0, 128, 0); }\n")
     root.write("a b&c.txt", "ampersand and space\n")
     root.write("<b>not bold<b>.txt", "tag\n")
+    # Compressed on the fly (both above --compress-min-size).
+    items = "".join(f"<li>item {i}</li>\n" for i in range(2000))
+    root.write("zip/index.html", '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+               '<title>Compressed</title>\n<script src="app.js" defer></script>\n</head>\n<body>\n'
+               f'<p id="out">script did not run</p>\n<ul id="list">\n{items}</ul>\n</body>\n</html>\n')
+    filler = "".join(f"const unused{i} = {i} * 2; // padding so the script is worth compressing\n"
+                     for i in range(100))
+    root.write("zip/app.js", filler + "document.getElementById('out').textContent = "
+               "'script ran: ' + document.querySelectorAll('#list li').length + ' items';\n")
 
 
 def run_browser(url):

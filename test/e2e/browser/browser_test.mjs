@@ -1,6 +1,6 @@
 // Headless Chromium against a running uvhttpd: the directory listing, its
-// record form and the success page, and revalidation under
-// --cache-control no-cache. Started by test/e2e/test_browser.py, which
+// record form and the success page, revalidation under --cache-control
+// no-cache, and a compressed page, script and listing. Started by test/e2e/test_browser.py, which
 // builds the site, starts the server and checks its side afterwards.
 //
 //   node browser_test.mjs URL ARTIFACT_DIR
@@ -299,6 +299,40 @@ async function testRevalidation(browser, base) {
   }
 }
 
+// A page and its script arrive compressed (issue 12): Chromium sends
+// Accept-Encoding with gzip and br (and zstd from Chromium 123); the server
+// picks one, Chromium decodes it, the script runs and renders its line.
+async function testCompressed(page, base, artifacts, shots) {
+  console.log('compressed page and script');
+  const codings = ['zstd', 'br', 'gzip'];
+  const scriptUrl = `${base}zip/app.js`;
+  const scriptResp = page.waitForResponse(scriptUrl, { timeout: STEP_MS });
+  const resp = await page.goto(`${base}zip/`, { timeout: STEP_MS, waitUntil: 'load' });
+  eq(resp.status(), 200, 'GET /zip/ is 200');
+  const h = await resp.allHeaders();
+  const sent = (await resp.request().allHeaders())['accept-encoding'] || '';
+  check(codings.includes(h['content-encoding']), 'the page came compressed',
+    `content-encoding ${h['content-encoding']}, Chromium sent Accept-Encoding: ${sent}`);
+  eq(h['vary'], 'Accept-Encoding', 'the page says Vary: Accept-Encoding');
+  check(/-(gz|br|zst)\d+"$/.test(h['etag'] || ''), 'the page has its coding\'s ETag', h['etag']);
+  const js = await scriptResp;
+  eq(js.status(), 200, 'app.js is 200');
+  const jh = await js.allHeaders();
+  check(codings.includes(jh['content-encoding']), 'the script came compressed', jh['content-encoding']);
+  const text = await page.locator('#out').textContent({ timeout: STEP_MS });
+  eq(text, 'script ran: 2000 items', 'the decoded script ran and rendered');
+  const items = await page.locator('#list li').count();
+  eq(items, 2000, 'the decoded page has all its items');
+  const shot = path.join(artifacts, 'compressed.png');
+  await page.screenshot({ path: shot });
+  shots.push(shot);
+  // The listing is compressed as it is streamed.
+  const listing = await page.goto(base, { timeout: STEP_MS, waitUntil: 'load' });
+  const lh = await listing.allHeaders();
+  check(codings.includes(lh['content-encoding']), 'the listing came compressed', lh['content-encoding']);
+  check(await page.locator('a[href="zip/"]').count() === 1, 'the decoded listing links zip/');
+}
+
 async function main() {
   const [base, artifacts] = process.argv.slice(2);
   if (!base || !artifacts || !/^http:\/\/[^/]+\/$/.test(base)) {
@@ -333,6 +367,7 @@ async function main() {
     await soft(failures, () => testNavigation(page, base));
     await soft(failures, () => testForm(page, base, artifacts, shots, failures));
     await soft(failures, () => testRevalidation(browser, base));
+    await soft(failures, () => testCompressed(page, base, artifacts, shots));
     if (failures.length) throw new CheckFailed(`${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);
     console.log('all browser checks passed');
   } catch (e) {
