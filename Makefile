@@ -31,7 +31,8 @@ PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
             chromium fonts-liberation nodejs dpkg-dev \
             clang libclang-rt-14-dev llvm strace \
             rclone cadaver davfs2 fuse3 \
-            zlib1g-dev libbrotli-dev libzstd-dev libjs-jquery
+            zlib1g-dev libbrotli-dev libzstd-dev libjs-jquery \
+            libpq-dev postgresql
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -110,6 +110,12 @@ std::string usage_text() {
         "                          0 = unlimited); a POST or PUT beyond it: 507\n"
         "  --dav-lock-timeout-max S  longest WebDAV lock a LOCK gets, whatever Timeout it\n"
         "                          asks for (default 3600; Infinite gets this too)\n"
+        "  --records CONNINFO      keep the records in PostgreSQL instead of the file:\n"
+        "                          a libpq connection string or URI, e.g.\n"
+        "                          postgresql://uvh@db.example/uvh (PGPASSWORD and\n"
+        "                          ~/.pgpass as libpq reads them); same HTTP interface\n"
+        "  --records-pool N        connections to PostgreSQL (default 4, 1 to 64)\n"
+        "  --records-required      /readyz is 503 while the records database is down\n"
         "\n"
         "Limits and timeouts (seconds may have fractions):\n"
         "  --max-connections N     beyond N open connections: 503 and pause accepting\n"
@@ -203,6 +209,14 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 cfg.database = need();
                 if (cfg.database.empty() || cfg.database.back() == '/')
                     throw UsageError("--database needs a file path");
+            } else if (arg == "--records") {
+                cfg.records = need();
+                if (cfg.records.empty()) throw UsageError("--records needs a PostgreSQL connection string");
+            } else if (arg == "--records-pool") {
+                cfg.records_pool = static_cast<int>(parse_uint(arg, need(), 64));
+                if (cfg.records_pool < 1) throw UsageError("--records-pool is between 1 and 64");
+            } else if (arg == "--records-required") {
+                cfg.records_required = true;
             } else if (arg == "--cache-control") {
                 cfg.cache_control = need();
                 for (char c : cfg.cache_control)

@@ -25,6 +25,9 @@ struct Config {
     uint64_t max_record_size = 64 * 1024;    // a record's stored line, newline included
     uint64_t max_store_size = 1ull << 30;    // the record store file; 0: unlimited
     uint64_t dav_lock_timeout_max = 3600;    // seconds: a WebDAV lock's longest Timeout
+    std::string records;            // --records: a libpq conninfo; empty: the file store
+    int records_pool = 4;           // --records-pool: connections to PostgreSQL
+    bool records_required = false;  // --records-required: /readyz needs the database
 
     // HTTP
     std::string cache_control;

@@ -62,6 +62,37 @@ void Metrics::render(std::string& out) const {
           listings_waiting);
     counter("uvhttpd_records_appended_total", "Records appended to the record store by this process.",
             records_appended);
+    metric(out, "uvhttpd_record_operations_total", "counter",
+           "Record store operations, by kind and the status the store answered.");
+    static constexpr const char* kinds[kRecordKinds] = {"append", "get", "put", "delete", "list"};
+    static constexpr const char* statuses[kRecordStatuses] = {"200", "201", "204", "400", "404",
+                                                              "409", "413", "503", "507", "other"};
+    for (int k = 0; k < kRecordKinds; ++k)
+        for (int st = 0; st < kRecordStatuses; ++st)
+            if (record_ops_[k][st] || (k == 0 && st == 1))
+                fmt::format_to(std::back_inserter(out), "uvhttpd_record_operations_total{{op=\"{}\",status=\"{}\"}} {}\n",
+                               kinds[k], statuses[st], record_ops_[k][st]);
+    if (records_db) {
+        metric(out, "uvhttpd_records_db_roundtrip_seconds", "histogram",
+               "PostgreSQL round trips of the record store: a query sent to its last result.");
+        uint64_t cum = 0;
+        for (int b = 0; b < kBuckets; ++b) {
+            cum += db_buckets_[b];
+            fmt::format_to(std::back_inserter(out), "uvhttpd_records_db_roundtrip_seconds_bucket{{le=\"{}\"}} {}\n",
+                           static_cast<double>(kBucketUs[b]) / 1e6, cum);
+        }
+        cum += db_buckets_[kBuckets];
+        fmt::format_to(std::back_inserter(out), "uvhttpd_records_db_roundtrip_seconds_bucket{{le=\"+Inf\"}} {}\n", cum);
+        fmt::format_to(std::back_inserter(out), "uvhttpd_records_db_roundtrip_seconds_sum {}\n",
+                       static_cast<double>(db_sum_us_) / 1e6);
+        fmt::format_to(std::back_inserter(out), "uvhttpd_records_db_roundtrip_seconds_count {}\n", db_count_);
+        gauge("uvhttpd_records_db_pool_size", "Connections the record store keeps to PostgreSQL (--records-pool).",
+              db_pool_size);
+        gauge("uvhttpd_records_db_pool_in_use", "Connections with a query in flight now.", db_pool_in_use);
+        gauge("uvhttpd_records_db_connections_up", "Connections to PostgreSQL ready now.", db_up);
+        counter("uvhttpd_records_db_reconnects_total",
+                "Connections to PostgreSQL established again after one was lost or refused.", db_reconnects);
+    }
     counter("uvhttpd_cache_hits_total", "GETs answered from the small-file cache.", cache_hits);
     counter("uvhttpd_cache_misses_total", "Cache lookups that went to the disk.", cache_misses);
     gauge("uvhttpd_cache_bytes", "Memory held by the small-file cache.", static_cast<int64_t>(cache_bytes));

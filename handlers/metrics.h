@@ -50,6 +50,32 @@ public:
     uint64_t log_lines_dropped = 0;
     bool ready = true;                 // false while draining
 
+    // The record store, either backend: operations by kind (append, get,
+    // put, delete, list) and the status the store answered.
+    static constexpr int kRecordKinds = 5;
+    static constexpr int kRecordStatuses = 10;  // 200 201 204 400 404 409 413 503 507 other
+    void record_op(int kind, int status) {
+        static constexpr int codes[kRecordStatuses - 1] = {200, 201, 204, 400, 404, 409, 413, 503, 507};
+        int i = 0;
+        while (i < kRecordStatuses - 1 && codes[i] != status) ++i;
+        if (kind >= 0 && kind < kRecordKinds) ++record_ops_[kind][i];
+    }
+
+    // PostgreSQL (--records): round trips (query sent to its last result),
+    // the pool, reconnections.
+    bool records_db = false;
+    int64_t db_pool_size = 0;
+    int64_t db_pool_in_use = 0;
+    int64_t db_up = 0;               // connections ready (idle or busy)
+    uint64_t db_reconnects = 0;      // connections re-established after one was lost or refused
+    void db_roundtrip(uint64_t us) {
+        int b = 0;
+        while (b < kBuckets && us > kBucketUs[b]) ++b;
+        ++db_buckets_[b];
+        db_sum_us_ += us;
+        ++db_count_;
+    }
+
     void render(std::string& out) const;
 
     static constexpr uint64_t kBucketUs[kBuckets] = {100,    250,    500,    1000,    2500,    5000,
@@ -61,6 +87,10 @@ private:
     uint64_t duration_buckets_[kBuckets + 1] = {};
     uint64_t duration_sum_us_ = 0;
     uint64_t duration_count_ = 0;
+    uint64_t record_ops_[kRecordKinds][kRecordStatuses] = {};
+    uint64_t db_buckets_[kBuckets + 1] = {};
+    uint64_t db_sum_us_ = 0;
+    uint64_t db_count_ = 0;
 };
 
 }  // namespace uvh

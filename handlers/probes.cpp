@@ -3,6 +3,7 @@
 #include "handlers/compress/coding_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/metrics.h"
+#include "handlers/records/record_backend.h"
 
 namespace uvh {
 
@@ -32,6 +33,11 @@ void handle_ready(Exchange& ex) {
     uint64_t limit = ex.site().ready_max_queue;
     if (m && limit && static_cast<uint64_t>(m->threadpool_jobs + m->listings_waiting) >= limit)
         return respond_probe(ex, 503, "saturated\n");
+    // With --records-required, no database means not ready: a load balancer
+    // then sends record traffic to an instance that can store it.
+    const Site& site = ex.site();
+    if (site.records_required && site.records && !site.records->available())
+        return respond_probe(ex, 503, "records database unreachable\n");
     respond_probe(ex, 200, "ready\n");
 }
 

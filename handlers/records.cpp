@@ -6,9 +6,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "handlers/get_head.h"
 #include "handlers/listing.h"
 #include "handlers/metrics.h"
-#include "handlers/records/record_store.h"
+#include "handlers/records/record_backend.h"
 #include "handlers/router.h"
 #include "handlers/routes.h"
 #include "protocol/multipart.h"
@@ -138,6 +139,7 @@ struct RecordState {
     std::string data;         // the request body
     int status = 0;           // the store's answer
     bool store_full = false;  // a 507 for the store cap, not the disk
+    uint32_t retry_after_s = 0;  // a 503 while the database is unreachable
     bool created = false;
     std::string id;
     FormFields fields;
@@ -149,23 +151,25 @@ RecordState& state(Exchange& ex) { return ex.job_as<RecordState>(); }
 // until the store answers; the answer is copied into the job and the
 // exchange released, which runs `after` unless the client went away.
 struct PendingOp {
-    RecordStore::Op op;
+    RecordBackend::Op op;
     Exchange* ex = nullptr;
     Done after = nullptr;
 };
 
-void op_done(RecordStore::Op& op) {
+void op_done(RecordBackend::Op& op) {
     std::unique_ptr<PendingOp> p(static_cast<PendingOp*>(op.ctx));
     RecordState& job = state(*p->ex);
     job.status = op.status;
     job.store_full = op.store_full;
+    job.retry_after_s = op.retry_after_s;
     job.created = op.created;
+    if (Metrics* m = p->ex->site().metrics) m->record_op(static_cast<int>(op.kind), op.status);
     job.id = std::move(op.rec.id);
     job.fields = std::move(op.rec.fields);
     p->ex->release(p->after);
 }
 
-void submit(Exchange& ex, RecordStore::Op::Kind kind, Record rec, Done after) {
+void submit(Exchange& ex, RecordBackend::Op::Kind kind, Record rec, Done after) {
     auto* p = new PendingOp;
     p->op.kind = kind;
     p->op.rec = std::move(rec);
@@ -179,6 +183,16 @@ void submit(Exchange& ex, RecordStore::Op::Kind kind, Record rec, Done after) {
 
 int store_error_status(int status) { return status == 0 ? 500 : status; }
 
+constexpr std::string_view kUnreachableText = "the record database is unreachable; nothing was stored, try again";
+
+// 503 with Retry-After (RFC 9110 §10.2.3) while the database is down.
+void respond_unavailable(Exchange& ex, uint32_t retry_after_s) {
+    std::string seconds = std::to_string(retry_after_s == 0 ? 1 : retry_after_s);
+    ResponseHead head;
+    head.add("Retry-After", seconds);
+    respond_text(ex, 503, kUnreachableText, head);
+}
+
 std::string store_error_text(Exchange& ex, int status) {
     const Site& site = ex.site();
     switch (status) {
@@ -186,7 +200,9 @@ std::string store_error_text(Exchange& ex, int status) {
     case 400: return "invalid record id (1 to 64 of A-Z a-z 0-9 . _ -)";
     case 404: return "no such record";
     case 409: return "a record with this id exists";
-    case 503: return "the record store is shutting down";
+    case 503:
+        if (state(ex).retry_after_s) return std::string(kUnreachableText);
+        return "the record store is shutting down";
     case 507:
         if (state(ex).store_full)
             return fmt::format("the record store is full (--max-store-size {} bytes); nothing was stored",
@@ -194,6 +210,11 @@ std::string store_error_text(Exchange& ex, int status) {
         return "the disk is full; nothing was stored";
     default: return "the record store failed";
     }
+}
+
+void respond_store_error(Exchange& ex, int status) {
+    if (status == 503 && state(ex).retry_after_s) return respond_unavailable(ex, state(ex).retry_after_s);
+    respond_error(ex, store_error_status(status), store_error_text(ex, status));
 }
 
 // ------------------------------------------------------------ body intake
@@ -268,7 +289,7 @@ void respond_created(Exchange& ex) {
 
 void post_stored(Exchange& ex) {
     RecordState& job = state(ex);
-    if (job.status != 201) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
+    if (job.status != 201) return respond_store_error(ex, job.status);
     if (Metrics* m = ex.site().metrics) ++m->records_appended;
     respond_created(ex);
 }
@@ -282,14 +303,14 @@ void post_collected(Exchange& ex) {
     if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
     if (!rec.id.empty() && !valid_record_id(rec.id)) return respond_error(ex, 400, store_error_text(ex, 400));
     if (!numeric_id_in_range(rec.id)) return respond_error(ex, 400, kIdRangeText);
-    submit(ex, RecordStore::Op::Kind::Append, std::move(rec), post_stored);
+    submit(ex, RecordBackend::Op::Kind::Append, std::move(rec), post_stored);
 }
 
 // ------------------------------------------------------- GET / PUT / DELETE
 
 void respond_record(Exchange& ex) {
     RecordState& job = state(ex);
-    if (job.status != 200) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
+    if (job.status != 200) return respond_store_error(ex, job.status);
     std::string& body = ex.text();
     ResponseHead head;
     head.cache_control = "no-cache";
@@ -313,7 +334,7 @@ void respond_record(Exchange& ex) {
 void put_stored(Exchange& ex) {
     RecordState& job = state(ex);
     if (job.status != 201 && job.status != 204)
-        return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
+        return respond_store_error(ex, job.status);
     if (job.status == 204) {
         ResponseHead head;
         head.status = 204;
@@ -332,18 +353,98 @@ void put_collected(Exchange& ex) {
     if (only_id(rec.fields)) return respond_error(ex, 400, kOnlyIdText);
     if (!numeric_id_in_range(job.id)) return respond_error(ex, 400, kIdRangeText);
     rec.id = job.id;
-    submit(ex, RecordStore::Op::Kind::Put, std::move(rec), put_stored);
+    submit(ex, RecordBackend::Op::Kind::Put, std::move(rec), put_stored);
 }
 
 void delete_stored(Exchange& ex) {
     RecordState& job = state(ex);
-    if (job.status != 204) return respond_error(ex, store_error_status(job.status), store_error_text(ex, job.status));
+    if (job.status != 204) return respond_store_error(ex, job.status);
     ResponseHead head;
     head.status = 204;
     ex.respond(head, Body::none());
 }
 
+// ------------------------------------------------- GET /database.txt, rendered
+
+// When the store is not a file (PostgreSQL), GET /database.txt renders the
+// same "ID fields" lines the file would hold, in creation order, a page at a
+// time on a worker: the body is a source of unknown length (chunked), so a
+// large table is never held whole and a slow reader holds one page.
+constexpr size_t kListingWindow = 64 * 1024;
+
+class RecordListSource final : public BodySource {
+public:
+    RecordListSource(std::unique_ptr<RecordCursor> cursor, std::string first, bool more)
+        : cursor_(std::move(cursor)), buf_(std::move(first)), more_(more) {}
+
+    BodyPiece next() override {
+        if (!buf_.empty() && !sent_) {
+            sent_ = true;
+            return BodyPiece::mem(buf_);
+        }
+        if (!more_ || failed_) return BodyPiece::end();
+        return BodyPiece::work();
+    }
+    void work() override {
+        buf_.clear();
+        sent_ = false;
+        RecordCursor::Step step = cursor_->next(buf_, kListingWindow);
+        more_ = step == RecordCursor::Step::More;
+        failed_ = step == RecordCursor::Step::Failed;
+        if (!more_) cursor_.reset();  // its connection goes now, on the worker
+    }
+    bool failed() const override { return failed_; }
+
+private:
+    std::unique_ptr<RecordCursor> cursor_;
+    std::string buf_;
+    bool more_ = false;
+    bool sent_ = false;
+    bool failed_ = false;
+};
+
+// The first page, read before answering, so that an unreachable database
+// is a 503 with Retry-After rather than a 200 cut short.
+struct RecordListJob final : Job {
+    std::unique_ptr<RecordCursor> cursor;
+    std::string first;
+    RecordCursor::Step step = RecordCursor::Step::Failed;
+
+    void work() override { step = cursor->next(first, kListingWindow); }
+    void done(Exchange& ex) override {
+        if (Metrics* m = ex.site().metrics)
+            m->record_op(4, step == RecordCursor::Step::Failed ? 503 : 200);
+        if (step == RecordCursor::Step::Failed) {
+            cursor.reset();
+            return respond_unavailable(ex, 1);
+        }
+        ResponseHead head;
+        head.content_type = "text/plain; charset=utf-8";
+        head.cache_control = "no-cache";
+        if (step == RecordCursor::Step::End) {
+            cursor.reset();
+            std::string& body = ex.text();
+            body = std::move(first);
+            head.content_length = body.size();
+            return ex.respond(head, Body::mem(body));
+        }
+        head.content_length = ResponseHead::kUnknownLength;
+        auto& src = ex.make_source<RecordListSource>(std::move(cursor), std::move(first), true);
+        ex.respond(head, Body::from(src));
+    }
+    bool holds_resources() const override { return cursor != nullptr; }
+    void release() override { cursor.reset(); }
+};
+
 }  // namespace
+
+void handle_database_read(Exchange& ex) {
+    RecordBackend* store = ex.site().records;
+    if (!store || !store->renders_listing()) return handle_get(ex);
+    auto& job = ex.make_job<RecordListJob>();
+    job.cursor = store->open_cursor();
+    ex.offload(job, JobClass::Listing);
+}
 
 void handle_record_post(Exchange& ex) {
     if (!ex.site().records) return respond_error(ex, 503, "the record store is not available");
@@ -365,10 +466,10 @@ void handle_record(Exchange& ex, std::string_view id) {
     case Method::Get:
     case Method::Head:
         ex.discard_body();
-        return submit(ex, RecordStore::Op::Kind::Get, std::move(rec), respond_record);
+        return submit(ex, RecordBackend::Op::Kind::Get, std::move(rec), respond_record);
     case Method::Delete:
         ex.discard_body();
-        return submit(ex, RecordStore::Op::Kind::Delete, std::move(rec), delete_stored);
+        return submit(ex, RecordBackend::Op::Kind::Delete, std::move(rec), delete_stored);
     case Method::Put:
         state(ex).id.assign(id);
         return read_record_body(ex, put_collected);

@@ -22,4 +22,10 @@ void handle_record_post(Exchange& ex);
 // here and derives the Allow values of both kinds of record URL.
 void handle_record(Exchange& ex, std::string_view id);
 
+// GET and HEAD of /database.txt: the file store's file as the GET handler
+// serves any file, or, when the records live in PostgreSQL (--records), the
+// same "ID fields" lines rendered from the table in creation order (a file
+// of that name in the root is then not served: the table is the store).
+void handle_database_read(Exchange& ex);
+
 }  // namespace uvh

@@ -85,7 +85,7 @@ std::vector<Route> build_table() {
     Route db;
     db.name = "database";
     db.matches = is_database;
-    db.methods = {read(Method::Get, handle_get), read(Method::Head, handle_get),
+    db.methods = {read(Method::Get, handle_database_read), read(Method::Head, handle_database_read),
                   write(Method::Post, handle_record_post, BodyPolicy::Read), options()};
     db.refusal = "the record store takes POST; records live at /database.txt/ID";
     t.push_back(std::move(db));

@@ -19,7 +19,7 @@ struct CompressPolicy;
 class FileCache;
 class LockService;
 class DavLockTable;
-class RecordStore;
+class RecordBackend;
 class Metrics;
 
 struct Site {
@@ -64,7 +64,8 @@ struct Site {
     const LockService* locks = nullptr;  // write locks and file generations
     DavLockTable* dav_locks = nullptr;   // WebDAV locks (handlers/dav/lock_table.h)
     int64_t dav_lock_timeout_max = 3600;  // --dav-lock-timeout-max, seconds
-    RecordStore* records = nullptr;
+    RecordBackend* records = nullptr;  // the file store or PostgreSQL (--records)
+    bool records_required = false;     // --records-required: /readyz needs the store
     Metrics* metrics = nullptr;
 };
 

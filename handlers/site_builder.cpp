@@ -18,6 +18,7 @@
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
+#include "handlers/records/pg_store.h"
 #include "handlers/records/record_store.h"
 #include "handlers/router.h"
 #include "handlers/write_ops.h"
@@ -41,6 +42,7 @@ private:
     static void on_sweep(uv_work_t* req);
     static void on_swept(uv_work_t* req, int status);
     bool open_database(std::string& error);
+    bool open_postgres(std::string& error);
     void maybe_closed();
 
     Config config_;
@@ -53,7 +55,8 @@ private:
     CompressPolicy compress_;
     std::unique_ptr<CodingCache> codings_;
     bool codings_closing_ = false, codings_closed_ = false, codings_async_ = false;
-    std::unique_ptr<RecordStore> records_;
+    std::unique_ptr<RecordBackend> records_;
+    PgStore* pg_ = nullptr;  // records_ when it is PostgreSQL
 
     // Closing: the sweep (if any) finishes, then the record store closes.
     enum class State { Open, Closing, Closed } state_ = State::Open;
@@ -176,6 +179,9 @@ bool SiteApp::open_database(std::string& error) {
         if (pfd >= 0) ::close(pfd);
     }
 
+    site_.records_required = config_.records_required;
+    if (!config_.records.empty()) return open_postgres(error);
+
     // The record store. A last line without a newline is moved aside now
     // (never with --read-only, which never writes), before anyone reads the
     // file (start-up: blocking is fine).
@@ -189,7 +195,37 @@ bool SiteApp::open_database(std::string& error) {
     return true;
 }
 
+// --records: the records live in PostgreSQL. The file's identity above
+// still guards the name against writes through other URLs; a database.txt
+// left from file mode is neither served nor read (GET /database.txt renders
+// the table), so start-up says so rather than let it look current.
+bool SiteApp::open_postgres(std::string& error) {
+    if (!PgStore::check_conninfo(config_.records, error)) {
+        error = fmt::format("cannot use --records: {}", error);
+        return false;
+    }
+    struct stat st {};
+    if (fstatat(site_.database_dir_fd, site_.database_rel.c_str(), &st, 0) == 0)
+        fmt::print(stderr,
+                   "uvhttpd: --records: the records are in PostgreSQL; the file '{}' is not served or read "
+                   "(GET {} renders the table)\n",
+                   config_.database, site_.database_url);
+    PgStore::Options opt;
+    opt.conninfo = config_.records;
+    opt.pool = config_.records_pool;
+    opt.max_record = config_.max_record_size;
+    opt.metrics = site_.metrics;
+    auto store = std::make_unique<PgStore>(loop_, std::move(opt));
+    pg_ = store.get();
+    records_ = std::move(store);
+    site_.records = records_.get();
+    return true;
+}
+
 void SiteApp::start() {
+    // Connecting starts with the loop; until a connection is up, record
+    // requests answer 503 with Retry-After.
+    if (pg_) pg_->start();
     // Temporary files a crash left behind (between link and rename of an
     // upload, or of a record rewrite) go, on the threadpool: the tree may be
     // large. Ten seconds of age spares other live processes' files.

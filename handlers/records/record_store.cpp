@@ -23,9 +23,10 @@ void RecordStore::submit(Op* op) {
     op->status = closing_ ? 503 : 0;  // a refused op still completes through a job
     op->created = false;
     op->store_full = false;
+    op->retry_after_s = 0;
     if (op->kind == Op::Kind::Get && !closing_) {
         // Reads do not wait behind the writes' queue or their fdatasync.
-        op->store = this;
+        op->backend = this;
         op->read_req.data = op;
         ++reads_;
         uv_queue_work(loop_, &op->read_req, read_work_cb, read_after_cb);
@@ -106,7 +107,7 @@ void RecordStore::read_work_cb(uv_work_t* req) {
     auto* op = static_cast<Op*>(req->data);
     try {
         Record out;
-        op->status = op->store->file_->get(op->rec.id, out);
+        op->status = static_cast<RecordStore*>(op->backend)->file_->get(op->rec.id, out);
         if (op->status == 200) op->rec.fields = std::move(out.fields);
     } catch (...) {  // std::bad_alloc
         op->status = 500;
@@ -115,7 +116,7 @@ void RecordStore::read_work_cb(uv_work_t* req) {
 
 void RecordStore::read_after_cb(uv_work_t* req, int /*status: never cancelled*/) {
     auto* op = static_cast<Op*>(req->data);
-    RecordStore* self = op->store;
+    auto* self = static_cast<RecordStore*>(op->backend);
     --self->reads_;
     if (op->done) op->done(*op);  // may free op
     self->maybe_closed();

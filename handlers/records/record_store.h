@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "handlers/records/record_backend.h"
 #include "handlers/records/record_file.h"
 
 namespace uvh {
@@ -26,39 +27,21 @@ namespace uvh {
 // own (RecordFile::get, one pread), so its done() may come before that of a
 // write submitted earlier. Uses only the gathering timer and uv_work_t
 // requests, so uv_loop_close() succeeds once close() has called back.
-class RecordStore {
+class RecordStore final : public RecordBackend {
 public:
-    struct Op {
-        enum class Kind { Append, Get, Put, Delete } kind = Kind::Append;
-        Record rec;            // in (and out for Get, and for Append: the assigned id)
-        int status = 0;        // out: HTTP status (503 when submitted after close())
-        bool created = false;  // out, for Put
-        bool store_full = false;  // out: a 507 is the store cap (--max-store-size), not the disk
-        void* ctx = nullptr;   // the caller's
-        void (*done)(Op& op) = nullptr;  // called on the loop thread when the op finished
-
-        // The store's, for a Get's own threadpool job.
-        uv_work_t read_req {};
-        RecordStore* store = nullptr;
-    };
+    using Op = RecordBackend::Op;
 
     static constexpr uint64_t kGatherMs = 1;
     // gather_ms: how long the next job may wait for the ops of the last one
     // (see gather()); tests make it long so that no timer decides.
     RecordStore(uv_loop_t* loop, std::unique_ptr<RecordFile> file, uint64_t gather_ms = kGatherMs);
     // Must not run while a job is in flight: close() and wait for `closed`.
-    ~RecordStore();
+    ~RecordStore() override;
     RecordStore(const RecordStore&) = delete;
     RecordStore& operator=(const RecordStore&) = delete;
 
-    // The caller owns op until done() runs; done() is never called
-    // synchronously inside submit(). May be called from done().
-    void submit(Op* op);
-
-    // Stops accepting (later ops finish with 503, still asynchronously);
-    // calls `closed` on the loop thread, never inside close(), once no work
-    // is in flight.
-    void close(std::function<void()> closed);
+    void submit(Op* op) override;
+    void close(std::function<void()> closed) override;
 
     uint64_t appended() const { return appended_; }  // records appended by this process
     uint64_t batches() const { return batches_; }    // append_batch calls (= append fdatasyncs)
