@@ -19,9 +19,12 @@ inline constexpr int kSchemaVersion = 1;
 // file store's line holds them after the id (form-encoded, record_format.h).
 // uvhttpd_records_auto numbers records posted without an id; it is pushed
 // past any numeric id posted or put explicitly, so numbers keep growing as
-// in the file store.
+// in the file store (the file store's "largest number + 1"), except by the
+// largest number itself: then, as in the file store, numbering goes on
+// from the free numbers (the sequence cycles and skips taken ids).
 inline constexpr const char* kSetup = R"SQL(
 SET synchronous_commit TO on;
+SET client_min_messages TO warning;
 BEGIN;
 SELECT pg_advisory_xact_lock(7532815469012844);
 CREATE TABLE IF NOT EXISTS uvhttpd_schema (version integer NOT NULL);
@@ -31,10 +34,11 @@ CREATE TABLE IF NOT EXISTS uvhttpd_records (
     id text NOT NULL UNIQUE CHECK (id ~ '^[A-Za-z0-9._-]{1,64}$' AND id NOT IN ('.', '..')),
     fields text NOT NULL
 );
-CREATE SEQUENCE IF NOT EXISTS uvhttpd_records_auto MINVALUE 1 MAXVALUE 999999999999999999;
+CREATE SEQUENCE IF NOT EXISTS uvhttpd_records_auto MINVALUE 1 MAXVALUE 999999999999999999 CYCLE;
 CREATE OR REPLACE FUNCTION uvhttpd_records_bump(p_id text) RETURNS void LANGUAGE plpgsql AS $f$
 BEGIN
-    IF p_id ~ '^[0-9]+$' AND length(ltrim(p_id, '0')) BETWEEN 1 AND 18 THEN
+    IF p_id ~ '^[0-9]+$' AND length(ltrim(p_id, '0')) BETWEEN 1 AND 18
+       AND p_id::bigint < 999999999999999999 THEN
         PERFORM setval('uvhttpd_records_auto', p_id::bigint)
            FROM uvhttpd_records_auto a WHERE p_id::bigint > a.last_value;
     END IF;

@@ -136,6 +136,9 @@ void PgStore::Conn::start_connect() {
     const char* vals[] = {"uvhttpd", store->opt_.conninfo.c_str(), nullptr};
     pg = PQconnectStartParams(keys, vals, 1);
     if (!pg) return lost("out of memory");
+    // The server's notices (and a FATAL sent to an idle connection at
+    // shutdown) would go to stderr raw; what matters is logged here, once.
+    PQsetNoticeProcessor(pg, [](void*, const char*) {}, nullptr);
     if (PQstatus(pg) == CONNECTION_BAD) return lost(one_line(PQerrorMessage(pg)));
     state = State::Connecting;
     uv_timer_start(&timer, on_timer, kConnectTimeoutMs, 0);
@@ -393,7 +396,14 @@ void PgStore::Conn::on_timer(uv_timer_t* t) {
 
 void PgStore::Conn::on_poll(uv_poll_t* h, int status, int events) {
     auto* c = static_cast<Conn*>(h->data);
-    if (status < 0) return c->lost(fmt::format("socket error: {}", uv_strerror(status)));
+    if (status < 0) {
+        // libuv reports POLLERR (a reset, a refused connect) as UV_EBADF and
+        // stops the handle: let libpq read the socket and say what happened.
+        c->unwatch();
+        if (c->state == State::Connecting) return c->connect_step(PQconnectPoll(c->pg));
+        if (!PQconsumeInput(c->pg)) return c->lost(one_line(PQerrorMessage(c->pg)));
+        return c->lost(fmt::format("socket error ({})", uv_strerror(status)));
+    }
     if (c->state == State::Connecting) return c->connect_step(PQconnectPoll(c->pg));
     if (events & UV_WRITABLE) {
         c->flush_and_watch();

@@ -1,6 +1,7 @@
 #include "test/integration/harness.h"
 
 #include <dirent.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "handlers/records/record_backend.h"
 #include "handlers/site_builder.h"
 
 namespace uvh::test {
@@ -117,6 +119,34 @@ void RawClient::reset() { sock_.reset(); }
 
 // --------------------------------------------------------------- TestServer
 
+const char* records_conninfo() {
+    const char* v = std::getenv("UVH_TEST_RECORDS");
+    return v && *v ? v : nullptr;
+}
+
+namespace {
+
+// A fresh store for each TestServer: the schema goes, and the server
+// creates it again (blocking libpq is fine in a test, before the loop runs).
+void drop_pg_schema(const char* conninfo) {
+    PGconn* pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        std::string msg = PQerrorMessage(pg);
+        PQfinish(pg);
+        throw std::runtime_error("cannot connect to UVH_TEST_RECORDS: " + msg);
+    }
+    PGresult* r = PQexec(pg, "DROP TABLE IF EXISTS uvhttpd_records, uvhttpd_schema; "
+                             "DROP SEQUENCE IF EXISTS uvhttpd_records_auto; "
+                             "DROP FUNCTION IF EXISTS uvhttpd_records_append, uvhttpd_records_put, uvhttpd_records_bump");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    std::string msg = PQerrorMessage(pg);
+    PQclear(r);
+    PQfinish(pg);
+    if (!ok) throw std::runtime_error("cannot reset the record schema: " + msg);
+}
+
+}  // namespace
+
 TestServer::TestServer(std::function<void(Config&)> configure) {
     if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
     Config cfg;
@@ -125,10 +155,16 @@ TestServer::TestServer(std::function<void(Config&)> configure) {
     cfg.root = root_.path();
     cfg.install_signals = false;
     cfg.access_log = "off";
+    if (const char* pg = records_conninfo()) cfg.records = pg;
     if (configure) configure(cfg);
+    // A read-only server reads the store as an earlier one left it.
+    if (!cfg.records.empty() && !cfg.read_only) drop_pg_schema(cfg.records.c_str());
     server_ = std::make_unique<Server>(&loop_, cfg, build_site(cfg));
     std::string error;
     if (!server_->start(error)) throw std::runtime_error("server start failed: " + error);
+    if (records_in_postgres() &&
+        !spin_until([&] { return server_->site().records && server_->site().records->available(); }))
+        throw std::runtime_error("the record store did not connect to PostgreSQL");
 }
 
 void TestServer::stop() {

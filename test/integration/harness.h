@@ -114,6 +114,14 @@ private:
     bool stopped_ = false;
 };
 
+// The record store under test: the file (default) or, when
+// UVH_TEST_RECORDS holds a PostgreSQL connection string (test/e2e/pg.py
+// sets it for the "integration.records_on_postgresql" CTest test),
+// PostgreSQL: every TestServer then starts with --records on an emptied
+// schema and waits until the store is up.
+const char* records_conninfo();
+inline bool records_in_postgres() { return records_conninfo() != nullptr; }
+
 // Open descriptors of this process (for leak checks).
 size_t open_fd_count();
 

@@ -1,0 +1,388 @@
+"""The record store on PostgreSQL (--records), end to end: two uvhttpd
+instances with separate roots (two "machines") behind HAProxy, one
+PostgreSQL started by the test (test/e2e/pg.py). Every acknowledged record
+present exactly once; GET /database.txt the same from both; kill -9 of an
+instance and a 5 s database outage under load lose nothing acknowledged;
+503 + Retry-After while the database is down; a unique-id race between the
+two instances ends in one 201 and one 409. The record-store cases
+themselves run against PostgreSQL as the CTest test
+integration.records_on_postgresql (test/integration/records_test.cpp)."""
+
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import uvhlib
+from pg import PgCluster
+from uvhlib import Server, TempRoot, free_port, request
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with PgCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def db(pg):
+    pg.reset()
+    return pg
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)  # polling a condition, bounded by the deadline
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(port, path, timeout=5):
+    try:
+        return request(port, "GET", path, timeout=timeout).status
+    except (OSError, uvhlib.PeerClosed):
+        return None
+
+
+def pg_server(root, url, *flags, **kw):
+    """A uvhttpd on PostgreSQL, returned once its store is up (/readyz
+    with --records-required)."""
+    s = Server(root, "--records", url, "--records-required", *flags, **kw)
+    wait_for(lambda: status(s.port, "/readyz") == 200, 30, "the record store to connect")
+    return s
+
+
+class Haproxy:
+    """HAProxy in front of `ports`, health-checking /readyz every 100 ms (the
+    configuration docs/operations.md shows), retrying only connection
+    failures. Stopped by its PID."""
+
+    def __init__(self, tmp, ports):
+        self.port = free_port()
+        servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check" for i, p in enumerate(ports))
+        self.cfg = os.path.join(tmp, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(f"""
+global
+    maxconn 4096
+    log stderr format raw local0
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlog-normal
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retry-on conn-failure empty-response
+frontend fe
+    bind 127.0.0.1:{self.port}
+    default_backend be
+backend be
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 100ms fall 1 rise 2
+{servers}
+""")
+        self.log = open(os.path.join(tmp, "haproxy.log"), "w+")
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg], stdout=subprocess.DEVNULL, stderr=self.log)
+        wait_for(lambda: status(self.port, "/readyz") == 200, 15, "haproxy to serve")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+class Load:
+    """`clients` threads POSTing records to `port` until `total` are sent or
+    stop() is called. Keeps every answer: ids of the 201s, the other
+    statuses with their Retry-After, and connection errors."""
+
+    def __init__(self, port, clients, total=None, prefix="c"):
+        self.port, self.total, self.prefix = port, total, prefix
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.acked = []          # ids answered 201
+        self.statuses = {}       # status -> count
+        self.retry_after = []    # Retry-After values of the 503s
+        self.errors = 0
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.worker, args=(n,)) for n in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def next_seq(self):
+        with self.lock:
+            if self.stopping.is_set() or (self.total is not None and self.sent >= self.total):
+                return None
+            self.sent += 1
+            return self.sent
+
+    def worker(self, n):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        while True:
+            seq = self.next_seq()
+            if seq is None:
+                break
+            try:
+                conn.request("POST", "/database.txt", body=f"client={self.prefix}{n}&seq={seq}", headers=FORM)
+                r = conn.getresponse()
+                r.read()
+                with self.lock:
+                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                    if r.status == 201:
+                        self.acked.append(r.getheader("Location").rsplit("/", 1)[1])
+                    elif r.status == 503:
+                        self.retry_after.append(r.getheader("Retry-After"))
+                if r.status == 503:
+                    time.sleep(0.02)  # a client backing off, not synchronisation
+            except (OSError, http.client.HTTPException):
+                with self.lock:
+                    self.errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                time.sleep(0.02)  # a client backing off after a cut connection
+        conn.close()
+
+    def count(self, st):
+        with self.lock:
+            return self.statuses.get(st, 0)
+
+    def acks(self):
+        with self.lock:
+            return len(self.acked)
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+    def join(self):
+        for t in self.threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in self.threads), "a client thread hung"
+
+
+def metric(text, series):
+    """The value of one series (name with its labels) in /metrics text."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {series} in /metrics")
+
+
+def stored_ids(pg):
+    return [l.split(" ", 1)[0] for l in pg.lines()]
+
+
+def assert_acked_once(pg, acked):
+    ids = stored_ids(pg)
+    assert len(ids) == len(set(ids)), "duplicate ids in the table"
+    missing = set(acked) - set(ids)
+    assert not missing, f"{len(missing)} acknowledged records missing, e.g. {sorted(missing)[:5]}"
+    assert len(acked) == len(set(acked)), "one id acknowledged twice"
+    return ids
+
+
+def test_two_instances_behind_haproxy_4000_posts_64_clients(db):
+    with TempRoot() as ra, TempRoot() as rb, TempRoot() as tmp:
+        a, b = pg_server(ra.path, db.url), pg_server(rb.path, db.url)
+        ha = Haproxy(tmp.path, [a.port, b.port])
+        try:
+            start = time.monotonic()
+            load = Load(ha.port, 64, total=4000)
+            load.join()
+            took = time.monotonic() - start
+            print(f"  4000 POSTs through HAProxy to 2 instances, 64 clients: {took:.1f}s ({4000 / took:.0f}/s), "
+                  f"statuses {load.statuses}, {load.errors} errors")
+            assert load.statuses == {201: 4000} and load.errors == 0
+            ids = assert_acked_once(db, load.acked)
+            assert len(ids) == 4000
+            # Both instances served a share.
+            for s in (a, b):
+                m = request(s.port, "GET", "/metrics").body.decode()
+                assert metric(m, 'uvhttpd_record_operations_total{op="append",status="201"}') > 0, \
+                    "an instance took no records"
+                assert metric(m, "uvhttpd_records_db_roundtrip_seconds_count") > 0
+                assert metric(m, "uvhttpd_records_db_pool_size") == 4
+            # The same listing from both, in creation order, streamed
+            # (chunked: 4,000 records are more than one page).
+            ra_list = request(a.port, "GET", "/database.txt")
+            rb_list = request(b.port, "GET", "/database.txt")
+            assert ra_list.status == rb_list.status == 200
+            assert ra_list.framing == "chunked", ra_list.framing
+            assert ra_list.body == rb_list.body
+            assert ra_list.body.decode() == "".join(l + "\n" for l in db.lines())
+            assert ra_list.get("content-type") == "text/plain; charset=utf-8"
+        finally:
+            ha.close()
+        a.finish()
+        b.finish()
+
+
+def test_kill_9_of_one_instance_under_load_loses_no_acknowledged_record(db):
+    with TempRoot() as ra, TempRoot() as rb, TempRoot() as tmp:
+        a = pg_server(ra.path, db.url)
+        b = pg_server(rb.path, db.url, expect_exit=-signal.SIGKILL)
+        ha = Haproxy(tmp.path, [a.port, b.port])
+        try:
+            load = Load(ha.port, 64, total=100000)
+            wait_for(lambda: load.acks() >= 1000, 60, "1000 acknowledged records")
+            b.proc.kill()
+            b.proc.wait(timeout=10)
+            at_kill = load.acks()
+            # Service goes on through the other instance.
+            wait_for(lambda: load.acks() >= at_kill + 1000, 60, "1000 more records after the kill")
+            load.stop()
+            print(f"  killed b after {at_kill} acknowledged; {load.acks()} in all; statuses {load.statuses}, "
+                  f"{load.errors} connection errors")
+            assert set(load.statuses) <= {201, 502, 503}, load.statuses
+            assert_acked_once(db, load.acked)
+        finally:
+            ha.close()
+        a.finish()
+
+
+def test_database_outage_under_load_503_with_retry_after_then_full_service(db):
+    with TempRoot() as ra, TempRoot() as rb, TempRoot() as tmp:
+        ra.write("index.html", "<!DOCTYPE html><title>x</title>")
+        # Not --records-required: HAProxy keeps both in rotation, so the
+        # clients see uvhttpd's own 503s.
+        a = Server(ra.path, "--records", db.url)
+        b = Server(rb.path, "--records", db.url)
+        watcher = pg_server(tmp.path, db.url)  # --records-required: /readyz follows the database
+        for s in (a, b):
+            wait_for(lambda: status(s.port, "/database.txt/none") == 404, 30, "the store to connect")
+        ha = Haproxy(tmp.path, [a.port, b.port])
+        try:
+            load = Load(ha.port, 64)
+            wait_for(lambda: load.acks() >= 500, 60, "500 acknowledged records")
+            db.stop()
+            stopped_at = time.monotonic()
+            wait_for(lambda: load.count(503) >= 50, 30, "503s while the database is down")
+            # During the outage: files, liveness and the probe.
+            assert request(a.port, "GET", "/index.html").status == 200
+            assert request(a.port, "GET", "/healthz").status == 200
+            assert request(a.port, "GET", "/readyz").status == 200  # not --records-required
+            r = request(watcher.port, "GET", "/readyz")
+            assert r.status == 503 and r.body == b"records database unreachable\n"
+            r = request(a.port, "GET", "/database.txt")
+            assert r.status == 503 and r.get("retry-after") is not None, r
+            r = request(a.port, "POST", "/database.txt", body="name=x", headers=FORM)
+            assert r.status == 503 and int(r.get("retry-after")) >= 1, r
+            assert r.body == b"503 Service Unavailable: the record database is unreachable; nothing was stored, " \
+                             b"try again\n", r.body
+            # PostgreSQL stays down for 5 s under load.
+            time.sleep(max(0.0, 5 - (time.monotonic() - stopped_at)))  # the outage's length, not a wait
+            during = load.acks()
+            db.start()
+            wait_for(lambda: load.acks() >= during + 1000, 60, "1000 records after the database came back")
+            wait_for(lambda: status(watcher.port, "/readyz") == 200, 30, "/readyz ready again")
+            load.stop()
+            print(f"  outage: {load.count(503)} answers 503 (Retry-After {sorted(set(load.retry_after))}), "
+                  f"{load.acks()} acknowledged; statuses {load.statuses}, {load.errors} connection errors")
+            assert set(load.statuses) <= {201, 503}, load.statuses
+            assert all(v is not None and int(v) >= 1 for v in load.retry_after), "a 503 without Retry-After"
+            assert_acked_once(db, load.acked)
+            m = request(a.port, "GET", "/metrics").body.decode()
+            assert metric(m, "uvhttpd_records_db_reconnects_total") >= 1, "the reconnections were not counted"
+            assert metric(m, 'uvhttpd_record_operations_total{op="append",status="503"}') > 0
+            wait_for(lambda: metric(request(a.port, "GET", "/metrics").body.decode(),
+                                    "uvhttpd_records_db_connections_up") == 4, 30, "the whole pool back")
+        finally:
+            ha.close()
+            if db.pid is None:
+                db.start()
+        a.finish()
+        b.finish()
+        watcher.finish()
+
+
+def test_unique_id_race_between_two_instances_one_201_one_409(db):
+    with TempRoot() as ra, TempRoot() as rb:
+        a, b = pg_server(ra.path, db.url), pg_server(rb.path, db.url)
+        for i in range(40):
+            barrier = threading.Barrier(2)
+            results = {}
+
+            def post(name, port):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.connect()
+                barrier.wait(timeout=10)
+                c.request("POST", "/database.txt", body=f"id=race{i}&from={name}", headers=FORM)
+                results[name] = c.getresponse().status
+                c.close()
+
+            ts = [threading.Thread(target=post, args=(n, p)) for n, p in (("a", a.port), ("b", b.port))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(timeout=30)
+            assert sorted(results.values()) == [201, 409], (i, results)
+        ids = stored_ids(db)
+        assert sorted(ids) == sorted(f"race{i}" for i in range(40))
+        a.finish()
+        b.finish()
+
+
+def test_starts_without_the_database_and_connects_when_it_comes(db):
+    """Started while PostgreSQL is down: records 503 + Retry-After, files
+    and /healthz served, /readyz 503 with --records-required; once the
+    database is up the store connects by itself and creates its schema."""
+    with TempRoot() as root:
+        root.write("a.txt", "file\n")
+        db.sql("DROP TABLE IF EXISTS uvhttpd_records, uvhttpd_schema")
+        db.stop()
+        try:
+            s = Server(root.path, "--records", db.url, "--records-required")
+            r = request(s.port, "POST", "/database.txt", body="name=x", headers=FORM)
+            assert r.status == 503 and r.get("retry-after"), r
+            assert request(s.port, "GET", "/database.txt/1").status == 503
+            assert request(s.port, "GET", "/a.txt").body == b"file\n"
+            assert request(s.port, "GET", "/healthz").status == 200
+            assert request(s.port, "GET", "/readyz").status == 503
+        finally:
+            db.start()
+        wait_for(lambda: status(s.port, "/readyz") == 200, 30, "the store to connect")
+        r = request(s.port, "POST", "/database.txt", body="name=x", headers=FORM)
+        assert r.status == 201, r
+        assert db.sql("SELECT version FROM uvhttpd_schema").strip() == "1"
+        s.finish()
+        assert "unreachable" in s.stderr() and "reachable again" not in s.stderr()
+
+
+def test_a_stale_database_txt_is_not_served_and_writes_obey_the_rules(db):
+    with TempRoot() as root:
+        root.write("database.txt", "1 old=file\n")
+        s = pg_server(root.path, db.url, "--write-token", "tok")
+        assert "is not served or read" in s.stderr()
+        assert request(s.port, "GET", "/database.txt").body == b""
+        auth = {**FORM, "Authorization": "Bearer tok"}
+        assert request(s.port, "POST", "/database.txt", body="name=x", headers=FORM).status == 401
+        assert request(s.port, "POST", "/database.txt", body="name=x", headers=auth).status == 201
+        assert request(s.port, "GET", "/database.txt").body == b"1 name=x\n"
+        # The file stays as it was; writes to it by name are still refused.
+        assert request(s.port, "PUT", "/database.txt", body="x", headers=auth).status == 405
+        with open(os.path.join(root.path, "database.txt")) as f:
+            assert f.read() == "1 old=file\n"
+        s.finish()
+        with Server(root.path, "--records", db.url, "--read-only") as ro:
+            wait_for(lambda: status(ro.port, "/database.txt/1") == 200, 30, "the store to connect")
+            assert request(ro.port, "POST", "/database.txt", body="name=y", headers=FORM).status == 405
+            assert request(ro.port, "DELETE", "/database.txt/1").status == 405
+
+
+def test_bad_connection_string_is_a_start_up_error(tmp_path):
+    r = subprocess.run([uvhlib.BINARY, "--port", "0", "--root", str(tmp_path), "--records", "host=x port=1 bogus=1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "cannot use --records" in r.stderr and "bogus" in r.stderr, r.stderr
