@@ -125,7 +125,7 @@ def commands_section(ctx, server_objs_cmds):
 
 def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started, elapsed, cmds,
                slow_table=None, slow_notes=(), dav_table=None, dav_notes=(), comp_table=None,
-               comp_notes=()):
+               comp_notes=(), pg_table=None, pg_notes=()):
     a = ctx.args
     docs = os.path.join(REPO, "docs")
     os.makedirs(docs, exist_ok=True)
@@ -341,6 +341,19 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
         out.append(comp_table)
         out.append("")
         for n in comp_notes:
+            out.append(n)
+            out.append("")
+    if pg_table or pg_notes:
+        out.append("### Records: the file store and PostgreSQL")
+        out.append("")
+        out.append("The records workload's wrk POST load (64 connections) against uvhttpd with the file "
+                   "store and with `--records` on a PostgreSQL cluster the run starts, next to PostgreSQL's "
+                   "own ceiling for single-row INSERTs from 64 pgbench clients.")
+        out.append("")
+        if pg_table:
+            out.append(pg_table)
+            out.append("")
+        for n in pg_notes:
             out.append(n)
             out.append("")
     if ctx.notes:

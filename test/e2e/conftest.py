@@ -15,7 +15,10 @@
   and nothing failed; pytest's own 5 when no test ran (a -k or UVH_CASE
   filter matching nothing), which CTest counts as a failure.
 - UVH_CASE=TEXT (test_conformance.py): only the tests that carry a `cases`
-  table with a case whose title contains TEXT; the others are deselected."""
+  table with a case whose title contains TEXT; the others are deselected.
+- `record_store` (parametrised "file" and "postgresql"): a record-store test
+  written once runs against both stores; the PostgreSQL cluster
+  (test/e2e/pg.py) starts once per session, only when a test asks for it."""
 
 import os
 
@@ -39,6 +42,65 @@ def pytest_configure(config):
 @pytest.fixture
 def binary():
     return uvhlib.BINARY
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from pg import PgCluster
+    with PgCluster() as cluster:
+        yield cluster
+
+
+class RecordStoreMode:
+    """How a test starts servers on a record store and reads it back:
+    "file" (database.txt in the root, the default) or "postgresql"
+    (--records on the session's cluster, emptied for each test)."""
+
+    def __init__(self, name, cluster=None):
+        self.name, self.cluster = name, cluster
+        if cluster is not None:
+            cluster.reset()
+
+    def flags(self):
+        return () if self.cluster is None else ("--records", self.cluster.url, "--records-required")
+
+    def server(self, root, *flags, **kw):
+        """A uvhttpd on this store, returned once the store is usable."""
+        s = uvhlib.Server(root, *self.flags(), *flags, **kw)
+        if self.cluster is not None:
+            uvhlib.wait_until(lambda: uvhlib.request(s.port, "GET", "/readyz").status == 200, 30,
+                              "the record store to connect to PostgreSQL", interval=0.05)
+        return s
+
+    def lines(self, root):
+        """The stored lines, "ID fields" each, in the store's order."""
+        if self.cluster is not None:
+            return self.cluster.lines()
+        path = os.path.join(root, "database.txt")
+        if not os.path.exists(path):
+            return []
+        with open(path, "rb") as f:
+            data = f.read()
+        assert data == b"" or data.endswith(b"\n"), "torn last line"
+        return data.decode().split("\n")[:-1]
+
+    def count(self, root):
+        """How many records are stored (cheap enough to poll)."""
+        if self.cluster is not None:
+            return int(self.cluster.sql("SELECT count(*) FROM uvhttpd_records").strip() or 0)
+        path = os.path.join(root, "database.txt")
+        try:
+            with open(path, "rb") as f:
+                return f.read().count(b"\n")
+        except FileNotFoundError:
+            return 0
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def record_store(request):
+    if request.param == "file":
+        return RecordStoreMode("file")
+    return RecordStoreMode("postgresql", request.getfixturevalue("pg_cluster"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -115,10 +115,10 @@ def test_create_only_race():
 
 # ------------------------------------------ 2. Host and Origin on writes
 
-def test_foreign_host_cannot_write():
+def test_foreign_host_cannot_write(record_store):
     with TempRoot() as root:
         root.write("keep.txt", "keep\n")
-        with Server(root.path) as s:
+        with record_store.server(root.path) as s:
             p = s.port
             foreign = {"Host": "rebind.attacker.example"}
             st, _, body = request(p, "PUT", "/planted.html", body=b"<script>", headers=foreign)
@@ -154,9 +154,9 @@ def test_allowed_host_flag():
             stopped_cleanly(s)
 
 
-def test_cross_site_writes_refused():
+def test_cross_site_writes_refused(record_store):
     with TempRoot() as root:
-        with Server(root.path) as s:
+        with record_store.server(root.path) as s:
             p = s.port
             form = {"Content-Type": "application/x-www-form-urlencoded"}
             evil = {**form, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
@@ -188,7 +188,7 @@ def test_cross_site_writes_refused():
                                                            "Sec-Fetch-Site": "cross-site"})
             assert st == 200
             stopped_cleanly(s)
-        with Server(root.path, "--allowed-origin", "https://app.example") as s:
+        with record_store.server(root.path, "--allowed-origin", "https://app.example") as s:
             st, _, body = request(s.port, "PUT", "/z.txt", body=b"z",
                                   headers={"Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"})
             assert st == 201, (st, body)
