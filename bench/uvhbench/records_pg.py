@@ -56,7 +56,7 @@ def pgbench_ceiling(cluster, workdir, duration):
         raise BenchError("pgbench failed (%d):\n%s\n%s" % (r.returncode, r.stdout, r.stderr))
     lat = re.search(r"latency average = ([\d.]+) ms", r.stdout)
     return {"tps": float(m.group(1)), "latency_ms": float(lat.group(1)) if lat else None,
-            "cmd": " ".join(cmd[:-8]) + " -f insert_one.sql"}
+            "cmd": "pgbench -n -c %d -j 2 -T %d -f insert_one.sql" % (CLIENTS, duration)}
 
 
 def wait_records_ready(s, timeout=30):
