@@ -408,3 +408,26 @@ def test_listings_are_compressed():
                 assert h["content-type"] == "application/json" and b'"file-0299.txt"' in body
             r = get(s, "/dir/", "gzip")
             assert r.framing == "chunked" and gzip.decompress(r.body) == plain
+
+
+def test_clients_that_leave_while_a_compression_runs():
+    """Waiters that go away (reset or close) are released when the job ends;
+    the job's result still serves the next client, once."""
+    import socket
+    data = b"".join(b"var line%06d = 'some text to compress, %d';\n" % (i, i * 7) for i in range(20000))
+    with TempRoot() as root:
+        root.write("big.js", data)  # about 1 MiB: br 11 takes a while
+        with Server(root.path) as s:
+            socks = []
+            for i in range(12):
+                c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+                c.sendall(b"GET /big.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\n\r\n")
+                socks.append(c)
+            for i, c in enumerate(socks):
+                if i % 2:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()  # half of them with a reset
+            h, body = decoded(s, "/big.js", "br")
+            assert body == data and h["content-encoding"] == "br"
+            assert metric(s, "uvhttpd_compressions_total", 'coding="br"') == 1
+            assert get(s, "/healthz").status == 200
