@@ -29,65 +29,73 @@ BEGIN;
 SELECT pg_advisory_xact_lock(7532815469012844);
 CREATE TABLE IF NOT EXISTS uvhttpd_schema (version integer NOT NULL);
 INSERT INTO uvhttpd_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM uvhttpd_schema);
-CREATE TABLE IF NOT EXISTS uvhttpd_records (
-    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id text NOT NULL UNIQUE CHECK (id ~ '^[A-Za-z0-9._-]{1,64}$' AND id NOT IN ('.', '..')),
-    fields text NOT NULL
-);
-CREATE SEQUENCE IF NOT EXISTS uvhttpd_records_auto MINVALUE 1 MAXVALUE 999999999999999999 CYCLE;
-CREATE OR REPLACE FUNCTION uvhttpd_records_bump(p_id text) RETURNS void LANGUAGE plpgsql AS $f$
+-- Only a schema of the version this uvhttpd knows is created or touched:
+-- a newer one (migrated by a later release) is left alone and refused.
+DO $setup$
 BEGIN
-    IF p_id ~ '^[0-9]+$' AND length(ltrim(p_id, '0')) BETWEEN 1 AND 18
-       AND p_id::bigint < 999999999999999999 THEN
-        PERFORM setval('uvhttpd_records_auto', p_id::bigint)
-           FROM uvhttpd_records_auto a WHERE p_id::bigint > a.last_value;
+    IF (SELECT max(version) FROM uvhttpd_schema) IS DISTINCT FROM 1 THEN
+        RETURN;
     END IF;
-END $f$;
-CREATE OR REPLACE FUNCTION uvhttpd_records_append(p_lines text)
-RETURNS TABLE (o_n integer, o_id text) LANGUAGE plpgsql AS $f$
-DECLARE
-    v_line text;
-    v_id text;
-    v_fields text;
-    v_got text;
-BEGIN
-    o_n := 0;
-    FOREACH v_line IN ARRAY string_to_array(p_lines, E'\n') LOOP
-        o_n := o_n + 1;
-        v_id := split_part(v_line, ' ', 1);
-        v_fields := substr(v_line, length(v_id) + 2);
-        IF v_id <> '' THEN
-            v_got := NULL;
-            INSERT INTO uvhttpd_records AS r (id, fields) VALUES (v_id, v_fields)
-                ON CONFLICT DO NOTHING RETURNING r.id INTO v_got;
-            IF v_got IS NOT NULL THEN
-                PERFORM uvhttpd_records_bump(v_got);
-            END IF;
-        ELSE
-            LOOP
+    CREATE TABLE IF NOT EXISTS uvhttpd_records (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE CHECK (id ~ '^[A-Za-z0-9._-]{1,64}$' AND id NOT IN ('.', '..')),
+        fields text NOT NULL
+    );
+    CREATE SEQUENCE IF NOT EXISTS uvhttpd_records_auto MINVALUE 1 MAXVALUE 999999999999999999 CYCLE;
+    CREATE OR REPLACE FUNCTION uvhttpd_records_bump(p_id text) RETURNS void LANGUAGE plpgsql AS $f$
+    BEGIN
+        IF p_id ~ '^[0-9]+$' AND length(ltrim(p_id, '0')) BETWEEN 1 AND 18
+           AND p_id::bigint < 999999999999999999 THEN
+            PERFORM setval('uvhttpd_records_auto', p_id::bigint)
+               FROM uvhttpd_records_auto a WHERE p_id::bigint > a.last_value;
+        END IF;
+    END $f$;
+    CREATE OR REPLACE FUNCTION uvhttpd_records_append(p_lines text)
+    RETURNS TABLE (o_n integer, o_id text) LANGUAGE plpgsql AS $f$
+    DECLARE
+        v_line text;
+        v_id text;
+        v_fields text;
+        v_got text;
+    BEGIN
+        o_n := 0;
+        FOREACH v_line IN ARRAY string_to_array(p_lines, E'\n') LOOP
+            o_n := o_n + 1;
+            v_id := split_part(v_line, ' ', 1);
+            v_fields := substr(v_line, length(v_id) + 2);
+            IF v_id <> '' THEN
                 v_got := NULL;
-                v_id := nextval('uvhttpd_records_auto')::text;
                 INSERT INTO uvhttpd_records AS r (id, fields) VALUES (v_id, v_fields)
                     ON CONFLICT DO NOTHING RETURNING r.id INTO v_got;
-                EXIT WHEN v_got IS NOT NULL;
-            END LOOP;
+                IF v_got IS NOT NULL THEN
+                    PERFORM uvhttpd_records_bump(v_got);
+                END IF;
+            ELSE
+                LOOP
+                    v_got := NULL;
+                    v_id := nextval('uvhttpd_records_auto')::text;
+                    INSERT INTO uvhttpd_records AS r (id, fields) VALUES (v_id, v_fields)
+                        ON CONFLICT DO NOTHING RETURNING r.id INTO v_got;
+                    EXIT WHEN v_got IS NOT NULL;
+                END LOOP;
+            END IF;
+            o_id := v_got;
+            RETURN NEXT;
+        END LOOP;
+    END $f$;
+    CREATE OR REPLACE FUNCTION uvhttpd_records_put(p_id text, p_fields text) RETURNS boolean
+    LANGUAGE plpgsql AS $f$
+    DECLARE
+        v_inserted boolean;
+    BEGIN
+        INSERT INTO uvhttpd_records AS r (id, fields) VALUES (p_id, p_fields)
+            ON CONFLICT (id) DO UPDATE SET fields = EXCLUDED.fields RETURNING (r.xmax = 0) INTO v_inserted;
+        IF v_inserted THEN
+            PERFORM uvhttpd_records_bump(p_id);
         END IF;
-        o_id := v_got;
-        RETURN NEXT;
-    END LOOP;
-END $f$;
-CREATE OR REPLACE FUNCTION uvhttpd_records_put(p_id text, p_fields text) RETURNS boolean
-LANGUAGE plpgsql AS $f$
-DECLARE
-    v_inserted boolean;
-BEGIN
-    INSERT INTO uvhttpd_records AS r (id, fields) VALUES (p_id, p_fields)
-        ON CONFLICT (id) DO UPDATE SET fields = EXCLUDED.fields RETURNING (r.xmax = 0) INTO v_inserted;
-    IF v_inserted THEN
-        PERFORM uvhttpd_records_bump(p_id);
-    END IF;
-    RETURN v_inserted;
-END $f$;
+        RETURN v_inserted;
+    END $f$;
+END $setup$;
 COMMIT;
 SELECT max(version) FROM uvhttpd_schema;
 )SQL";

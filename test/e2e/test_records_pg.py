@@ -386,3 +386,40 @@ def test_bad_connection_string_is_a_start_up_error(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "cannot use --records" in r.stderr and "bogus" in r.stderr, r.stderr
+
+
+def test_a_statement_the_database_refuses_is_a_500_with_one_line(db):
+    """A schema broken by hand (the append function renamed): POST is a 500
+    with one readable line and PostgreSQL's words on stderr; reads still
+    work; nothing is half-stored."""
+    with TempRoot() as root:
+        s = pg_server(root.path, db.url)
+        assert request(s.port, "POST", "/database.txt", body="id=a&name=x", headers=FORM).status == 201
+        db.sql("ALTER FUNCTION uvhttpd_records_append(text) RENAME TO uvhttpd_records_append_gone")
+        r = request(s.port, "POST", "/database.txt", body="name=y", headers=FORM)
+        assert r.status == 500 and r.body == b"500 Internal Server Error: the record store failed\n", r
+        assert request(s.port, "GET", "/database.txt/a").body == b"name=x\n"
+        assert stored_ids(db) == ["a"]
+        s.finish()
+        assert "uvhttpd_records_append(unknown) does not exist" in s.stderr() or \
+            "does not exist" in s.stderr(), s.stderr()
+
+
+def test_a_schema_version_it_does_not_know_is_refused(db):
+    """A schema a newer uvhttpd migrated (version 2): this one does not touch
+    it, answers 503 and says why on stderr."""
+    with TempRoot() as root:
+        s0 = pg_server(root.path, db.url)
+        s0.finish()
+        # What a migration might have done: a new version, a function gone.
+        db.sql("UPDATE uvhttpd_schema SET version = 2; DROP FUNCTION uvhttpd_records_put")
+        s = Server(root.path, "--records", db.url, "--records-required")
+        wait_for(lambda: "knows version 1" in s.stderr(), 30, "the version complaint")
+        r = request(s.port, "POST", "/database.txt", body="name=y", headers=FORM)
+        assert r.status == 503 and r.get("retry-after"), r
+        assert request(s.port, "GET", "/readyz").status == 503
+        s.finish()
+        assert "the schema is version 2; this uvhttpd knows version 1" in s.stderr()
+        # Left as it was found.
+        assert db.sql("SELECT count(*) FROM pg_proc WHERE proname = 'uvhttpd_records_put'").strip() == "0"
+        assert db.sql("SELECT version FROM uvhttpd_schema").strip() == "2"
