@@ -366,3 +366,14 @@ def test_no_write_lands_after_a_lock_is_granted():
             t.join(60)
         assert counts["other"] == []
         assert open(os.path.join(root.path, "hot.txt"), "rb").read() == after_lock
+
+
+def test_two_servers_on_one_root_share_locks():
+    with TempRoot() as root, Server(root.path) as a, Server(root.path) as b:
+        assert put(a.port, "/both.txt").status == 201
+        tok = token_of(lock(a.port, "/both.txt"))
+        assert put(b.port, "/both.txt").status == 423
+        assert lock(b.port, "/both.txt").status == 423
+        r = request(b.port, "UNLOCK", "/both.txt", headers={"Lock-Token": f"<{tok}>"})
+        assert r.status == 204
+        assert put(a.port, "/both.txt").status == 204
