@@ -104,6 +104,7 @@ std::string usage_text() {
         "                          cross-site writes get 403\n"
         "  --create-dirs           PUT creates missing parent directories (default: 409)\n"
         "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
+
         "  --database PATH         the record store file (default: database.txt in the root)\n"
         "  --max-record-size SIZE  largest record, as a record's line (default 64K); more: 413\n"
         "  --max-store-size SIZE   largest size of the record store file (default 1G;\n"
@@ -116,6 +117,14 @@ std::string usage_text() {
         "                          ~/.pgpass as libpq reads them); same HTTP interface\n"
         "  --records-pool N        connections to PostgreSQL (default 4, 1 to 64)\n"
         "  --records-required      /readyz is 503 while the records database is down\n"
+        "\n"
+        "WebDAV (PROPFIND, PROPPATCH, COPY, MOVE; writes follow the rules above):\n"
+        "  --dav-depth-infinity    answer PROPFIND with Depth: infinity (default: 403,\n"
+        "                          RFC 4918 propfind-finite-depth)\n"
+        "  --dav-props auto|sidecar  where dead properties live: extended attributes\n"
+        "                          (user.uvhttpd.props) with a .uvhttpd-props sidecar\n"
+        "                          where the file system has none (auto, the default),\n"
+        "                          or always the sidecar\n"
         "\n"
         "Limits and timeouts (seconds may have fractions):\n"
         "  --max-connections N     beyond N open connections: 503 and pause accepting\n"
@@ -205,6 +214,17 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 cfg.allow_anonymous_writes = true;
             } else if (arg == "--create-dirs") {
                 cfg.create_dirs = true;
+            } else if (arg == "--dav-depth-infinity") {
+                cfg.dav_depth_infinity = true;
+            } else if (arg == "--dav-props") {
+                std::string v(need());
+                if (v == "sidecar") {
+                    cfg.dav_props_sidecar = true;
+                } else if (v == "auto") {
+                    cfg.dav_props_sidecar = false;
+                } else {
+                    throw UsageError("--dav-props is auto or sidecar");
+                }
             } else if (arg == "--database") {
                 cfg.database = need();
                 if (cfg.database.empty() || cfg.database.back() == '/')

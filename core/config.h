@@ -21,6 +21,8 @@ struct Config {
     std::string write_token;
     bool allow_anonymous_writes = false;
     bool create_dirs = false;
+    bool dav_depth_infinity = false;  // --dav-depth-infinity
+    bool dav_props_sidecar = false;   // --dav-props sidecar
     std::string database = "database.txt";  // relative to the root, or absolute
     uint64_t max_record_size = 64 * 1024;    // a record's stored line, newline included
     uint64_t max_store_size = 1ull << 30;    // the record store file; 0: unlimited

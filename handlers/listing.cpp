@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -51,22 +52,28 @@ std::string href_for(const DirEntry& e) {
 // and size), only files and directories. False when it is not listed.
 bool stat_entry(int root_fd, int dir_fd, const std::string& rel, const char* name, DirEntry& out) {
     if (name[0] == '.') return false;  // ".", ".." and dotfiles
-    struct stat st {};
-    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-    if (S_ISLNK(st.st_mode)) {
+    // statx rather than fstatat: the same cost, and it reports the birth
+    // time (DAV:creationdate) where the file system keeps one.
+    struct statx st {};
+    constexpr unsigned kMask = STATX_TYPE | STATX_SIZE | STATX_MTIME | STATX_INO | STATX_BTIME;
+    if (statx(dir_fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, kMask, &st) != 0) return false;
+    if (S_ISLNK(st.stx_mode)) {
         // Show a symlink only if the server would follow it.
         std::string path = rel == "." ? std::string(name) : rel + "/" + name;
         int fd = open_beneath(root_fd, path, O_PATH);
         if (fd < 0) return false;
-        bool ok = fstat(fd, &st) == 0;
+        bool ok = statx(fd, "", AT_EMPTY_PATH, kMask, &st) == 0;
         close(fd);
         if (!ok) return false;
     }
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return false;
+    if (!S_ISDIR(st.stx_mode) && !S_ISREG(st.stx_mode)) return false;
     out.name = name;
-    out.is_dir = S_ISDIR(st.st_mode);
-    out.size = out.is_dir ? 0 : static_cast<uint64_t>(st.st_size);
-    out.mtime = st.st_mtim.tv_sec;
+    out.is_dir = S_ISDIR(st.stx_mode);
+    out.size = out.is_dir ? 0 : static_cast<uint64_t>(st.stx_size);
+    out.mtime = st.stx_mtime.tv_sec;
+    out.mtime_nsec = st.stx_mtime.tv_nsec;
+    out.ino = st.stx_ino;
+    out.btime = (st.stx_mask & STATX_BTIME) ? st.stx_btime.tv_sec : 0;
     return true;
 }
 

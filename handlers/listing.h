@@ -16,6 +16,11 @@ struct DirEntry {
     bool is_dir = false;
     uint64_t size = 0;
     int64_t mtime = 0;
+    // For WebDAV properties (handlers/dav/propfind.cpp): the ETag's inputs
+    // and the birth time (0 where the file system does not report it).
+    int64_t mtime_nsec = 0;
+    uint64_t ino = 0;
+    int64_t btime = 0;
 };
 
 // Up to this many entries a listing is sorted; a larger directory is

@@ -127,7 +127,16 @@ void LockService::Guard::release() {
     fd_ = -1;
 }
 
-LockService::Guard LockService::lock_name(const struct stat& dir, std::string_view name) const {
+off_t LockService::byte_of(const struct stat& dir, std::string_view name) {
+    uint64_t h = mix(mix(kFnvBasis, static_cast<uint64_t>(dir.st_dev)), static_cast<uint64_t>(dir.st_ino));
+    for (char c : name) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    return kLockBase + static_cast<off_t>(h % kLockBytes);
+}
+
+LockService::Guard LockService::lock_bytes(off_t first, off_t second) const {
     if (fd_ < 0) {
         errno = EBADF;
         return Guard();
@@ -137,18 +146,29 @@ LockService::Guard LockService::lock_name(const struct stat& dir, std::string_vi
     std::string self = fmt::format("/proc/self/fd/{}", fd_);
     int fd = ::open(self.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) return Guard();
-    uint64_t h = mix(mix(kFnvBasis, static_cast<uint64_t>(dir.st_dev)), static_cast<uint64_t>(dir.st_ino));
-    for (char c : name) {
-        h ^= static_cast<unsigned char>(c);
-        h *= 1099511628211ull;
-    }
-    if (!lock_byte(fd, kLockBase + static_cast<off_t>(h % kLockBytes), F_WRLCK)) {
-        int e = errno;
-        ::close(fd);
-        errno = e;
-        return Guard();
+    for (off_t at : {first, second}) {
+        if (at >= 0 && !lock_byte(fd, at, F_WRLCK)) {
+            int e = errno;
+            ::close(fd);
+            errno = e;
+            return Guard();
+        }
     }
     return Guard(fd);
+}
+
+LockService::Guard LockService::lock_name(const struct stat& dir, std::string_view name) const {
+    return lock_bytes(byte_of(dir, name), -1);
+}
+
+LockService::Guard LockService::lock_names(const struct stat& dir_a, std::string_view a, const struct stat& dir_b,
+                                           std::string_view b) const {
+    // Both on one description, in ascending byte order: two MOVEs in
+    // opposite directions cannot deadlock, and two names that share a byte
+    // do not wait for themselves (OFD locks have no deadlock detection).
+    off_t x = byte_of(dir_a, a), y = byte_of(dir_b, b);
+    if (x == y) return lock_bytes(x, -1);
+    return x < y ? lock_bytes(x, y) : lock_bytes(y, x);
 }
 
 LockService::Guard LockService::lock_table(bool exclusive) const {

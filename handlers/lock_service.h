@@ -74,6 +74,10 @@ public:
     // Guard that does not hold (held() false, errno set) when the lock could
     // not be taken.
     Guard lock_name(const struct stat& dir, std::string_view name) const;
+    // The locks of two names at once (COPY and MOVE: source and
+    // destination), taken in a fixed order on one Guard.
+    Guard lock_names(const struct stat& dir_a, std::string_view a, const struct stat& dir_b,
+                     std::string_view b) const;
 
     // The lock of the WebDAV lock table (handlers/dav/lock_table.h): one
     // byte of the state file outside the range names hash to, so it never
@@ -95,6 +99,8 @@ public:
     void bump(dev_t dev, ino_t ino) const;
 
 private:
+    static off_t byte_of(const struct stat& dir, std::string_view name);
+    Guard lock_bytes(off_t first, off_t second) const;  // second < 0: one byte
     uint64_t* slot(dev_t dev, ino_t ino) const;
     int fd_ = -1;
     uint64_t* table_ = nullptr;

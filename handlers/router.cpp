@@ -114,6 +114,12 @@ void dispatch(Exchange& ex) {
     ResponseHead head;
     head.status = 204;
     head.allow = route.allow(site);
+    if (route.dav) {
+        // RFC 4918 §10.1, §18: the compliance classes; MS-Author-Via tells
+        // Windows' WebDAV client to author through DAV.
+        head.add("DAV", "1, 2");
+        head.add("MS-Author-Via", "DAV");
+    }
     ex.respond(head, Body::none());
 }
 

@@ -1,6 +1,7 @@
 #include "handlers/routes.h"
 
 #include "handlers/dav/dav_locks.h"
+#include "handlers/dav/dav.h"
 #include "handlers/get_head.h"
 #include "handlers/probes.h"
 #include "handlers/records.h"
@@ -60,6 +61,7 @@ std::vector<Route> build_table() {
     asterisk.methods = {options()};
     asterisk.refusal = "only OPTIONS takes the target *";
     asterisk.server_wide = true;
+    asterisk.dav = true;
     t.push_back(std::move(asterisk));
 
     // The operational endpoints come before files of the same name.
@@ -86,7 +88,8 @@ std::vector<Route> build_table() {
     db.name = "database";
     db.matches = is_database;
     db.methods = {read(Method::Get, handle_database_read), read(Method::Head, handle_database_read),
-                  write(Method::Post, handle_record_post, BodyPolicy::Read), options()};
+                  write(Method::Post, handle_record_post, BodyPolicy::Read), options(),
+                  {Method::Propfind, handle_propfind, BodyPolicy::Read, Access::Read, {}}};
     db.refusal = "the record store takes POST; records live at /database.txt/ID";
     t.push_back(std::move(db));
 
@@ -104,8 +107,14 @@ std::vector<Route> build_table() {
                      write(Method::Post, post_to_path, BodyPolicy::Read),
                      // RFC 4918 class 2 (handlers/dav/dav_locks.h).
                      write(Method::Lock, handle_lock, BodyPolicy::Read),
-                     write(Method::Unlock, handle_unlock, BodyPolicy::Discard)};
+                     write(Method::Unlock, handle_unlock, BodyPolicy::Discard),
+                     // WebDAV (RFC 4918 §9). PROPFIND reads; the rest write.
+                     {Method::Propfind, handle_propfind, BodyPolicy::Read, Access::Read, {}},
+                     write(Method::Proppatch, handle_proppatch, BodyPolicy::Read),
+                     write(Method::Copy, handle_copy, BodyPolicy::Discard),
+                     write(Method::Move, handle_move, BodyPolicy::Discard)};
     files.refusal = "method not implemented";
+    files.dav = true;
     t.push_back(std::move(files));
 
     for (Route& r : t) derive_allow(r);

@@ -49,6 +49,8 @@ struct Route {
     // OPTIONS * describes the server, not a resource: its Allow is that of
     // the resources (the file route), RFC 9110 §9.3.7.
     bool server_wide = false;
+    // A WebDAV resource: OPTIONS says "DAV: 1, 2" (RFC 4918 §10.1).
+    bool dav = false;
 
     // Derived from `methods` when the table is built.
     std::string allow_writes;  // every method

@@ -35,6 +35,8 @@ struct Site {
     std::string write_token;     // --write-token; empty: no authentication
     uint64_t max_body_size = 1ull << 30;  // --max-body-size; 0: unlimited
     bool create_dirs = false;    // --create-dirs
+    bool dav_depth_infinity = false;  // --dav-depth-infinity: PROPFIND Depth: infinity allowed
+    bool dav_props_sidecar = false;   // --dav-props sidecar (handlers/dav/props_store.h)
     std::vector<std::string> allowed_hosts;    // --allowed-host (protocol/write_origin.h)
     std::vector<std::string> allowed_origins;  // --allowed-origin
     std::string database_url = "/database.txt";  // URL path of the record store

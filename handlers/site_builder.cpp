@@ -95,6 +95,8 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
     site_.writes_enabled = !config_.read_only;
     site_.write_token = config_.write_token;
     site_.create_dirs = config_.create_dirs;
+    site_.dav_depth_infinity = config_.dav_depth_infinity;
+    site_.dav_props_sidecar = config_.dav_props_sidecar;
     site_.allowed_hosts = config_.allowed_hosts;
     site_.ready_max_queue = config_.ready_max_queue;
     site_.allowed_origins = config_.allowed_origins;

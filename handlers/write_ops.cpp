@@ -15,11 +15,15 @@
 
 #include "handlers/compress/coding_cache.h"
 #include "handlers/dav/dav_locks.h"
+#include "handlers/dav/props_store.h"
+#include "handlers/dav/tree_ops.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
 #include "handlers/router.h"
+#include "protocol/dav_xml.h"
 #include "protocol/etag.h"
+#include "protocol/percent.h"
 #include "protocol/preconditions.h"
 #include "protocol/target.h"
 
@@ -400,7 +404,10 @@ void put_end(Exchange& ex) {
 // ---------------------------------------------------------------- DELETE
 
 struct DeleteJob final : WriteJob {
-    using WriteJob::WriteJob;
+    std::string url;  // the decoded URL path, for the members a 207 names
+    bool dir = false;
+    TreeContext tree;
+    explicit DeleteJob(Exchange& ex) : WriteJob(ex), url(ex.path()) {}
     void work() override;
     void done(Exchange& ex) override;
 };
@@ -421,20 +428,30 @@ void DeleteJob::work() {
         err = ENOENT;
         return;
     }
-    bool dir = S_ISDIR(st.st_mode);
+    dir = S_ISDIR(st.st_mode);
     if (trailing_slash && !dir) {
         err = ENOTDIR;
         return;
     }
     if (!check_locks(*this, name, &guard, dir, true)) return;
-    if (unlinkat(dir_fd, name.c_str(), dir ? AT_REMOVEDIR : 0) != 0) {
-        if (errno == ENOTEMPTY || errno == EEXIST) {
-            status = 409;
-        } else {
-            err = errno;
+    if (dir) {
+        // RFC 4918 §9.6.1: a collection goes whole (Depth: infinity); what
+        // cannot go (hidden files, the record store, a failing member)
+        // stays and the 207 names it.
+        tree.site = site;
+        tree.mode = site->dav_props_sidecar ? PropsMode::Sidecar : PropsMode::Auto;
+        bool gone = remove_tree(tree, dir_fd, name, url);
+        if (gone) {
+            guard.release();
+            release_locks(*site, lock_check.rooted, now);
         }
         return;
     }
+    if (unlinkat(dir_fd, name.c_str(), 0) != 0) {
+        err = errno;
+        return;
+    }
+    props_forget({dir_fd, name, false});  // a sidecar entry goes with its file
     fsync(dir_fd);
     bump_generation(*this, st);
     // RFC 4918 §9.6.1: the locks of a deleted resource go with it.
@@ -444,12 +461,33 @@ void DeleteJob::work() {
 
 void DeleteJob::done(Exchange& ex) {
     hand_back(ex);
-    invalidate(ex);
+    if (dir) {
+        if (FileCache* cache = ex.site().cache) cache->clear();  // everything under it
+    } else {
+        invalidate(ex);
+    }
     if (lock_check.status) return respond_lock_check(ex, lock_check);
     if (status == kStoreRefused) return respond_error(ex, kStoreRefused, kStoreMessage);
-    if (status == 409) return respond_error(ex, 409, "the directory is not empty");
     if (status == 412) return respond_error(ex, 412, "precondition failed");
     if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));
+    if (!tree.failures.empty()) {
+        // RFC 4918 §9.6.1: 207 naming the members that could not be
+        // removed (their collections stay too, and are not listed).
+        std::string& out = ex.text();
+        out.clear();
+        multistatus_begin(out);
+        for (const TreeFailure& f : tree.failures) {
+            std::string href;
+            percent_encode(f.url_path, href, "/");
+            multistatus_href_status(out, href, f.status);
+        }
+        multistatus_end(out);
+        ResponseHead head;
+        head.status = 207;
+        head.content_type = "application/xml; charset=utf-8";
+        head.content_length = out.size();
+        return ex.respond(head, Body::mem(out));
+    }
     ResponseHead head;
     head.status = 204;
     ex.respond(head, Body::none());

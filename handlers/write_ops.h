@@ -15,7 +15,9 @@ namespace uvh {
 // replacement; If-Match / If-None-Match / If-Unmodified-Since give 412.
 void handle_put(Exchange& ex);
 
-// DELETE /path: 204; 404 when missing; 409 for a non-empty directory.
+// DELETE /path: 204; 404 when missing. A directory goes with everything in
+// it (RFC 4918 §9.6.1); members that cannot go (hidden files, the record
+// store, failures) stay with their directories and a 207 names them.
 void handle_delete(Exchange& ex);
 
 // MKCOL /dir/: 201; 405 when something exists there; 409 without a parent;

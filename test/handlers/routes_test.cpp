@@ -93,10 +93,10 @@ Site read_only() {
 
 TEST_CASE("routes: Allow is derived from the table, in the table's order", "[routes]") {
     Site site;
-    CHECK(allowed_methods(site) == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
-    CHECK(allow_for(site, "/a/b.txt") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
-    CHECK(allow_for(site, "/dir/") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
-    CHECK(allow_for(site, "/database.txt") == "GET, HEAD, POST, OPTIONS");
+    CHECK(allowed_methods(site) == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK, PROPFIND, PROPPATCH, COPY, MOVE");
+    CHECK(allow_for(site, "/a/b.txt") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK, PROPFIND, PROPPATCH, COPY, MOVE");
+    CHECK(allow_for(site, "/dir/") == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK, PROPFIND, PROPPATCH, COPY, MOVE");
+    CHECK(allow_for(site, "/database.txt") == "GET, HEAD, POST, OPTIONS, PROPFIND");
     CHECK(allow_for(site, "/database.txt/7") == "GET, HEAD, PUT, DELETE, OPTIONS");
     CHECK(allow_for(site, "/healthz") == "GET, HEAD");
     CHECK(allow_for(site, "/readyz") == "GET, HEAD");
@@ -105,11 +105,12 @@ TEST_CASE("routes: Allow is derived from the table, in the table's order", "[rou
 
 TEST_CASE("routes: --read-only leaves the writes out of every Allow", "[routes]") {
     Site site = read_only();
-    for (const char* path : {"/a/b.txt", "/dir/", "/database.txt", "/database.txt/7"}) {
+    for (const char* path : {"/a/b.txt", "/dir/", "/database.txt"}) {
         INFO(path);
-        CHECK(allow_for(site, path) == "GET, HEAD, OPTIONS");
+        CHECK(allow_for(site, path) == "GET, HEAD, OPTIONS, PROPFIND");
     }
-    CHECK(allowed_methods(site) == "GET, HEAD, OPTIONS");
+    CHECK(allow_for(site, "/database.txt/7") == "GET, HEAD, OPTIONS");
+    CHECK(allowed_methods(site) == "GET, HEAD, OPTIONS, PROPFIND");
     CHECK(allow_for(site, "/healthz") == "GET, HEAD");
 }
 
@@ -167,7 +168,8 @@ TEST_CASE("routes: every write of the table is marked a write", "[routes]") {
         for (const MethodRoute& m : r.methods) {
             INFO(r.name << " " << method_token(m.method));
             bool write = m.method == Method::Put || m.method == Method::Delete || m.method == Method::Mkcol ||
-                         m.method == Method::Post || m.method == Method::Lock || m.method == Method::Unlock;
+                         m.method == Method::Post || m.method == Method::Proppatch || m.method == Method::Copy ||
+                         m.method == Method::Move || m.method == Method::Lock || m.method == Method::Unlock;
             CHECK((m.access == Access::Write) == write);
             CHECK((m.handler == nullptr) == (m.method == Method::Options));
         }
@@ -205,8 +207,8 @@ TEST_CASE("dispatch: a method a route does not take is 405 with the route's Allo
     for (const Case& c : std::vector<Case>{
              {Method::Post, "/healthz", "GET, HEAD", "this endpoint answers GET and HEAD"},
              {Method::Options, "/metrics", "GET, HEAD", "this endpoint answers GET and HEAD"},
-             {Method::Put, "/database.txt", "GET, HEAD, POST, OPTIONS", "the record store takes POST"},
-             {Method::Delete, "/database.txt", "GET, HEAD, POST, OPTIONS", "the record store takes POST"},
+             {Method::Put, "/database.txt", "GET, HEAD, POST, OPTIONS, PROPFIND", "the record store takes POST"},
+             {Method::Delete, "/database.txt", "GET, HEAD, POST, OPTIONS, PROPFIND", "the record store takes POST"},
              {Method::Post, "/database.txt/1", "GET, HEAD, PUT, DELETE, OPTIONS", "a record supports"},
              {Method::Mkcol, "/database.txt/1", "GET, HEAD, PUT, DELETE, OPTIONS", "a record supports"},
          }) {
@@ -224,19 +226,21 @@ TEST_CASE("dispatch: a method a route does not take is 405 with the route's Allo
     dispatch(file);
     REQUIRE(file.status);
     CHECK(*file.status == 405);
-    CHECK(file.allow == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK");
+    CHECK(file.allow == "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, POST, LOCK, UNLOCK, PROPFIND, PROPPATCH, COPY, MOVE");
 }
 
 TEST_CASE("dispatch: --read-only answers every write 405 with the read Allow", "[routes][dispatch]") {
     Site site = read_only();
-    for (Method m : {Method::Put, Method::Delete, Method::Mkcol, Method::Post}) {
+    for (Method m : {Method::Put, Method::Delete, Method::Mkcol, Method::Post, Method::Proppatch, Method::Copy,
+                     Method::Move}) {
         for (const char* path : {"/f.txt", "/d/", "/database.txt", "/database.txt/1"}) {
             FakeExchange ex(site, m, path);
             INFO(method_token(m) << " " << path);
             dispatch(ex);
             REQUIRE(ex.status);
             CHECK(*ex.status == 405);
-            CHECK(ex.allow == "GET, HEAD, OPTIONS");
+            CHECK(ex.allow == (std::string_view(path) == "/database.txt/1" ? "GET, HEAD, OPTIONS"
+                                                                            : "GET, HEAD, OPTIONS, PROPFIND"));
             CHECK(ex.body_text.find("this server is read-only") != std::string::npos);
         }
     }

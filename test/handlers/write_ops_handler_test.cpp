@@ -211,7 +211,7 @@ TEST_CASE("handler writes: the record store's file is refused with 403 under any
     CHECK(s.root().read("database.txt") == "1 name=a\n");
 }
 
-TEST_CASE("handler delete: 204, 404, 409 for a non-empty directory, 412, 403 for the root", "[handler][delete]") {
+TEST_CASE("handler delete: 204, 404, a directory whole or 207, 412, 403 for the root", "[handler][delete]") {
     FakeSite s;
     s.root().write("gone.txt", "x");
     s.root().write("full/a.txt", "a");
@@ -226,10 +226,20 @@ TEST_CASE("handler delete: 204, 404, 409 for a non-empty directory, 412, 403 for
     CHECK(again.status == 404);
     CHECK(again.body.rfind("404 Not Found", 0) == 0);
     CHECK(del(s, "/no/such/file").status == 404);
+    s.root().write("full/sub/deep.txt", "d");
     FakeResponse full = del(s, "/full/");
-    CHECK(full.status == 409);
-    CHECK(full.body == "409 Conflict: the directory is not empty\n");
-    CHECK(s.root().exists("full/a.txt"));
+    CHECK(full.status == 204);  // RFC 4918 §9.6.1: with its members
+    CHECK_FALSE(s.root().exists("full"));
+    s.root().write("kept/.dot", "h");
+    s.root().write("kept/in/x.txt", "x");
+    s.root().write("kept/database.txt", "not the store");
+    FakeResponse partial = del(s, "/kept/");
+    CHECK(partial.status == 207);
+    CHECK(partial.body.find("<D:href>/kept/.dot</D:href><D:status>HTTP/1.1 403 Forbidden</D:status>") !=
+          std::string::npos);
+    CHECK(s.root().exists("kept/.dot"));
+    CHECK_FALSE(s.root().exists("kept/in"));
+    CHECK_FALSE(s.root().exists("kept/database.txt"));  // only the store's own file is protected
     CHECK(del(s, "/empty/").status == 204);
     CHECK_FALSE(s.root().exists("empty"));
     CHECK(del(s, "/guarded.txt", "If-Match: \"other\"\r\n").status == 412);

@@ -203,7 +203,7 @@ TEST_CASE("writes are open on loopback by default, and --read-only answers 405 w
         t.root().write("f.txt", "f");
         HttpResponse r = t.request(del);
         CHECK(r.status == 405);
-        CHECK(r.header("allow") == "GET, HEAD, OPTIONS");
+        CHECK(r.header("allow") == "GET, HEAD, OPTIONS, PROPFIND");
         CHECK(t.root().read("f.txt") == "f");
     }
 }

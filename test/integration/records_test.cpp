@@ -159,7 +159,7 @@ TEST_CASE("records: GET/PUT/DELETE of /database.txt/ID", "[records]") {
 
     HttpResponse bad_method = t.request("PUT /database.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
     CHECK(bad_method.status == 405);
-    CHECK(bad_method.header("allow") == "GET, HEAD, POST, OPTIONS");
+    CHECK(bad_method.header("allow") == "GET, HEAD, POST, OPTIONS, PROPFIND");
     CHECK(t.request("DELETE /database.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").status == 405);
     HttpResponse post_record = t.request(post("/database.txt/new", "application/x-www-form-urlencoded", "a=b"));
     CHECK(post_record.status == 405);

@@ -202,7 +202,7 @@ TEST_CASE("an aborted upload leaves the old file and no temporary file", "[put][
     CHECK(t.get("/keep.txt").body == "original");
 }
 
-TEST_CASE("DELETE: 204, 404, 409 for a non-empty directory, preconditions", "[delete]") {
+TEST_CASE("DELETE: 204, 404, a directory goes whole (207 when a hidden file stays), preconditions", "[delete]") {
     TestServer t;
     t.root().write("gone.txt", "x");
     t.root().write("full/a.txt", "a");
@@ -212,8 +212,19 @@ TEST_CASE("DELETE: 204, 404, 409 for a non-empty directory, preconditions", "[de
     CHECK(d.status == 204);
     CHECK_FALSE(t.root().exists("gone.txt"));
     CHECK(one(t, req("DELETE", "/gone.txt")).status == 404);
-    CHECK(one(t, req("DELETE", "/full/")).status == 409);
-    CHECK(t.root().exists("full/a.txt"));
+    // RFC 4918 §9.6.1: a collection is removed with its members.
+    CHECK(one(t, req("DELETE", "/full/")).status == 204);
+    CHECK_FALSE(t.root().exists("full"));
+    // A hidden file is not the client's to delete: it stays, so does its
+    // directory, and the 207 names it.
+    t.root().write("keep/.hidden", "h");
+    t.root().write("keep/b.txt", "b");
+    HttpResponse partial = one(t, req("DELETE", "/keep/"));
+    CHECK(partial.status == 207);
+    CHECK(partial.body.find("<D:href>/keep/.hidden</D:href><D:status>HTTP/1.1 403 Forbidden</D:status>") !=
+          std::string::npos);
+    CHECK(t.root().exists("keep/.hidden"));
+    CHECK_FALSE(t.root().exists("keep/b.txt"));
     CHECK(one(t, req("DELETE", "/empty/")).status == 204);
     CHECK(one(t, req("DELETE", "/guarded.txt", "If-Match: \"other\"\r\n")).status == 412);
     CHECK(t.root().exists("guarded.txt"));
@@ -248,10 +259,10 @@ TEST_CASE("read-only: writes answer writes with 405 and Allow", "[auth]") {
         HttpResponse r = one(t, raw);
         INFO(raw);
         CHECK(r.status == 405);
-        CHECK(r.header("allow") == "GET, HEAD, OPTIONS");
+        CHECK(r.header("allow") == "GET, HEAD, OPTIONS, PROPFIND");
     }
     CHECK(t.root().read("f.txt") == "f");
-    CHECK(one(t, req("OPTIONS", "/")).header("allow") == "GET, HEAD, OPTIONS");
+    CHECK(one(t, req("OPTIONS", "/")).header("allow") == "GET, HEAD, OPTIONS, PROPFIND");
 }
 
 TEST_CASE("write-token: 401 without it, Bearer and Basic with it", "[auth]") {
