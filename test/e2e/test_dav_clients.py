@@ -178,46 +178,72 @@ def stop_pid(proc, timeout=30):
 
 # ------------------------------------------------------------------ litmus
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_litmus_all_five_suites_in_one_run_pass_without_warnings(workers):
+_litmus_runs = {}
+
+
+def litmus_run(workers):
     """`litmus URL` as a user runs it: basic, copymove, props, locks and
-    http in one run against one root. Every test passes and litmus issues
-    no WARNING (Apache's mod_dav gets 2: a 400 for a corrupt lock token,
-    and 200 instead of 201 for a LOCK on an unmapped URL). Also with
-    --workers 2: litmus's connections land on both processes, so a lock
-    taken through one must hold through the other."""
-    require("litmus")
-    with TempRoot() as root, tempfile.TemporaryDirectory(prefix="uvh-litmus-") as work:
-        with serve(root.path, "--workers", workers) as s:
-            r = run(["litmus", s.url], check=False, timeout=CLIENT_TIMEOUT, cwd=work)
-            out = r.stdout + r.stderr
-            summaries = {m.group(1): tuple(int(m.group(i)) for i in (2, 3, 4)) for m in re.finditer(
-                r"<- summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed", out)}
-            for suite, ran, passed, failed in ((k, *v) for k, v in summaries.items()):
-                print(f"  litmus {suite}: {passed}/{ran} passed, {failed} failed")
-            problems = []
-            for suite, count in LITMUS_SUITES.items():
-                if suite not in summaries:
-                    problems.append(f"no summary line for the {suite} suite")
-                elif summaries[suite] != (count, count, 0):
-                    problems.append(f"{suite}: expected {count} run, {count} passed, 0 failed; "
-                                    f"got {summaries[suite]}")
-            failures = re.findall(r"(\w+)\.+ FAIL", out)
-            if failures:
-                problems.append(f"failed tests: {failures}")
-            warnings = [line.strip() for line in out.splitlines() if "WARNING" in line]
-            if warnings:
-                problems.append(f"warnings: {warnings}")
-            if re.search(r"warnings? (was|were) issued", out):
-                problems.append("litmus says warnings were issued")
-            if "SKIPPED" in out:
-                problems.append("litmus skipped tests")
-            if r.returncode != 0:
-                problems.append(f"litmus exited {r.returncode}")
-            assert not problems, "litmus:\n  " + "\n  ".join(problems) + "\n\nfull output:\n" + out
-            # litmus's `finish` removes its collection: nothing is left behind.
-            left = [p for p in os.listdir(root.path) if not p.startswith(".")]
-            assert left == [], f"litmus left {left} in the root\n{out}"
+    http in one run against one root, on a server with `workers` processes.
+    Run once per workers value (the tests below each check one suite of
+    it): (output, exit status, what litmus left in the root)."""
+    if workers not in _litmus_runs:
+        require("litmus")
+        with TempRoot() as root, tempfile.TemporaryDirectory(prefix="uvh-litmus-") as work:
+            with serve(root.path, "--workers", workers) as s:
+                r = run(["litmus", s.url], check=False, timeout=CLIENT_TIMEOUT, cwd=work)
+            left = sorted(p for p in os.listdir(root.path) if not p.startswith("."))
+        _litmus_runs[workers] = (r.stdout + r.stderr, r.returncode, left)
+        print(f"litmus against --workers {workers}:\n" + "\n".join(
+            line for line in _litmus_runs[workers][0].splitlines() if "summary for" in line))
+    return _litmus_runs[workers]
+
+
+def litmus_sections(out):
+    """{suite: the part of litmus's output between `-> running `SUITE':` and
+    the next suite}."""
+    parts = re.split(r"^-> running `(\w+)':", out, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("suite", list(LITMUS_SUITES))
+def test_litmus_suite_passes_every_test_without_warnings(suite, workers):
+    """Each of litmus's five suites, from one run of all five: every test
+    runs and passes, and litmus issues no WARNING (Apache's mod_dav gets 2
+    in `locks`: a 400 for a corrupt lock token, and 200 instead of 201 for
+    a LOCK on an unmapped URL). Also with --workers 2: litmus's
+    connections land on both processes, so a lock taken through one must
+    hold through the other."""
+    out, _status, _left = litmus_run(workers)
+    section = litmus_sections(out).get(suite)
+    assert section is not None, \
+        f"litmus did not run the {suite} suite (it stops after a suite that fails):\n{out}"
+    m = re.search(r"<- summary for `%s': of (\d+) tests run: (\d+) passed, (\d+) failed" % suite, section)
+    problems = []
+    count = LITMUS_SUITES[suite]
+    if not m:
+        problems.append("no summary line")
+    elif tuple(int(g) for g in m.groups()) != (count, count, 0):
+        problems.append(f"expected {count} run, {count} passed, 0 failed; got {m.groups()}")
+    failures = re.findall(r"(\w+)\.+ FAIL.*", section)
+    if failures:
+        problems.append("failed: " + "; ".join(re.findall(r"\w+\.+ FAIL.*", section)))
+    warnings = [line.strip() for line in section.splitlines() if "WARNING" in line]
+    if warnings:
+        problems.append(f"warnings: {warnings}")
+    if "SKIPPED" in section:
+        problems.append("skipped tests")
+    assert not problems, f"litmus {suite} (--workers {workers}):\n  " + "\n  ".join(problems) + \
+        "\n\nfull litmus output:\n" + out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_litmus_run_exits_0_and_leaves_nothing_behind(workers):
+    out, status, left = litmus_run(workers)
+    assert status == 0 and not re.search(r"warnings? (was|were) issued", out), \
+        f"litmus exited {status}:\n{out}"
+    # litmus's `finish` removes its collection: nothing is left behind.
+    assert left == [], f"litmus left {left} in the root\n{out}"
 
 
 # ------------------------------------------------------------------ rclone
