@@ -191,7 +191,8 @@ def litmus_run(workers):
         with TempRoot() as root, tempfile.TemporaryDirectory(prefix="uvh-litmus-") as work:
             with serve(root.path, "--workers", workers) as s:
                 r = run(["litmus", s.url], check=False, timeout=CLIENT_TIMEOUT, cwd=work)
-            left = sorted(p for p in os.listdir(root.path) if not p.startswith("."))
+            files, dirs = disk_tree(root.path)
+            left = sorted(files) + sorted(d + "/" for d in dirs)
         _litmus_runs[workers] = (r.stdout + r.stderr, r.returncode, left)
         print(f"litmus against --workers {workers}:\n" + "\n".join(
             line for line in _litmus_runs[workers][0].splitlines() if "summary for" in line))
@@ -238,12 +239,15 @@ def test_litmus_suite_passes_every_test_without_warnings(suite, workers):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_litmus_run_exits_0_and_leaves_nothing_behind(workers):
+def test_litmus_run_exits_0_and_cleans_up(workers):
     out, status, left = litmus_run(workers)
     assert status == 0 and not re.search(r"warnings? (was|were) issued", out), \
         f"litmus exited {status}:\n{out}"
-    # litmus's `finish` removes its collection: nothing is left behind.
-    assert left == [], f"litmus left {left} in the root\n{out}"
+    # Each suite's `finish` removes the litmus collection, except that the
+    # http suite has no cleanup step: its expect100 test's file stays (it
+    # does against Apache's mod_dav too). Anything else left over would be
+    # a DELETE or MOVE that did not do its job.
+    assert left == ["litmus/expect100", "litmus/"], f"litmus left {left} in the root\n{out}"
 
 
 # ------------------------------------------------------------------ rclone
