@@ -86,6 +86,20 @@ std::string etag_at(const Site& site, std::string_view path) {
                       st.st_mtim.tv_nsec});
 }
 
+// The canonical lock path of a URL path other than the target's (a tagged
+// list's resource, the Request-URI of a COPY or MOVE): its parent opened
+// beneath the root, as for the target.
+std::string canonical_of(const Site& site, std::string_view url_path) {
+    std::string rel = relative_path(url_path);
+    if (rel == ".") return "/";
+    std::string parent, name;
+    split_parent(rel, parent, name);
+    int dir_fd = open_beneath(site.root_fd, parent, O_RDONLY | O_DIRECTORY);
+    std::string out = canonical_lock_path(site, dir_fd, name, url_path);
+    if (dir_fd >= 0) close(dir_fd);
+    return out;
+}
+
 void append_unique(std::vector<DavLock>& to, const std::vector<DavLock>& from) {
     for (const DavLock& l : from) {
         bool seen = std::any_of(to.begin(), to.end(), [&](const DavLock& t) { return t.token == l.token; });
@@ -140,14 +154,23 @@ LockCheck evaluate(const Site& site, const Request& req, const WriteTarget& targ
         bool any_true = false;
         std::string own_etag;
         bool own_etag_known = false;
+        // A No-tag-list applies to the Request-URI (RFC 4918 §10.4.2),
+        // which is not the target when this is a COPY or MOVE destination.
+        std::string request_path;
+        if (normalize_path(req.parsed.path, request_path) != PathStatus::Ok) request_path = url_path;
+        request_path = std::string(strip_trailing_slash(request_path));
+        std::string request_canonical = request_path == url_path ? path : canonical_of(site, request_path);
         for (const IfList& list : h.lists) {
-            std::string resource = path;
-            bool own = true;
+            std::string resource = request_canonical;
+            bool own = request_path == url_path;
             if (!list.resource.empty()) {
                 std::string t = tag_path(list.resource);
                 if (t.empty()) continue;  // names no resource here: this list cannot be true
-                if (t != url_path && t != path) {
-                    resource = t;
+                if (t == url_path || t == path) {
+                    resource = path;
+                    own = true;
+                } else {
+                    resource = canonical_of(site, t);
                     own = false;
                 }
             }
