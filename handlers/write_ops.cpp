@@ -441,10 +441,10 @@ void DeleteJob::work() {
         tree.site = site;
         tree.mode = site->dav_props_sidecar ? PropsMode::Sidecar : PropsMode::Auto;
         bool gone = remove_tree(tree, dir_fd, name, url);
-        if (gone) {
-            guard.release();
-            release_locks(*site, lock_check.rooted, now);
-        }
+        // The locks of what went go with it (RFC 4918 §9.6.1); after a
+        // partial removal, those of what stayed remain.
+        guard.release();
+        release_locks(*site, lock_check.rooted, now, !gone);
         return;
     }
     if (unlinkat(dir_fd, name.c_str(), 0) != 0) {

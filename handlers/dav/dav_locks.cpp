@@ -255,12 +255,23 @@ LockCheck check_write_locks(const Site& site, const Request& req, LockService::G
     return evaluate(site, req, target, now, true, nullptr);
 }
 
-void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now) {
+void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now, bool only_if_gone) {
     DavLockTable* table = site.dav_locks;
     if (tokens.empty() || !table || !site.locks) return;
     LockService::Guard g = site.locks->lock_table();
     if (!g.held()) return;  // they expire by themselves
-    for (const std::string& t : tokens) table->remove(t, now);
+    for (const std::string& t : tokens) {
+        if (only_if_gone) {
+            DavLock l;
+            if (!table->find_token(t, now, l)) continue;
+            int fd = open_beneath(site.root_fd, relative_path(l.root), O_PATH);
+            if (fd >= 0) {
+                close(fd);
+                continue;  // still there: the lock stays
+            }
+        }
+        table->remove(t, now);
+    }
 }
 
 void locks_for(const Site& site, std::string_view path, time_t now, std::vector<DavLock>& out) {

@@ -63,7 +63,10 @@ void respond_lock_check(Exchange& ex, const LockCheck& c);
 // After a successful removal, with no name lock held: removes the locks
 // check_write_locks() listed in `rooted` (by token, so a lock granted since
 // on a new resource of the same name is not touched). Worker thread.
-void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now);
+// With `only_if_gone`, a lock is removed only when nothing exists at its
+// root any more (a DELETE of a collection that removed some members and
+// answered 207 for the others).
+void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now, bool only_if_gone = false);
 
 // For PROPFIND (worker thread): the live locks that apply to the resource
 // at the canonical path `path`, read under a shared hold of the table lock;

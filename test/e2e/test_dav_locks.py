@@ -283,6 +283,23 @@ def test_delete_takes_the_lock_along():
         assert request(p, "UNLOCK", "/gone.txt", headers={"Lock-Token": f"<{tok}>"}).status == 409
 
 
+def test_partial_delete_keeps_only_the_locks_of_what_stayed():
+    with TempRoot() as root, Server(root.path) as s:
+        p = s.port
+        assert request(p, "MKCOL", "/p/").status == 201
+        assert request(p, "MKCOL", "/p/keep/").status == 201
+        assert put(p, "/p/a.txt").status == 201
+        root.write("p/keep/.hidden", "stays")  # a dotfile is never deleted through DAV
+        atok = token_of(lock(p, "/p/a.txt"))
+        ktok = token_of(lock(p, "/p/keep/", depth="0"))
+        r = request(p, "DELETE", "/p/", headers={"If": f"</p/a.txt> (<{atok}>) </p/keep/> (<{ktok}>)"})
+        assert r.status == 207, r.body
+        assert not os.path.exists(os.path.join(root.path, "p", "a.txt"))
+        assert os.path.exists(os.path.join(root.path, "p", "keep", ".hidden"))
+        assert put(p, "/p/a.txt").status == 201  # its lock went with it
+        assert_locked(put(p, "/p/keep/new.txt"), "/p/keep")  # the lock of what stayed remains
+
+
 def test_lock_write_policy():
     with TempRoot() as root:
         root.write("f.txt", "x")
