@@ -8,13 +8,23 @@ REPO = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
-ALL_SERVERS = ["uvhttpd", "nginx", "h2o", "apache"]
+ALL_SERVERS = ["uvhttpd", "floor", "nginx", "h2o", "apache"]
 ALL_WORKLOADS = ["small", "pipelined", "file1m", "file100m", "idle", "records", "slowclients",
                  "propfind", "compressed"]
 # Apache httpd 2.4 takes part in the WebDAV workload only (nginx's dav module and h2o have no
 # PROPFIND); nginx and h2o in all the others.
 DAV_WORKLOADS = ("propfind",)
 DAV_SERVERS = ("uvhttpd", "apache")
+# The floor (bench/floor.c) answers one canned small file: it runs in these workloads only,
+# and their rows are reported as ratios to it.
+FLOOR_WORKLOADS = ("small", "pipelined")
+# Rounds of the small-file workloads unless --rounds says otherwise: their differences are a
+# few per cent, so they get more rounds than the file and idle workloads.
+SMALL_ROUNDS = 5
+# A round whose host steal (/proc/stat, the server's or the client's CPU) is above this is
+# run again, at most STEAL_RERUNS times; then it is kept and marked.
+STEAL_LIMIT_PCT = 10.0
+STEAL_RERUNS = 2
 NGINX_BIN = "/usr/sbin/nginx"
 H2O_BIN = "/usr/bin/h2o"
 APACHE_BIN = "/usr/sbin/apache2"

@@ -6,7 +6,7 @@ import sys
 
 from . import processes
 from .common import (ALL_SERVERS, APACHE_BIN, H2O_BIN, NGINX_BIN, PROPFIND_CONNS, PROPFIND_DIR,
-                     PROPFIND_LUA, REPO, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
+                     PROPFIND_LUA, REPO, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT, STEAL_LIMIT_PCT, STEAL_RERUNS,
                      SLOW_CONNS, SLOW_MIN_HELD, SLOW_MODES, SLOW_RATE, SLOW_TARGET_PCT, SLOW_WAIT,
                      SLOW_WRK_CONNS, SLOWHTTPTEST, log)
 from .loadtools import slow_length, slowhttptest_cmd, wrk_cmd
@@ -37,6 +37,8 @@ def tool_versions(args):
         v["uvhttpd"] = first_line(out) if rc == 0 else "unknown (--version exited %d)" % rc
     else:
         v["uvhttpd"] = "not built"
+    if os.path.exists(getattr(args, "floor_bin", "")):
+        v["floor"] = "bench/floor.c, libuv %s" % run_simple(["pkg-config", "--modversion", "libuv"])[1].strip()
     if "slowclients" in args.workloads and shutil.which(SLOWHTTPTEST):
         m = re.search(r"version ([\w.]+)", run_simple([SLOWHTTPTEST, "-h"])[1])
         v["slowhttptest"] = m.group(1) if m else "unknown"
@@ -170,7 +172,7 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
     out.append("")
     out.append("| tool | version |")
     out.append("|---|---|")
-    for k in ("uvhttpd", "nginx", "h2o", "apache", "wrk", "slowhttptest", "python"):
+    for k in ("uvhttpd", "floor", "nginx", "h2o", "apache", "wrk", "slowhttptest", "python"):
         if k in versions:
             out.append("| %s | %s |" % (k, versions[k].replace("|", "\\|")))
     out.append("")
@@ -191,9 +193,20 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
     out.append("- Document root (generated): `index.html` (571 bytes of HTML), `1m.bin` "
                "(1 MiB random), `100m.bin` (100 MiB random).")
     out.append("- Each workload starts fresh servers, then runs them in interleaved rounds "
-               "(A B C A B C …; %d round(s)); every measured run of %d s is preceded by an "
+               "(floor, uvhttpd, nginx, h2o, then again; %d round(s) for small and pipelined, "
+               "%d for the others); every measured run of %d s is preceded by an "
                "unmeasured %d s wrk warm-up against the same server. The tables show the median "
-               "of each metric over the rounds." % (a.rounds, a.duration, a.warmup))
+               "of each metric over the rounds; ratios are the median of the per-round ratios "
+               "(the two runs of a ratio were taken in the same round, so the host's noise moves "
+               "both), not the ratio of the medians. A round in which the hypervisor stole more "
+               "than %.0f %% of the server's or the client's CPU (/proc/stat) is run again, at "
+               "most %d times, and then kept and marked." % (a.small_rounds, a.rounds, a.duration,
+                                                              a.warmup, STEAL_LIMIT_PCT, STEAL_RERUNS))
+    out.append("- The floor (`bench/floor.c`, built with the server as `build/floor`) is one "
+               "libuv loop, llhttp parsing every request, and a canned 200 with a 571-byte body, "
+               "all answers to one read sent with one `uv_try_write`: what the architecture costs "
+               "before any real work. It runs in the small and pipelined workloads, and their "
+               "rows carry the server's CPU per request as a multiple of the floor's (× floor).")
     out.append("- *CPU µs/req* is the server's user+system CPU time (utime+stime from "
                "`/proc/PID/stat`, all threads, all worker processes) over the measured run, "
                "divided by the requests wrk completed. *server CPU* is that CPU time over the "

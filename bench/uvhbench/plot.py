@@ -36,7 +36,7 @@ def make_plot(ctx, agg, out_base):
     term, ext = gnuplot_terminal()
     out_file = out_base + "." + ext
     d = make_tempdir("bench-plot-")
-    colors = {"uvhttpd": "#1f77b4", "nginx": "#2ca02c", "h2o": "#ff7f0e"}
+    colors = {"uvhttpd": "#1f77b4", "floor": "#7f7f7f", "nginx": "#2ca02c", "h2o": "#ff7f0e"}
     script = []
     size = "%d,%d" % (560 * len(panels), 440)
     if term == "pngcairo":

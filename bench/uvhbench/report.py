@@ -16,6 +16,19 @@ def med(rs, key, sub=None):
     return statistics.median(vals) if vals else None
 
 
+def round_ratio(ctx, workload, a, b, key):
+    """Median over the rounds of a's value / b's value in the same round (runs taken back to
+    back), not the ratio of the medians: the host's noise moves both runs of a round alike."""
+    by_round = {r.get("round"): r for r in ctx.results.get((workload, b), [])}
+    vals = []
+    for r in ctx.results.get((workload, a), []):
+        o = by_round.get(r.get("round"))
+        if o is None or r.get(key) is None or not o.get(key):
+            continue
+        vals.append(r[key] / o[key])
+    return statistics.median(vals) if vals else None
+
+
 def aggregate(ctx):
     agg = {}
     for (w, n), rs in ctx.results.items():
@@ -26,6 +39,8 @@ def aggregate(ctx):
                                      "rss_after", "idle_alive", "idle_failed")}
         a["errors"] = {k: med(rs, "errors", k) for k in ("connect", "read", "write", "timeout")}
         a["rounds"] = len(rs)
+        a["floor_ratio"] = (round_ratio(ctx, w, n, "floor", "cpu_us")
+                            if n != "floor" and (w, "floor") in ctx.results else None)
         a["client_bound"] = (a["server_cpu_pct"] is not None and a["wrk_cpu_pct"] is not None and
                              a["server_cpu_pct"] < 90 and a["wrk_cpu_pct"] > 95)
         other = max(a["server_other_pct"] or 0, a["client_other_pct"] or 0)
@@ -116,9 +131,9 @@ def cpu_cell(proc_pct, core_pct):
 
 
 def results_table(ctx, agg):
-    lines = ["| workload | server | requests/s | p50 | p99 | CPU µs/req | server CPU | wrk CPU "
-             "| MB/s | RSS | errors |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    lines = ["| workload | server | requests/s | p50 | p99 | CPU µs/req | × floor | server CPU "
+             "| wrk CPU | MB/s | RSS | errors |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     used = []
     for w in ctx.workloads:
         for n in ctx.servers:
@@ -140,12 +155,17 @@ def results_table(ctx, agg):
             else:
                 rss = "%s MiB" % fmt_num((a["rss_kib"] or 0) / 1024, 1)
             mbps = fmt_num(a["mbps"], 0 if (a["mbps"] or 0) >= 100 else 1)
-            lines.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            floor = ("%.2f×" % a["floor_ratio"]) if a.get("floor_ratio") else "–"
+            lines.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 WORKLOAD_LABEL[w], n, mark, fmt_num(a["rps"]), fmt_ms(a["p50"]), fmt_ms(a["p99"]),
-                fmt_num(a["cpu_us"], 2 if (a["cpu_us"] or 0) < 100 else 0),
+                fmt_num(a["cpu_us"], 2 if (a["cpu_us"] or 0) < 100 else 0), floor,
                 cpu_cell(a["server_cpu_pct"], a["server_core_pct"]),
                 cpu_cell(a["wrk_cpu_pct"], a["client_core_pct"]), mbps, rss, fmt_errors(a, w)))
     notes = ["%s %s" % FOOTNOTES[k] for k in used]
+    if any(a.get("floor_ratio") for a in agg.values()):
+        notes.append("× floor: the server's CPU µs per request divided by the floor's "
+                     "(bench/floor.c: libuv + llhttp + a canned 571-byte answer), per round, "
+                     "median over the rounds.")
     steal = [a["server_steal_pct"] for a in agg.values() if a.get("server_steal_pct")]
     steal += [a["client_steal_pct"] for a in agg.values() if a.get("client_steal_pct")]
     if steal and max(steal) > 5:
@@ -161,14 +181,15 @@ def ratio(a, b):
 
 
 def ratio_table(ctx, agg):
-    others = [n for n in ("nginx", "h2o") if n in ctx.servers]
-    if "uvhttpd" not in ctx.servers or not others:
+    """uvhttpd against each anchor: the median of the per-round ratios (round_ratio)."""
+    anchors = [n for n in ("floor", "nginx", "h2o") if n in ctx.servers]
+    if "uvhttpd" not in ctx.servers or not anchors:
         return None
-    head = "| workload | metric | " + " | ".join("uvhttpd/%s" % o for o in others) + " |"
-    lines = [head, "|---|---|" + "--:|" * len(others)]
+    head = "| workload | metric | " + " | ".join("uvhttpd/%s" % o for o in anchors) + " |"
+    lines = [head, "|---|---|" + "--:|" * len(anchors)]
     for w in ctx.workloads:
         u = agg.get((w, "uvhttpd"))
-        if u is None or not any((w, o) in agg for o in others):
+        if u is None or not any((w, o) in agg for o in anchors):
             continue
         metrics = [("requests/s", "rps"), ("CPU µs/req", "cpu_us")]
         if w.startswith("file"):
@@ -176,11 +197,34 @@ def ratio_table(ctx, agg):
         if w == "idle":
             metrics.append(("KiB/conn", "kib_per_conn"))
         for label, key in metrics:
-            cells = [ratio(u[key], agg[(w, o)][key]) if (w, o) in agg else "–" for o in others]
+            cells = []
+            for o in anchors:
+                v = round_ratio(ctx, w, "uvhttpd", o, key) if (w, o) in agg else None
+                cells.append("–" if v is None else "%.2f×" % v)
             lines.append("| %s | %s | %s |" % (WORKLOAD_LABEL[w], label, " | ".join(cells)))
     if len(lines) == 2:
         return None
     return "\n".join(lines)
+
+
+def steal_notes(ctx):
+    """One line per workload: each round's host steal, marked where it stayed above the limit."""
+    from .common import STEAL_LIMIT_PCT
+    out = []
+    for w in ctx.workloads:
+        info = ctx.round_info.get(w)
+        if not info:
+            continue
+        cells = []
+        for i in info:
+            c = "–" if i["steal"] is None else "%.0f %%" % i["steal"]
+            if i["marked"]:
+                c += " (marked: above %.0f %% after %d runs)" % (STEAL_LIMIT_PCT, i["attempts"])
+            elif i["attempts"] > 1:
+                c += " (run %d times)" % i["attempts"]
+            cells.append(c)
+        out.append("%s: host steal per round: %s" % (WORKLOAD_LABEL.get(w, w), ", ".join(cells)))
+    return out
 
 
 def slow_close_cell(rs):

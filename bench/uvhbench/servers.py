@@ -1,5 +1,5 @@
-"""The servers under test (uvhttpd, nginx, h2o; Apache httpd with mod_dav for the WebDAV
-workload), their configurations, and the document root."""
+"""The servers under test (uvhttpd, nginx, h2o, and the floor; Apache httpd with mod_dav for the
+WebDAV workload), their configurations, and the document root."""
 import os
 import re
 import selectors
@@ -173,6 +173,25 @@ class Uvhttpd(Server):
             raise BenchError("uvhttpd did not start (exit %s), first stdout line %r, stderr: %s"
                              % (rc, line.decode("utf-8", "replace"), err.strip()[-500:]))
         raise BenchError("uvhttpd did not start")
+
+
+class Floor(Uvhttpd):
+    """bench/floor.c: libuv + llhttp + a canned 571-byte answer, the floor small-file rows
+    are measured against. Started and stopped like uvhttpd (it prints the same line)."""
+    name = "floor"
+
+    def _cmd(self, port="0"):
+        return [self.binary, port]
+
+    def describe_cmd(self):
+        binary = self.binary
+        if binary.startswith(REPO + os.sep):
+            binary = os.path.relpath(binary, REPO)
+        return " ".join(pin(SERVER_CPU) + ["prlimit", "--nofile=%d" % processes.NOFILE, binary, "0"])
+
+    def start(self):
+        self.access_flag = False
+        super().start()
 
 
 NGINX_CONF = """\

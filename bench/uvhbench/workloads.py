@@ -10,14 +10,17 @@ import subprocess
 import sys
 import time
 
-from .common import (COMPRESS_CODINGS, COMPRESS_CONNS, COMPRESS_PATH, COMPRESS_SOURCE, DAV_SERVERS, IDLE_HELPER, PIPELINE_LUA, POST_LUA, PROPFIND_CONNS, PROPFIND_DIR,
+from . import processes
+from .common import (COMPRESS_CODINGS, COMPRESS_CONNS, COMPRESS_PATH, COMPRESS_SOURCE, DAV_SERVERS,
+                     FLOOR_WORKLOADS, IDLE_HELPER, PIPELINE_LUA, POST_LUA, PROPFIND_CONNS, PROPFIND_DIR,
                      PROPFIND_ENTRIES, PROPFIND_LUA, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT,
+                     STEAL_LIMIT_PCT, STEAL_RERUNS,
                      SLOW_MIN_HELD, SLOW_MODES, SLOW_WAIT, SLOW_WRK_CONNS, BenchError, log)
 from .loadtools import _ANSI, parse_slowhttptest, run_wrk, slow_length, slowhttptest_cmd
-from .processes import (CLIENT_CPU, _track, held_sockets, pdeathsig_prefix, pin, proc_tree,
+from .processes import (CLIENT_CPU, SERVER_CPU, _track, core_usage, cpu_times, held_sockets, pdeathsig_prefix, pin, proc_tree,
                         stop_process, tcp_mem_pages)
 from .report import fmt_pct
-from .servers import Apache, H2o, Nginx, Uvhttpd, make_dav_dir
+from .servers import Apache, Floor, H2o, Nginx, Uvhttpd, make_dav_dir
 
 
 class Ctx:
@@ -40,10 +43,13 @@ class Ctx:
         self.compressed = {}            # (coding, server) -> list of per-round dicts
         self.compressed_sizes = {}      # (coding, server) -> (body bytes, head bytes)
         self.compressed_skipped = {}    # (coding, server) -> reason
+        self.round_info = {}            # workload -> [{round, steal, marked, attempts}]
 
     def new_server(self, name, uvhttpd_extra=()):
         if name == "uvhttpd":
             return Uvhttpd(self.root, self.workdir, self.args.server_bin, uvhttpd_extra)
+        if name == "floor":
+            return Floor(self.root, self.workdir, self.args.floor_bin)
         if name == "nginx":
             return Nginx(self.root, self.workdir)
         if name == "apache":
@@ -114,32 +120,76 @@ def record(ctx, workload, name, r):
     ctx.results.setdefault((workload, name), []).append(r)
 
 
+def rounds_for(ctx, workload):
+    return ctx.args.small_rounds if workload in FLOOR_WORKLOADS else ctx.args.rounds
+
+
+def round_steal(c0, c1):
+    """Host steal (% of a CPU, /proc/stat) on the server's or the client's CPU, the larger."""
+    vals = []
+    for cpu in ((SERVER_CPU, CLIENT_CPU) if processes.PIN else ()):
+        u = core_usage(c0, c1, cpu)
+        if u is not None:
+            vals.append(u["steal"])
+    if not vals:
+        # not pinned: the whole machine's steal
+        tot = [sum(v[i] for v in c1.values()) - sum(v[i] for v in c0.values()) for i in range(4)]
+        return 100.0 * tot[3] / tot[2] if tot[2] > 0 else None
+    return max(vals)
+
+
 def run_wrk_workload(ctx, workload, names):
+    """Interleaved rounds: every server runs once per round, one after the other (uvhttpd
+    right after the floor and right before nginx, so the per-round ratios compare runs taken
+    back to back). A round with more than STEAL_LIMIT_PCT host steal is run again, at most
+    STEAL_RERUNS times, and then kept with its steal marked."""
     args = ctx.args
     conns, path, script, tmo = wrk_spec(workload, args)
-    servers = start_all(ctx, names)
+    if workload not in FLOOR_WORKLOADS:
+        names = [n for n in names if n != "floor"]
+    order = [n for n in ("floor", "uvhttpd", "nginx", "h2o") if n in names]
+    servers = start_all(ctx, order)
+    rounds = rounds_for(ctx, workload)
     try:
-        for rnd in range(args.rounds):
-            for n, s in list(servers.items()):
-                try:
-                    if args.warmup > 0:
-                        run_wrk(s, conns, args.warmup, path, script, tmo, measure=False)
-                    r = run_wrk(s, conns, args.duration, path, script, tmo)
-                except BenchError as e:
-                    failed_run(ctx, workload, n, rnd, e)
-                    s.stop()
-                    del servers[n]
+        for rnd in range(rounds):
+            for attempt in range(STEAL_RERUNS + 1):
+                got = {}
+                c0 = cpu_times()
+                for n in [n for n in order if n in servers]:
+                    s = servers[n]
+                    try:
+                        if args.warmup > 0:
+                            run_wrk(s, conns, args.warmup, path, script, tmo, measure=False)
+                        r = run_wrk(s, conns, args.duration, path, script, tmo)
+                    except BenchError as e:
+                        failed_run(ctx, workload, n, rnd, e)
+                        s.stop()
+                        del servers[n]
+                        continue
+                    if workload == "records":
+                        dur = r["duration"] or args.duration
+                        r["rps"] = max(0, r["requests"] - r["non2xx"]) / dur
+                    got[n] = r
+                    log("%-9s round %d/%d %-7s %10.0f req/s  cpu %5.1f%% (core %s)  wrk %5.1f%% (core %s)"
+                        "  %6.2f us/req%s"
+                        % (workload, rnd + 1, rounds, n, r["rps"], r["server_cpu_pct"],
+                           fmt_pct(r.get("server_core_pct")), r["wrk_cpu_pct"],
+                           fmt_pct(r.get("client_core_pct")), r["cpu_us"] or 0,
+                           ("  %.0f MB/s" % r["mbps"]) if workload.startswith("file") else ""))
+                steal = round_steal(c0, cpu_times())
+                marked = steal is not None and steal > STEAL_LIMIT_PCT
+                if marked and attempt < STEAL_RERUNS and got:
+                    log("%s round %d/%d: host steal %.0f %% > %.0f %%: running the round again"
+                        % (workload, rnd + 1, rounds, steal, STEAL_LIMIT_PCT))
                     continue
-                if workload == "records":
-                    dur = r["duration"] or args.duration
-                    r["rps"] = max(0, r["requests"] - r["non2xx"]) / dur
+                break
+            ctx.round_info.setdefault(workload, []).append(
+                {"round": rnd, "steal": steal, "marked": marked, "attempts": attempt + 1})
+            for n, r in got.items():
+                r["round"] = rnd
+                r["round_steal"] = steal
+                r["steal_marked"] = marked
                 record(ctx, workload, n, r)
-                log("%-9s round %d/%d %-7s %10.0f req/s  cpu %5.1f%% (core %s)  wrk %5.1f%% (core %s)"
-                    "  %6.2f us/req%s"
-                    % (workload, rnd + 1, args.rounds, n, r["rps"], r["server_cpu_pct"],
-                       fmt_pct(r.get("server_core_pct")), r["wrk_cpu_pct"],
-                       fmt_pct(r.get("client_core_pct")), r["cpu_us"] or 0,
-                       ("  %.0f MB/s" % r["mbps"]) if workload.startswith("file") else ""))
     finally:
         stop_all(servers)
 
