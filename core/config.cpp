@@ -74,6 +74,9 @@ std::string usage_text() {
         "  --cache-size SIZE       memory for the small-file cache (default 64M; 0 = off)\n"
         "  --cache-revalidate S    re-read a cached file older than S seconds (default 0.5),\n"
         "                          so changes made by other programs show within S\n"
+        "  --open-file-cache N     keep up to N large files (and missing names) open between\n"
+        "                          requests, checked again after --cache-revalidate\n"
+        "                          (default 1000; 0 = off)\n"
         "\n"
         "Compression (gzip, br, zstd by Accept-Encoding; precompressed .gz/.br/.zst first):\n"
         "  --compress on|off       compress text types on the fly (default on)\n"
@@ -260,6 +263,8 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
             } else if (arg == "--send-buffer") {
                 cfg.send_buffer = parse_size(arg, need());
                 if (cfg.send_buffer > (64ull << 20)) throw UsageError("--send-buffer is at most 64M");
+            } else if (arg == "--open-file-cache") {
+                cfg.open_file_cache = parse_uint(arg, need(), 1'000'000);
             } else if (arg == "--cache-revalidate") {
                 cfg.cache_revalidate_ms = parse_seconds(arg, need());
             } else if (arg == "--compress") {

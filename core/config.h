@@ -38,6 +38,7 @@ struct Config {
     size_t cache_size = 64ull << 20;  // 0: no small-file cache
     size_t send_buffer = 256 * 1024;  // TCP_NOTSENT_LOWAT for file bodies; 0: no limit
     uint64_t cache_revalidate_ms = 500;
+    size_t open_file_cache = 1000;  // descriptors of large files kept open; 0: none
 
     // Compression (handlers/compress/).
     bool compress = true;                     // --compress on|off

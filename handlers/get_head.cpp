@@ -12,6 +12,7 @@
 #include "handlers/compress/coding_cache.h"
 #include "handlers/compress/compress_source.h"
 #include "handlers/compress/policy.h"
+#include "handlers/fd_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/listing.h"
@@ -73,6 +74,8 @@ struct GetJob final : Job {
     uint8_t skip_probe = 0;             // siblings known absent (the coding cache's negative cache)
     uint64_t started_generation = 0;  // of the file cache, when the read began
     uint64_t codings_generation = 0;  // of the coding cache, when the job began
+    uint64_t fd_started_generation = 0;  // of the descriptor cache, likewise
+    bool use_fd_cache = false;  // the result may go into the descriptor cache
 
     // ---- outputs (worker thread) ----
     enum class Kind : uint8_t { None, File, Listing, Redirect };
@@ -92,6 +95,11 @@ struct GetJob final : Job {
     uint64_t file_generation = 0;  // of `st`'s file, read before its bytes
     uint64_t id_generation = 0;    // of the identity file, read before its stat
     bool cacheable = false;        // the bytes are still what the path names
+    // A missing name: its parent directory, for the descriptor cache's
+    // negative entry (a create there bumps the directory's generation).
+    bool dir_known = false;
+    struct stat dir_st {};
+    uint64_t dir_generation = 0;
 
     void work() override;
     void done(Exchange& ex) override;
@@ -109,25 +117,29 @@ struct GetJob final : Job {
 };
 
 // A body that is one range of a file, sent with sendfile.
-class FileRangeSource final : public DescriptorSource {
+class FileRangeSource final : public BodySource {
 public:
-    FileRangeSource(int fd, uint64_t offset, uint64_t length) : DescriptorSource(fd), offset_(offset), length_(length) {}
+    FileRangeSource(FileHandle file, uint64_t offset, uint64_t length)
+        : file_(std::move(file)), offset_(offset), length_(length) {}
     BodyPiece next() override {
         if (sent_) return BodyPiece::end();
         sent_ = true;
-        return BodyPiece::file(fd_, offset_, length_);
+        return BodyPiece::file(file_.fd(), offset_, length_);
     }
+    int release_descriptor() override { return file_.release(); }
 
 private:
+    FileHandle file_;
     uint64_t offset_, length_;
     bool sent_ = false;
 };
 
 // multipart/byteranges (RFC 9110 §14.6): the parts' heads from the layout,
 // each followed by its range of the file, then the closing delimiter.
-class MultipartSource final : public DescriptorSource {
+class MultipartSource final : public BodySource {
 public:
-    MultipartSource(int fd, const MultipartLayout& layout) : DescriptorSource(fd), layout_(layout) {}
+    MultipartSource(FileHandle file, const MultipartLayout& layout) : file_(std::move(file)), layout_(layout) {}
+    int release_descriptor() override { return file_.release(); }
     BodyPiece next() override {
         // 2n+1 pieces: n heads and n ranges alternating, then the tail.
         size_t parts = layout_.parts.size();
@@ -137,10 +149,11 @@ public:
         if (k == 2 * parts) return BodyPiece::mem(text.substr(layout_.tail_offset, layout_.tail_length));
         const auto& part = layout_.parts[k / 2];
         if (k % 2 == 0) return BodyPiece::mem(text.substr(part.head_offset, part.head_length));
-        return BodyPiece::file(fd_, part.range.first, part.range.length());
+        return BodyPiece::file(file_.fd(), part.range.first, part.range.length());
     }
 
 private:
+    FileHandle file_;
     const MultipartLayout& layout_;
     size_t step_ = 0;
 };
@@ -160,6 +173,16 @@ struct FileView {
     std::string_view data;
     std::string_view fields;  // the 200's representation fields, preformatted (cache)
     GetJob* job = nullptr;    // the file's descriptor, when read from disk
+    FdCache* fds = nullptr;   // or a descriptor shared through the cache
+    OpenFile* shared = nullptr;
+
+    FileHandle take_file() {
+        if (shared) {
+            fds->acquire(shared);
+            return FileHandle::shared(fds, shared);
+        }
+        return FileHandle::owned(job->take_fd());
+    }
 };
 
 // Opens `rel` + suffix if it is a regular file; -1 otherwise.
@@ -304,7 +327,7 @@ void serve_view(Exchange& ex, FileView& v) {
         head.content_range = content_range_value;
         head.content_length = r.length();
         if (v.in_memory) return ex.respond(head, Body::mem(v.data.substr(r.first, r.length())));
-        auto& src = ex.make_source<FileRangeSource>(v.job->take_fd(), r.first, r.length());
+        auto& src = ex.make_source<FileRangeSource>(v.take_file(), r.first, r.length());
         return ex.respond(head, Body::from(src));
     }
     if (outcome == RangeOutcome::Partial) {
@@ -325,14 +348,14 @@ void serve_view(Exchange& ex, FileView& v) {
             body.append(layout.text, layout.tail_offset, layout.tail_length);
             return ex.respond(head, Body::mem(body));
         }
-        auto& src = ex.make_source<MultipartSource>(v.job->take_fd(), layout);
+        auto& src = ex.make_source<MultipartSource>(v.take_file(), layout);
         return ex.respond(head, Body::from(src));
     }
 
     head.content_length = v.size;
     if (!v.fields.empty()) head.fragment = v.fields;  // formatted when the file was cached
     if (v.in_memory) return ex.respond(head, Body::mem(v.data));
-    auto& src = ex.make_source<FileRangeSource>(v.job->take_fd(), 0, v.size);
+    auto& src = ex.make_source<FileRangeSource>(v.take_file(), 0, v.size);
     ex.respond(head, Body::from(src));
 }
 
@@ -429,7 +452,7 @@ void serve_streamed(Exchange& ex, GetJob& job, std::string_view identity_etag) {
     std::string etag = coded_etag(identity_etag, c, level);
     std::string_view type = mime_type_for(job.served_rel);
     if (answer_preconditions(ex, etag, job.st.st_mtim.tv_sec, type)) return;
-    auto& src = ex.make_source<CompressingSource<FileRangeSource>>(c, level, job.take_fd(), 0,
+    auto& src = ex.make_source<CompressingSource<FileRangeSource>>(c, level, FileHandle::owned(job.take_fd()), 0,
                                                                   static_cast<uint64_t>(job.st.st_size));
     ResponseHead head;
     head.content_type = type;
@@ -508,6 +531,17 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
     v.data = job.data;
     v.job = &job;
 
+    // A large file sent as it is keeps its descriptor for the next
+    // requests (fd_cache.h).
+    FdCache* fds = site.fd_cache;
+    if (fds && job.use_fd_cache && !v.in_memory && job.cacheable && job.encoding.empty() && !job.on_the_fly &&
+        size > site.inline_max) {
+        v.fds = fds;
+        uint8_t known = static_cast<uint8_t>(job.siblings_present | job.siblings_absent | job.skip_probe);
+        v.shared = fds->store_open(ex.path(), job.take_fd(), job.st, job.file_generation, job.siblings_present,
+                                   known, job.served_rel, job.fd_started_generation, ex.now_ms());
+    }
+
     FileCache* cache = site.cache;
     if (cache && v.in_memory && !v.database && job.cacheable && ex.request().method == Method::Get &&
         ((job.siblings_present | job.siblings_absent | job.skip_probe) & kAllCodings) == kAllCodings) {
@@ -535,15 +569,49 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
                      std::move(rep), exists, job.started_generation, ex.now_ms());
     }
     serve_view(ex, v);
+    if (v.shared) fds->release(v.shared);  // the response holds its own reference
     // A file served from memory (or not at all: 304, 412, 416) no longer
     // needs its descriptor.
     if (job.fd >= 0) ex.close_later(job.take_fd());
 }
 
+// Whether a client with these codings gets the file as it is: the job that
+// opened it looked for every sibling the client accepts, and neither a
+// sibling nor the server's own compression wins (else the normal path).
+bool identity_for(const Exchange& ex, const OpenFile& f, const AcceptedCodings& accepted) {
+    if (accepted.accepted_mask() & ~f.sib_known) return false;
+    uint8_t fly = on_the_fly_codings(ex.site().compress, mime_type_for(f.served_rel),
+                                     static_cast<uint64_t>(f.st.st_size), accepted);
+    Coding c = Coding::Identity;
+    return choose_coding(accepted, f.sib_present | fly, c) && c == Coding::Identity;
+}
+
+// Serves a large file whose descriptor the cache holds: no threadpool
+// round trip before the sendfile steps.
+void serve_shared(Exchange& ex, FdCache& fds, OpenFile& f) {
+    const uint64_t size = static_cast<uint64_t>(f.st.st_size);
+    std::string etag =
+        make_etag({static_cast<uint64_t>(f.st.st_ino), size, f.st.st_mtim.tv_sec, f.st.st_mtim.tv_nsec});
+    FileView v;
+    v.size = size;
+    v.etag = etag;
+    v.last_modified = f.st.st_mtim.tv_sec;
+    v.content_type = mime_type_for(f.served_rel);
+    v.vary = vary_for(ex.site().compress, v.content_type, f.sib_present != 0);
+    v.fds = &fds;
+    v.shared = &f;
+    serve_view(ex, v);
+}
+
 void GetJob::done(Exchange& ex) {
     GetJob& job = *this;
     if (job.kind != Kind::File && job.kind != Kind::Listing && job.fd >= 0) ex.close_later(job.take_fd());
-    if (job.err != 0) return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
+    if (job.err != 0) {
+        if (job.dir_known && ex.site().fd_cache)
+            ex.site().fd_cache->store_missing(ex.path(), job.err, job.dir_st.st_dev, job.dir_st.st_ino,
+                                              job.dir_generation, job.fd_started_generation, ex.now_ms());
+        return respond_error(ex, status_for_errno(job.err), std::strerror(job.err));
+    }
     switch (job.kind) {
     case Kind::Redirect: {
         // RFC 9110 §15.4.2; the Location keeps the client's encoding.
@@ -618,11 +686,34 @@ bool serve_cached(Exchange& ex, CachedEntry& e, const AcceptedCodings& accepted)
 
 }  // namespace
 
+// A missing name may be remembered (fd_cache.h) under its parent
+// directory's generation, read before the name is looked at again: a create
+// there after that bumps it. Only when the directory exists.
+void note_missing(GetJob& job) {
+    size_t slash = job.rel.rfind('/');
+    std::string parent = slash == std::string::npos ? std::string(".") : job.rel.substr(0, slash);
+    std::string name = job.rel.substr(slash == std::string::npos ? 0 : slash + 1);
+    int dir = open_beneath(job.root_fd, parent, O_PATH | O_DIRECTORY);
+    if (dir < 0) return;
+    struct stat ds {}, ns {};
+    if (fstat(dir, &ds) == 0) {
+        job.dir_generation = job.locks->generation(ds.st_dev, ds.st_ino);
+        // Still missing after the generation was read: a create we did not
+        // see came with a bump the cache will see.
+        if (fstatat(dir, name.c_str(), &ns, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+            job.dir_known = true;
+            job.dir_st = ds;
+        }
+    }
+    close(dir);
+}
+
 void GetJob::work() {
     GetJob& job = *this;
     job.fd = open_beneath(job.root_fd, job.rel, kOpenFlags);
     if (job.fd < 0) {
         job.err = errno;
+        if (job.err == ENOENT && job.locks && job.use_fd_cache) note_missing(job);
         return;
     }
     if (fstat(job.fd, &job.st) != 0) {
@@ -662,7 +753,9 @@ void GetJob::work() {
     if (job.locks && !job.encoding.empty()) job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
     if (!job.not_acceptable && !job.on_the_fly) read_inline(job);
     job.cacheable = true;
-    if (job.locks && job.in_memory) {
+    // Bytes for the small-file cache, and large files' descriptors for the
+    // descriptor cache, are both tagged with the generation read above.
+    if (job.locks && (job.in_memory || (job.use_fd_cache && job.encoding.empty() && !job.on_the_fly))) {
         // The bytes may go into the cache tagged with the generation read
         // above. That is only right if the path still named this file after
         // the generation was read: a writer bumps it after its rename, so a
@@ -699,9 +792,30 @@ void handle_get_impl(Exchange& ex, bool may_compress) {
             }
         }
     }
+    FdCache* fds = site.fd_cache;
+    if (fds && fds->enabled()) {
+        for (int fd : fds->pending_closes()) ex.close_later(fd);
+        fds->pending_closes().clear();
+        if (!database && path.back() != '/') {
+            FdCache::Lookup hit = fds->find(path, ex.now_ms());
+            if (hit.kind == FdCache::Lookup::Missing)
+                return respond_error(ex, status_for_errno(hit.err), std::strerror(hit.err));
+            if (hit.kind == FdCache::Lookup::Open) {
+                OpenFile& f = *hit.file;
+                // A coding the client takes is the normal path's business.
+                if (identity_for(ex, f, accepted)) {
+                    serve_shared(ex, *fds, f);
+                    fds->release(&f);
+                    return;
+                }
+                fds->release(&f);
+            }
+        }
+    }
 
     GetJob& job = ex.make_job<GetJob>();
     if (site.cache) job.started_generation = site.cache->generation();
+    if (fds && fds->enabled()) job.fd_started_generation = fds->generation();
     job.locks = site.locks;
     if (database) {
         // Wherever --database put it, the record file is served at its URL.
@@ -714,6 +828,7 @@ void handle_get_impl(Exchange& ex, bool may_compress) {
     }
     job.url_path.assign(path);
     job.trailing_slash = path.back() == '/';
+    job.use_fd_cache = fds && fds->enabled() && !job.database && !job.trailing_slash;
     job.inline_max = req.method == Method::Head ? 0 : site.inline_max;
     job.accepted = accepted;
     if (!database) job.policy = site.compress;

@@ -24,6 +24,8 @@
 // replace of the same name exclude each other and every URL alias (symlinked
 // directories, "loop -> .") of one directory entry gets the same lock. The
 // generation of a file is its device and inode, so aliases share it too.
+// A write that creates a name bumps its parent directory's generation, for
+// caches that remember a name was missing (handlers/fd_cache.h).
 // Different keys may share a byte or a counter (the tables are fixed-size):
 // that costs an unneeded wait or a cache miss, never a wrong answer.
 #pragma once

@@ -17,6 +17,7 @@ namespace uvh {
 class CodingCache;
 struct CompressPolicy;
 class FileCache;
+class FdCache;
 class LockService;
 class DavLockTable;
 class RecordBackend;
@@ -63,6 +64,7 @@ struct Site {
     // Compression (handlers/compress/): null with --compress off.
     const CompressPolicy* compress = nullptr;
     CodingCache* codings = nullptr;
+    FdCache* fd_cache = nullptr;  // descriptors of large files (--open-file-cache)
     const LockService* locks = nullptr;  // write locks and file generations
     DavLockTable* dav_locks = nullptr;   // WebDAV locks (handlers/dav/lock_table.h)
     int64_t dav_lock_timeout_max = 3600;  // --dav-lock-timeout-max, seconds

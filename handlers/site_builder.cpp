@@ -4,17 +4,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "handlers/compress/coding_cache.h"
 #include "handlers/compress/policy.h"
 #include "handlers/dav/lock_table.h"
+#include "handlers/fd_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
@@ -40,6 +42,8 @@ public:
 
 private:
     static void on_sweep(uv_work_t* req);
+    static void on_fd_timer(uv_timer_t* t);
+    void close_expired_fds();
     static void on_swept(uv_work_t* req, int status);
     bool open_database(std::string& error);
     bool open_postgres(std::string& error);
@@ -55,6 +59,7 @@ private:
     CompressPolicy compress_;
     std::unique_ptr<CodingCache> codings_;
     bool codings_closing_ = false, codings_closed_ = false, codings_async_ = false;
+    std::unique_ptr<FdCache> fd_cache_;
     std::unique_ptr<RecordBackend> records_;
     PgStore* pg_ = nullptr;  // records_ when it is PostgreSQL
 
@@ -65,6 +70,15 @@ private:
     bool records_closed_ = false;
     uv_work_t sweep_req_{};
     bool sweeping_ = false;
+
+    // The descriptor cache's sweep: entries past --cache-revalidate go even
+    // when nobody asks for them again (a deleted file must not be held open
+    // for long), and what they held is closed on the threadpool.
+    uv_timer_t fd_timer_{};
+    bool fd_timer_open_ = false;
+    uv_work_t fd_close_req_{};
+    bool fd_closing_ = false;
+    std::vector<int> fd_batch_;
 };
 
 SiteApp::~SiteApp() {
@@ -143,6 +157,11 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
         opt.max_jobs = std::max(1u, pool / 2);
         codings_ = std::make_unique<CodingCache>(loop, root, locks_.get(), opt);
         site_.codings = codings_.get();
+    }
+    if (config_.open_file_cache > 0) {
+        fd_cache_ = std::make_unique<FdCache>(config_.open_file_cache, config_.cache_revalidate_ms);
+        fd_cache_->set_generations(locks_.get());
+        site_.fd_cache = fd_cache_.get();
     }
     return open_database(error);
 }
@@ -232,6 +251,39 @@ void SiteApp::start() {
     // upload, or of a record rewrite) go, on the threadpool: the tree may be
     // large. Ten seconds of age spares other live processes' files.
     if (!config_.read_only && uv_queue_work(loop_, &sweep_req_, on_sweep, on_swept) == 0) sweeping_ = true;
+    if (fd_cache_ && uv_timer_init(loop_, &fd_timer_) == 0) {
+        fd_timer_.data = this;
+        fd_timer_open_ = true;
+        uint64_t every = std::max<uint64_t>(config_.cache_revalidate_ms, 100);
+        uv_timer_start(&fd_timer_, on_fd_timer, every, every);
+    }
+}
+
+void SiteApp::on_fd_timer(uv_timer_t* t) {
+    auto* app = static_cast<SiteApp*>(t->data);
+    app->fd_cache_->expire(uv_now(app->loop_));
+    app->close_expired_fds();
+}
+
+void SiteApp::close_expired_fds() {
+    std::vector<int>& pending = fd_cache_->pending_closes();
+    if (fd_closing_ || pending.empty()) return;
+    fd_batch_.swap(pending);
+    fd_close_req_.data = this;
+    auto work = [](uv_work_t* req) {
+        for (int fd : static_cast<SiteApp*>(req->data)->fd_batch_) ::close(fd);
+    };
+    auto after = [](uv_work_t* req, int) {
+        auto* app = static_cast<SiteApp*>(req->data);
+        app->fd_closing_ = false;
+        app->fd_batch_.clear();
+        if (app->state_ == State::Closing) app->maybe_closed();
+    };
+    if (uv_queue_work(loop_, &fd_close_req_, work, after) == 0) {
+        fd_closing_ = true;
+    } else {
+        pending.swap(fd_batch_);  // the destructor closes them
+    }
 }
 
 void SiteApp::on_sweep(uv_work_t* req) {
@@ -250,11 +302,19 @@ void SiteApp::close(std::function<void()> closed) {
     if (state_ != State::Open) return;
     state_ = State::Closing;
     closed_ = std::move(closed);
+    if (fd_timer_open_) {
+        uv_timer_stop(&fd_timer_);
+        uv_close(reinterpret_cast<uv_handle_t*>(&fd_timer_), [](uv_handle_t* h) {
+            auto* app = static_cast<SiteApp*>(h->data);
+            app->fd_timer_open_ = false;
+            app->maybe_closed();
+        });
+    }
     maybe_closed();
 }
 
 void SiteApp::maybe_closed() {
-    if (sweeping_) return;
+    if (sweeping_ || fd_closing_ || fd_timer_open_) return;
     // Compressions still running on the pool finish first (their results
     // are dropped); queued ones never start.
     if (codings_ && !codings_closed_) {

@@ -17,6 +17,7 @@
 #include "handlers/dav/dav_locks.h"
 #include "handlers/dav/props_store.h"
 #include "handlers/dav/tree_ops.h"
+#include "handlers/fd_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
@@ -205,6 +206,13 @@ void bump_generation(const WriteJob& job, const struct stat& st) {
     if (job.locks) job.locks->bump(st.st_dev, st.st_ino);
 }
 
+// A name now exists in the target's directory: caches that remember it was
+// missing (handlers/fd_cache.h) keep that under the directory's generation.
+void bump_directory(const WriteJob& job) {
+    struct stat dir {};
+    if (job.locks && fstat(job.dir_fd, &dir) == 0) job.locks->bump(dir.st_dev, dir.st_ino);
+}
+
 std::string location_for(const Exchange& ex) {
     return self_location(ex.request().parsed.path, {}, false);
 }
@@ -212,6 +220,7 @@ std::string location_for(const Exchange& ex) {
 void invalidate(Exchange& ex) {
     if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
     if (CodingCache* codings = ex.site().codings) codings->invalidate_file(ex.path());
+    if (FdCache* fds = ex.site().fd_cache) fds->invalidate_file(ex.path());
 }
 
 // ------------------------------------------------------------------- PUT
@@ -311,6 +320,7 @@ void PutJob::commit() {
         }
         fsync(dir_fd);
         created = true;
+        bump_directory(*this);
         if (fstat(fd, &st) != 0) err = errno;
         return;
     }
@@ -333,7 +343,11 @@ void PutJob::commit() {
     }
     named_temp.clear();
     fsync(dir_fd);  // the rename itself must survive a crash
-    if (exists) bump_generation(*this, replaced);
+    if (exists) {
+        bump_generation(*this, replaced);
+    } else {
+        bump_directory(*this);
+    }
     created = !exists;
     if (fstat(fd, &st) != 0) err = errno;
 }
@@ -463,6 +477,7 @@ void DeleteJob::done(Exchange& ex) {
     hand_back(ex);
     if (dir) {
         if (FileCache* cache = ex.site().cache) cache->clear();  // everything under it
+        if (FdCache* fds = ex.site().fd_cache) fds->clear();
     } else {
         invalidate(ex);
     }
@@ -518,6 +533,7 @@ void MkcolJob::work() {
         return;
     }
     fsync(dir_fd);
+    bump_directory(*this);
 }
 
 void MkcolJob::done(Exchange& ex) {

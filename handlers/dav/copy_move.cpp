@@ -11,6 +11,7 @@
 #include "handlers/dav/dav_common.h"
 #include "handlers/dav/dav_locks.h"
 #include "handlers/dav/tree_ops.h"
+#include "handlers/fd_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
@@ -86,6 +87,11 @@ void CopyMoveJob::work() {
         return;
     }
     run(sdir, src_name, ddir, dst_name);
+    // A name may now exist in the destination's directory: caches that
+    // remember it missing (handlers/fd_cache.h) keep that under the
+    // directory's generation. After a refusal the bump costs a cache miss.
+    struct stat dst_dir {};
+    if (site->locks && fstat(ddir, &dst_dir) == 0) site->locks->bump(dst_dir.st_dev, dst_dir.st_ino);
     close(sdir);
     close(ddir);
 }
@@ -209,6 +215,14 @@ void CopyMoveJob::done(Exchange& ex) {
         } else {
             cache->invalidate_file(src_path);
             cache->invalidate_file(dst_path);
+        }
+    }
+    if (FdCache* fds = ex.site().fd_cache) {
+        if (collection || tree.removed > 1) {
+            fds->clear();
+        } else {
+            fds->invalidate_file(src_path);
+            fds->invalidate_file(dst_path);
         }
     }
     if (lock_check.status) return respond_lock_check(ex, lock_check);

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "handlers/dav/lock_table.h"
+#include "handlers/fd_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/write_ops.h"
@@ -569,6 +570,10 @@ void LockJob::do_lock(int dir_fd, const std::string& name, bool exists, const st
         close(fd);
         fsync(dir_fd);
         created = true;
+        // A name now exists where caches may remember it missing
+        // (handlers/fd_cache.h): they keep that under the directory's
+        // generation.
+        locks->bump(dir.st_dev, dir.st_ino);
     }
     lock.token = DavLockTable::new_token();
     lock.root = path;
@@ -604,6 +609,7 @@ void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head 
 void LockJob::done(Exchange& ex) {
     if (created) {
         if (FileCache* cache = ex.site().cache) cache->invalidate_file(ex.path());
+        if (FdCache* fds = ex.site().fd_cache) fds->invalidate_file(ex.path());
     }
     if (check.status) return respond_lock_check(ex, check);
     if (err) return respond_error(ex, status_for_errno(err), std::strerror(err));

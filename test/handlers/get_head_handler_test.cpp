@@ -18,6 +18,7 @@ namespace {
 Config no_cache() {
     Config c;
     c.cache_size = 0;
+    c.open_file_cache = 0;  // descriptors are the exchange's alone
     return c;
 }
 
@@ -91,6 +92,34 @@ TEST_CASE("handler get: a file over --inline-max goes out through a source, whol
     CHECK(r.body == data);
     CHECK(ex.source_descriptors().size() == 1);  // the source owned the descriptor and gave it back
     CHECK_FALSE(ex.job_released_at_end());
+}
+
+TEST_CASE("handler get: a large file's descriptor is kept, and the next GET needs no job before sendfile", "[handler][get]") {
+    Config c;
+    c.cache_size = 0;
+    FakeSite s(c);
+    std::string data = big_content();
+    s.root().write("big.txt", data);
+    // The descriptor stays open in the site's cache after the first
+    // exchange: that is the point, so the fake's leak check is not run.
+    FakeExchange first(s, {"GET", "/big.txt"});
+    FakeResponse r1 = first.run_unchecked(handle_get);
+    CHECK(r1.status == 200);
+    CHECK(r1.body == data);
+    CHECK(first.offloads() == 1);
+    CHECK(first.source_descriptors().empty());  // shared: not the exchange's to close
+    FakeExchange second(s, {"GET", "/big.txt"});
+    FakeResponse r2 = second.run_unchecked(handle_get);
+    CHECK(r2.status == 200);
+    CHECK(r2.body == data);
+    CHECK(r2.header("etag") == r1.header("etag"));
+    CHECK(second.offloads() == 0);
+    FakeExchange missing(s, {"GET", "/nope.txt"});
+    CHECK(missing.run_unchecked(handle_get).status == 404);
+    CHECK(missing.offloads() == 1);
+    FakeExchange again(s, {"GET", "/nope.txt"});
+    CHECK(again.run_unchecked(handle_get).status == 404);
+    CHECK(again.offloads() == 0);  // the failed open is remembered
 }
 
 TEST_CASE("handler get: HTML gets X-Frame-Options", "[handler][get]") {
