@@ -64,9 +64,11 @@ def test_descriptor_is_kept_between_requests_and_swept_after_the_interval():
     with TempRoot() as t:
         data = os.urandom(2 * MIB)
         t.write("big.bin", data)
-        with Server(t.path, *ARGS, "--cache-revalidate", "0.3") as s:
+        with Server(t.path, *ARGS, *LONG) as s:
             warm(s, "/big.bin", data)
             assert cached_fds(s, "big.bin") == 1, "the descriptor was not kept for the next request"
+        with Server(t.path, *ARGS, "--cache-revalidate", "0.3") as s:
+            warm(s, "/big.bin", data)
             # Nobody asks again: the sweep closes it.
             wait_until(lambda: cached_fds(s, "big.bin") == 0, 10, "the cached descriptor to be closed")
         with Server(t.path, *ARGS, "--open-file-cache", "0") as s:
