@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "handlers/compress/coding_cache.h"
+#include "handlers/dav/dav_common.h"
 #include "handlers/dav/dav_locks.h"
 #include "handlers/dav/props_store.h"
 #include "handlers/dav/tree_ops.h"
@@ -488,20 +489,7 @@ void DeleteJob::done(Exchange& ex) {
     if (!tree.failures.empty()) {
         // RFC 4918 §9.6.1: 207 naming the members that could not be
         // removed (their collections stay too, and are not listed).
-        std::string& out = ex.text();
-        out.clear();
-        multistatus_begin(out);
-        for (const TreeFailure& f : tree.failures) {
-            std::string href;
-            percent_encode(f.url_path, href, "/");
-            multistatus_href_status(out, href, f.status);
-        }
-        multistatus_end(out);
-        ResponseHead head;
-        head.status = 207;
-        head.content_type = "application/xml; charset=utf-8";
-        head.content_length = out.size();
-        return ex.respond(head, Body::mem(out));
+        return respond_member_failures(ex, tree.failures);
     }
     ResponseHead head;
     head.status = 204;

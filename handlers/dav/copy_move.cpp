@@ -238,16 +238,7 @@ void CopyMoveJob::done(Exchange& ex) {
             tree.copied == 0)
             return respond_error(ex, tree.failures[0].status, "the copy could not be made");
         // RFC 4918 §9.8.5, §9.6.1: 207 naming the members that failed.
-        std::string& out = ex.text();
-        out.clear();
-        multistatus_begin(out);
-        for (const TreeFailure& f : tree.failures) multistatus_href_status(out, dav_href(f.url_path), f.status);
-        multistatus_end(out);
-        ResponseHead head;
-        head.status = 207;
-        head.content_type = "application/xml; charset=utf-8";
-        head.content_length = out.size();
-        return ex.respond(head, Body::mem(out));
+        return respond_member_failures(ex, tree.failures);
     }
     if (replaced) {
         ResponseHead head;

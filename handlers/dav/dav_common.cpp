@@ -23,6 +23,22 @@ std::string dav_href(std::string_view url_path) {
     return out;
 }
 
+void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head) {
+    head.status = status;
+    head.content_type = "application/xml; charset=utf-8";
+    head.content_length = body.size();
+    ex.respond(head, Body::mem(body));
+}
+
+void respond_member_failures(Exchange& ex, const std::vector<TreeFailure>& failures) {
+    std::string& out = ex.text();
+    out.clear();
+    multistatus_begin(out);
+    for (const TreeFailure& f : failures) multistatus_href_status(out, dav_href(f.url_path), f.status);
+    multistatus_end(out);
+    respond_xml(ex, 207, out);
+}
+
 std::string member_path(std::string_view dir_path, std::string_view name, bool is_dir) {
     std::string p(dir_path);
     if (p.empty() || p.back() != '/') p.push_back('/');

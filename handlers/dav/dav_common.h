@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "handlers/dav/props_store.h"
+#include "handlers/dav/tree_ops.h"
 #include "handlers/exchange.h"
 #include "protocol/dav_xml.h"
 
@@ -47,6 +49,14 @@ int parse_destination(const Request& req, std::string& path, std::string& why);
 
 // Overwrite (RFC 4918 §10.6): T (default) or F; false on another value.
 bool parse_overwrite(const Request& req, bool& overwrite);
+
+// Sends `body` (XML the caller built in place, usually ex.text()) with
+// this status; `head` may carry extra fields (Lock-Token...).
+void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head = {});
+
+// RFC 4918 §9.6.1, §9.8.5: the 207 naming each member of a collection
+// operation that failed, with its status.
+void respond_member_failures(Exchange& ex, const std::vector<TreeFailure>& failures);
 
 // Reads the request body into `J::body` (a std::string member of the
 // exchange's job J, made with make_job<J>() before the call), at most

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "handlers/dav/dav_common.h"
 #include "handlers/dav/lock_table.h"
 #include "handlers/fd_cache.h"
 #include "handlers/file_cache.h"
@@ -346,11 +347,7 @@ void respond_lock_check(Exchange& ex, const LockCheck& c) {
     inner += "</D:href>";
     std::string& body = ex.text();
     body = dav_error_body("lock-token-submitted", inner);
-    ResponseHead head;
-    head.status = 423;
-    head.content_type = "application/xml; charset=utf-8";
-    head.content_length = body.size();
-    ex.respond(head, Body::mem(body));
+    respond_xml(ex, 423, body);
 }
 
 }  // namespace uvh
@@ -597,13 +594,6 @@ void LockJob::do_lock(int dir_fd, const std::string& name, bool exists, const st
         unlinkat(dir_fd, name.c_str(), 0);  // nothing half-done stays
         created = false;
     }
-}
-
-void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head = {}) {
-    head.status = status;
-    head.content_type = "application/xml; charset=utf-8";
-    head.content_length = body.size();
-    ex.respond(head, Body::mem(body));
 }
 
 void LockJob::done(Exchange& ex) {

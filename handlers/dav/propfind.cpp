@@ -442,11 +442,7 @@ void handle_propfind(Exchange& ex) {
         // RFC 4918 §9.1, §16: the propfind-finite-depth precondition.
         std::string& body = ex.text();
         body = dav_error_body("propfind-finite-depth");
-        ResponseHead head;
-        head.status = 403;
-        head.content_type = "application/xml; charset=utf-8";
-        head.content_length = body.size();
-        return ex.respond(head, Body::mem(body));
+        return respond_xml(ex, 403, body);
     }
     PropfindJob& job = ex.make_job<PropfindJob>(ex);
     job.depth = depth;

@@ -221,11 +221,7 @@ void ProppatchJob::done(Exchange& ex) {
     }
     multistatus_response_end(out);
     multistatus_end(out);
-    ResponseHead head;
-    head.status = 207;
-    head.content_type = "application/xml; charset=utf-8";
-    head.content_length = out.size();
-    ex.respond(head, Body::mem(out));
+    respond_xml(ex, 207, out);
 }
 
 void proppatch_body_end(Exchange& ex) {
