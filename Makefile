@@ -32,7 +32,7 @@ PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
             clang libclang-rt-14-dev llvm strace \
             rclone cadaver davfs2 fuse3 \
             zlib1g-dev libbrotli-dev libzstd-dev libjs-jquery \
-            libpq-dev postgresql
+            libpq-dev postgresql libssl-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -117,6 +117,12 @@ BROWSER_DEPS := test/e2e/browser/node_modules/.package-lock.json
 $(BROWSER_DEPS): test/e2e/browser/package-lock.json | deps
 	cd test/e2e/browser && npm ci --no-audit --no-fund
 
+# tus-js-client 4.3.1 for the resumable-upload test (test/e2e/test_uploads.py),
+# from its own lock file.
+UPLOAD_DEPS := test/e2e/uploads/node_modules/.package-lock.json
+$(UPLOAD_DEPS): test/e2e/uploads/package-lock.json | deps
+	cd test/e2e/uploads && npm ci --no-audit --no-fund
+
 JUNIT = $(if $(RESULTS),--output-junit $(abspath $(RESULTS))/$(1).xml)
 
 test-check: build
@@ -129,7 +135,7 @@ test-load: build
 
 # quarantine_size_mb=16 (default 256): freed memory ASan holds back counts
 # in the RSS that the memory-bound e2e tests measure (stalled listings).
-test-asan: asan $(BROWSER_DEPS)
+test-asan: asan $(BROWSER_DEPS) $(UPLOAD_DEPS)
 	@mkdir -p $(RESULTS)
 	cd $(ASAN_BUILD) && UVH_REQUIRE_ALL=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L e2e -LE load \

@@ -106,7 +106,12 @@ std::string usage_text() {
         "                          https://app.example (repeatable; * for any); other\n"
         "                          cross-site writes get 403\n"
         "  --create-dirs           PUT creates missing parent directories (default: 409)\n"
-        "  --max-body-size SIZE    largest request body (default 1G; 0 = unlimited)\n"
+        "  --max-body-size SIZE    largest request body, and largest resumable upload\n"
+        "                          (default 1G; 0 = unlimited)\n"
+        "  --upload-expiry S       an unfinished resumable upload is removed S seconds\n"
+        "                          after its last append (default 86400)\n"
+        "  --max-uploads N         unfinished resumable uploads at once (default 1000;\n"
+        "                          0 = no cap); more get 503\n"
 
         "  --database PATH         the record store file (default: database.txt in the root)\n"
         "  --max-record-size SIZE  largest record, as a record's line (default 64K); more: 413\n"
@@ -253,6 +258,11 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
                 if (cfg.dav_lock_timeout_max == 0) throw UsageError("--dav-lock-timeout-max must be at least 1");
             } else if (arg == "--max-store-size") {
                 cfg.max_store_size = parse_size(arg, need());
+            } else if (arg == "--upload-expiry") {
+                cfg.upload_expiry_ms = parse_seconds(arg, need());
+                if (cfg.upload_expiry_ms < 1000) throw UsageError("--upload-expiry is at least 1 second");
+            } else if (arg == "--max-uploads") {
+                cfg.max_uploads = parse_uint(arg, need(), 100'000'000);
             } else if (arg == "--max-body-size") {
                 cfg.max_body_size = parse_size(arg, need());
             } else if (arg == "--inline-max") {

@@ -30,6 +30,8 @@ struct Config {
     std::string records;            // --records: a libpq conninfo; empty: the file store
     int records_pool = 4;           // --records-pool: connections to PostgreSQL
     bool records_required = false;  // --records-required: /readyz needs the database
+    uint64_t upload_expiry_ms = 24ull * 3600 * 1000;  // --upload-expiry
+    size_t max_uploads = 1000;               // --max-uploads; 0: no cap
 
     // HTTP
     std::string cache_control;

@@ -59,6 +59,7 @@ public:
     void run_waiting_job();
     void respond(const ResponseHead& head, const Body& body) override;
     void read_body(const BodyReader& reader) override;
+    bool interim(int status, std::span<const ResponseHead::Field> fields) override;
     void body_consumed() override;
     void discard_body() override;
     void hold() override;

@@ -9,6 +9,7 @@
 #include "protocol/proxy_protocol.h"
 #include "protocol/request_checks.h"
 #include "protocol/response.h"
+#include "protocol/status.h"
 
 namespace uvh {
 
@@ -206,6 +207,25 @@ void Connection::read_body(const BodyReader& reader) {
         if (request().has_body()) arm_body_timeout();
     }
     kick();
+}
+
+bool Connection::interim(int status, std::span<const ResponseHead::Field> fields) {
+    // 101 switches protocols and is not ours to send; HTTP/1.0 clients
+    // do not expect 1xx (RFC 9110 §15.2).
+    if (status < 102 || status > 199 || request().http10() || abandoned_ || closing_ != Closing::No ||
+        response_started())
+        return false;
+    std::string& out = s_->out;
+    out.append(status_line(status));
+    for (const ResponseHead::Field& f : fields) {
+        out.append(f.name);
+        out.append(": ");
+        out.append(f.value);
+        out.append("\r\n");
+    }
+    out.append("\r\n");
+    kick();
+    return true;
 }
 
 void Connection::body_consumed() {

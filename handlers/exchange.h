@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <ctime>
 #include <new>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -156,7 +157,7 @@ private:
     void (*destroy_)(void*) = nullptr;
 };
 
-inline constexpr size_t kJobBytes = 768;
+inline constexpr size_t kJobBytes = 1024;  // the largest: a resumable upload's job
 inline constexpr size_t kSourceBytes = 512;  // a compressed listing is the largest
 using JobSlot = Slot<kJobBytes>;
 using SourceSlot = Slot<kSourceBytes>;
@@ -229,6 +230,17 @@ public:
     // Sends the response. Exactly once per request. HEAD requests get the
     // head only, whatever the body.
     virtual void respond(const ResponseHead& head, const Body& body) = 0;
+
+    // An informational (1xx) response ahead of the final one (RFC 9110
+    // §15.2), such as resumable uploads' 104 (Upload Resumption Supported).
+    // Never sent to an HTTP/1.0 client (§15.2), nor once the final response
+    // has begun: then it returns false. The fields must be single lines.
+    // The default (fakes) sends nothing.
+    virtual bool interim(int status, std::span<const ResponseHead::Field> fields) {
+        (void)status;
+        (void)fields;
+        return false;
+    }
 
     // Body handling: a request body is discarded unless the handler asks
     // for it. Asking sends "100 Continue" when the client expects it.

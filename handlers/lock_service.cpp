@@ -190,6 +190,24 @@ LockService::Guard LockService::lock_table(bool exclusive) const {
     return Guard(fd);
 }
 
+LockService::Guard LockService::lock_file(int dir_fd, const char* name) {
+    int fd = ::openat(dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return Guard();
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 0;  // the whole file, however long it grows
+    while (fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::close(fd);
+        errno = e;
+        return Guard();
+    }
+    return Guard(fd);
+}
+
 bool LockService::share_table(Guard& held) const {
     if (held.fd_ < 0) {
         errno = EBADF;

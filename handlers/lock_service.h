@@ -67,6 +67,9 @@ public:
         ~Guard() { release(); }
         void release();
         bool held() const { return fd_ >= 0; }
+        // The locked description's descriptor (lock_file: the file itself,
+        // open for reading and writing).
+        int fd() const { return fd_; }
 
     private:
         friend class LockService;
@@ -94,6 +97,14 @@ public:
     // name lock (PROPFIND's lockdiscovery). Blocking.
     Guard lock_table(bool exclusive = true) const;
     bool share_table(Guard& held) const;
+
+    // The lock of one file the caller owns, `name` in the directory `dir_fd`
+    // (a resumable upload's partial data, handlers/uploads/upload_state.h):
+    // an OFD lock on the whole file itself, opened anew for this
+    // acquisition, so it shares no byte with any name's lock and can be
+    // held while a name lock is taken. Blocks (threadpool only). A Guard
+    // that does not hold, errno set (ENOENT: no such file), on failure.
+    static Guard lock_file(int dir_fd, const char* name);
 
     // The generation of the file (dev, ino); bump() after replacing or
     // removing it. Lock-free; any thread.

@@ -2,12 +2,17 @@
 
 #include <fmt/format.h>
 
+#include "handlers/routes.h"
+
 namespace uvh {
 
 namespace {
 
-constexpr const char* kMethodNames[Metrics::kMethods] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "MKCOL",
-                                                           "PROPFIND", "PROPPATCH", "COPY", "MOVE", "LOCK", "UNLOCK", "other"};
+// The tokens of the Method enum, in its order ("other" for Method::Other).
+const char* method_name(int m) {
+    std::string_view t = method_token(static_cast<Method>(m));
+    return t.empty() ? "other" : t.data();
+}
 
 void metric(std::string& out, const char* name, const char* type, const char* help) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
@@ -22,7 +27,7 @@ void Metrics::render(std::string& out) const {
         for (int c = 0; c < kClasses; ++c)
             if (requests_[m][c] || m == 0)
                 fmt::format_to(std::back_inserter(out), "uvhttpd_requests_total{{method=\"{}\",status=\"{}xx\"}} {}\n",
-                               kMethodNames[m], c + 1, requests_[m][c]);
+                               method_name(m), c + 1, requests_[m][c]);
 
     metric(out, "uvhttpd_request_duration_seconds", "histogram",
            "Time from a complete request head to the last response byte queued.");
@@ -53,6 +58,15 @@ void Metrics::render(std::string& out) const {
             connections_refused);
     gauge("uvhttpd_open_connections", "Connections open now.", open_connections);
     gauge("uvhttpd_uploads_in_flight", "Request bodies being received now.", uploads_in_flight);
+    counter("uvhttpd_resumable_uploads_started_total", "Resumable uploads created (tus or IETF draft).",
+            uploads_started);
+    counter("uvhttpd_resumable_uploads_completed_total", "Resumable uploads whose file reached its path.",
+            uploads_completed);
+    counter("uvhttpd_resumable_uploads_resumed_total",
+            "Appends to a resumable upload whose previous request was interrupted.", uploads_resumed);
+    counter("uvhttpd_resumable_uploads_expired_total", "Unfinished resumable uploads removed at --upload-expiry.",
+            uploads_expired);
+    counter("uvhttpd_resumable_upload_bytes_total", "Bytes appended to resumable uploads.", upload_bytes);
     gauge("uvhttpd_threadpool_queue_depth", "Jobs queued or running on the threadpool.", threadpool_jobs);
     counter("uvhttpd_jobs_cancelled_total", "Jobs dropped because their client went away before they ran.",
             jobs_cancelled);

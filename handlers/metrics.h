@@ -13,7 +13,7 @@ namespace uvh {
 
 class Metrics {
 public:
-    static constexpr int kMethods = static_cast<int>(Method::Other) + 1;        // Method enum values
+    static constexpr int kMethods = static_cast<int>(Method::Other) + 1;  // Method enum values
     static constexpr int kClasses = 5;        // 1xx..5xx
     static constexpr int kBuckets = 16;       // duration histogram, plus +Inf
 
@@ -40,6 +40,11 @@ public:
     int64_t listings_running = 0;      // listing jobs holding a slot
     int64_t listings_waiting = 0;      // listing jobs waiting for a slot
     uint64_t records_appended = 0;
+    // Resumable uploads (handlers/uploads/): created, finished at their
+    // target, appends after an interrupted request, removed by the expiry
+    // sweep, and bytes appended.
+    uint64_t uploads_started = 0, uploads_completed = 0, uploads_resumed = 0, uploads_expired = 0;
+    uint64_t upload_bytes = 0;
     uint64_t cache_hits = 0, cache_misses = 0;
     uint64_t cache_bytes = 0;
     // The coding cache (handlers/compress/): compressions run, by coding

@@ -1,6 +1,7 @@
 #include "handlers/router.h"
 
 #include "handlers/routes.h"
+#include "handlers/uploads/uploads.h"
 #include "protocol/auth.h"
 #include "protocol/write_origin.h"
 
@@ -86,8 +87,9 @@ void dispatch(Exchange& ex) {
     const Request& req = ex.request();
     const Site& site = ex.site();
     // A method no resource takes (WebDAV methods parsed before their
-    // handlers exist, LOCK without lock support) is 501, not 405.
-    if (req.method == Method::Other || !route_table().back().find(req.method))
+    // handlers exist, LOCK without lock support) is 501, not 405. PATCH is
+    // taken by upload resources only: 405 elsewhere.
+    if (req.method == Method::Other || !method_routed(req.method))
         return respond_error(ex, 501, "method not implemented");
 
     const Route& route = find_route(site, req, ex.path());
@@ -120,6 +122,11 @@ void dispatch(Exchange& ex) {
         head.add("DAV", "1, 2");
         head.add("MS-Author-Via", "DAV");
     }
+    // Where files can be created, the resumable-upload limits (draft §4.1.3)
+    // and, to a tus client, what tus this server speaks.
+    std::string& fields = ex.text();
+    if (&route == &route_table().back() || route.server_wide || is_upload_resource(ex.path()))
+        add_upload_options(ex, head, fields);
     ex.respond(head, Body::none());
 }
 

@@ -5,6 +5,7 @@
 #include "handlers/get_head.h"
 #include "handlers/probes.h"
 #include "handlers/records.h"
+#include "handlers/uploads/uploads.h"
 #include "handlers/write_ops.h"
 #include "protocol/target.h"
 
@@ -35,6 +36,10 @@ bool is_database(const Site& site, const Request&, std::string_view path) { retu
 
 bool any_path(const Site&, const Request&, std::string_view) { return true; }
 
+// A resumable upload's resource: /.uvhttpd-uploads/<32 hex digits>. Any
+// other path under that prefix is hidden like every dotfile.
+bool is_upload(const Site&, const Request&, std::string_view path) { return is_upload_resource(path); }
+
 // ---------------------------------------------------------------- handlers
 
 void not_found(Exchange& ex) { respond_error(ex, 404, "no such file"); }
@@ -43,9 +48,25 @@ void record(Exchange& ex) { handle_record(ex, ex.path().substr(ex.site().databas
 
 // POST to a directory URL is where the seed's listing form posted a record.
 void post_to_path(Exchange& ex) {
+    // POST with tus or IETF draft upload fields creates a resumable upload
+    // of the file at this path; any other POST keeps its meaning.
+    if (is_upload_creation(ex.request())) return handle_upload_create(ex);
+    if (is_unsupported_partial_upload(ex.request()))
+        return respond_error(ex, 400, "partial upload of an unsupported draft version (this server speaks tus 1.0.0 "
+                                      "and Upload-Draft-Interop-Version 5, 6 and 8)");
     if (ex.path().back() == '/') return handle_record_post(ex);
     respond_error(ex, 405, "POST goes to /database.txt (or a directory URL), not to a file",
                   allow_for(ex.site(), ex.path()));
+}
+
+// PUT with the IETF draft's Upload-Complete (and an interop version this
+// server speaks) creates a resumable upload; otherwise it is a whole-file PUT.
+void put_to_path(Exchange& ex) {
+    if (is_upload_creation(ex.request())) return handle_upload_create(ex);
+    if (is_unsupported_partial_upload(ex.request()))
+        return respond_error(ex, 400, "partial upload of an unsupported draft version (this server speaks tus 1.0.0 "
+                                      "and Upload-Draft-Interop-Version 5, 6 and 8)");
+    handle_put(ex);
 }
 
 constexpr MethodRoute options() { return {Method::Options, nullptr, BodyPolicy::Discard, Access::Read, {}}; }
@@ -66,6 +87,16 @@ std::vector<Route> build_table() {
 
     // The operational endpoints come before files of the same name.
     append_probe_routes(t);
+
+    // Before the dotfile route: the upload's random id is its URL.
+    Route upload;
+    upload.name = "upload";
+    upload.matches = is_upload;
+    upload.methods = {read(Method::Head, handle_upload_resource), options(),
+                      write(Method::Patch, handle_upload_resource, BodyPolicy::Read),
+                      write(Method::Delete, handle_upload_resource, BodyPolicy::Discard)};
+    upload.refusal = "an upload takes HEAD, PATCH and DELETE";
+    t.push_back(std::move(upload));
 
     Route hidden;
     hidden.name = "hidden";
@@ -101,7 +132,7 @@ std::vector<Route> build_table() {
     files.methods = {read(Method::Get, handle_get),
                      read(Method::Head, handle_get),
                      options(),
-                     write(Method::Put, handle_put, BodyPolicy::Read),
+                     write(Method::Put, put_to_path, BodyPolicy::Read),
                      write(Method::Delete, handle_delete, BodyPolicy::Discard),
                      mkcol,
                      write(Method::Post, post_to_path, BodyPolicy::Read),
@@ -141,6 +172,7 @@ std::string_view method_token(Method m) {
     case Method::Move: return "MOVE";
     case Method::Lock: return "LOCK";
     case Method::Unlock: return "UNLOCK";
+    case Method::Patch: return "PATCH";
     case Method::Other: break;
     }
     return {};
@@ -169,6 +201,16 @@ void derive_allow(Route& route) {
 const std::vector<Route>& route_table() {
     static const std::vector<Route> table = build_table();
     return table;
+}
+
+bool method_routed(Method m) {
+    static const uint64_t mask = [] {
+        uint64_t bits = 0;
+        for (const Route& r : route_table())
+            for (const MethodRoute& mr : r.methods) bits |= 1ull << static_cast<unsigned>(mr.method);
+        return bits;
+    }();
+    return (mask >> static_cast<unsigned>(m)) & 1;
 }
 
 const Route& find_route(const Site& site, const Request& req, std::string_view path) {

@@ -72,6 +72,9 @@ const std::vector<Route>& route_table();
 
 const Route& find_route(const Site& site, const Request& req, std::string_view path);
 
+// Whether any route of the table takes the method.
+bool method_routed(Method m);
+
 // The Allow value for the resource at `path` under this site's
 // configuration (no Asterisk form).
 std::string_view allow_for(const Site& site, std::string_view path);

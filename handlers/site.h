@@ -45,6 +45,8 @@ struct Site {
     std::string database_rel;    // the record file, relative to database_dir_fd
     uint64_t max_record_size = 64 * 1024;  // --max-record-size
     uint64_t max_store_size = 1ull << 30;  // --max-store-size; 0: unlimited
+    uint64_t upload_expiry_s = 24 * 3600;  // --upload-expiry: an unfinished resumable upload lives this long
+    size_t max_uploads = 1000;             // --max-uploads: unfinished resumable uploads at once; 0: no cap
     // What the record file is on disk: its directory and name. Writes by
     // any URL (aliases, symlinks, another --database) are checked against
     // this, not against the URL (hardening issue, item 4).

@@ -23,6 +23,7 @@
 #include "handlers/records/pg_store.h"
 #include "handlers/records/record_store.h"
 #include "handlers/router.h"
+#include "handlers/uploads/upload_state.h"
 #include "handlers/write_ops.h"
 
 namespace uvh {
@@ -31,7 +32,11 @@ namespace {
 
 class SiteApp final : public Application {
 public:
-    explicit SiteApp(Config config) : config_(std::move(config)) { sweep_req_.data = this; }
+    explicit SiteApp(Config config) : config_(std::move(config)) {
+        sweep_req_.data = this;
+        upload_sweep_req_.data = this;
+        upload_timer_.data = this;
+    }
     ~SiteApp() override;
 
     bool open(uv_loop_t* loop, Metrics& metrics, std::string& error) override;
@@ -44,6 +49,9 @@ private:
     static void on_sweep(uv_work_t* req);
     static void on_fd_timer(uv_timer_t* t);
     void close_expired_fds();
+    static void on_upload_timer(uv_timer_t* t);
+    static void on_upload_sweep(uv_work_t* req);
+    static void on_upload_swept(uv_work_t* req, int status);
     static void on_swept(uv_work_t* req, int status);
     bool open_database(std::string& error);
     bool open_postgres(std::string& error);
@@ -79,6 +87,14 @@ private:
     uv_work_t fd_close_req_{};
     bool fd_closing_ = false;
     std::vector<int> fd_batch_;
+    // The expiry sweep of resumable uploads: a timer on the loop that
+    // hands the directory walk to the threadpool.
+    uv_timer_t upload_timer_{};
+    bool upload_timer_open_ = false;
+    uv_work_t upload_sweep_req_{};
+    bool upload_sweeping_ = false;
+    size_t uploads_expired_ = 0;  // written on the worker, read in the after-callback
+    bool upload_timer_closed_ = true;  // false while the timer's handle is open or closing
 };
 
 SiteApp::~SiteApp() {
@@ -111,6 +127,8 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
     site_.create_dirs = config_.create_dirs;
     site_.dav_depth_infinity = config_.dav_depth_infinity;
     site_.dav_props_sidecar = config_.dav_props_sidecar;
+    site_.upload_expiry_s = (config_.upload_expiry_ms + 999) / 1000;
+    site_.max_uploads = config_.max_uploads;
     site_.allowed_hosts = config_.allowed_hosts;
     site_.ready_max_queue = config_.ready_max_queue;
     site_.allowed_origins = config_.allowed_origins;
@@ -257,6 +275,14 @@ void SiteApp::start() {
         uint64_t every = std::max<uint64_t>(config_.cache_revalidate_ms, 100);
         uv_timer_start(&fd_timer_, on_fd_timer, every, every);
     }
+    if (!config_.read_only && uv_timer_init(loop_, &upload_timer_) == 0) {
+        upload_timer_open_ = true;
+        upload_timer_closed_ = false;
+        // Often enough that an upload outlives its expiry by at most half
+        // of it (and by at most a minute).
+        uint64_t period = std::clamp<uint64_t>(config_.upload_expiry_ms / 2, 500, 60'000);
+        uv_timer_start(&upload_timer_, on_upload_timer, std::min<uint64_t>(period, 1000), period);
+    }
 }
 
 void SiteApp::on_fd_timer(uv_timer_t* t) {
@@ -284,6 +310,30 @@ void SiteApp::close_expired_fds() {
     } else {
         pending.swap(fd_batch_);  // the destructor closes them
     }
+}
+
+void SiteApp::on_upload_timer(uv_timer_t* t) {
+    auto* app = static_cast<SiteApp*>(t->data);
+    if (app->upload_sweeping_ || app->state_ != State::Open) return;
+    if (uv_queue_work(app->loop_, &app->upload_sweep_req_, on_upload_sweep, on_upload_swept) == 0)
+        app->upload_sweeping_ = true;
+}
+
+void SiteApp::on_upload_sweep(uv_work_t* req) {
+    auto* app = static_cast<SiteApp*>(req->data);
+    const LockService* locks = app->locks_.get();
+    app->uploads_expired_ = sweep_expired_uploads(
+        app->site_.root_fd, time(nullptr),
+        [](void* ctx, dev_t dev, ino_t ino) { static_cast<const LockService*>(ctx)->bump(dev, ino); },
+        const_cast<LockService*>(locks));
+}
+
+void SiteApp::on_upload_swept(uv_work_t* req, int) {
+    auto* app = static_cast<SiteApp*>(req->data);
+    app->upload_sweeping_ = false;
+    if (app->site_.metrics) app->site_.metrics->uploads_expired += app->uploads_expired_;
+    app->uploads_expired_ = 0;
+    if (app->state_ == State::Closing) app->maybe_closed();
 }
 
 void SiteApp::on_sweep(uv_work_t* req) {
@@ -315,6 +365,18 @@ void SiteApp::close(std::function<void()> closed) {
 
 void SiteApp::maybe_closed() {
     if (sweeping_ || fd_closing_ || fd_timer_open_) return;
+    if (upload_timer_open_) {
+        upload_timer_open_ = false;
+        uv_timer_stop(&upload_timer_);
+        // Closing the handle is asynchronous: finish once it is closed.
+        uv_close(reinterpret_cast<uv_handle_t*>(&upload_timer_), [](uv_handle_t* h) {
+            auto* app = static_cast<SiteApp*>(h->data);
+            app->upload_timer_closed_ = true;
+            app->maybe_closed();
+        });
+        return;
+    }
+    if (!upload_timer_closed_ || sweeping_ || upload_sweeping_) return;
     // Compressions still running on the pool finish first (their results
     // are dropped); queued ones never start.
     if (codings_ && !codings_closed_) {

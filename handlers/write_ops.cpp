@@ -22,6 +22,7 @@
 #include "handlers/file_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/lock_service.h"
+#include "handlers/write_step.h"
 #include "handlers/router.h"
 #include "protocol/dav_xml.h"
 #include "protocol/etag.h"
@@ -35,50 +36,28 @@ namespace {
 
 constexpr size_t kPutChunk = 256 * 1024;
 
-// What every write's threadpool job knows and finds out: the target, its
-// parent directory (opened beneath the root) and what is there now.
-struct WriteJob : Job {
-    // ---- inputs (loop thread) ----
-    const Site* site = nullptr;
-    const LockService* locks = nullptr;
-    const Request* request = nullptr;  // read on the worker for the preconditions
-    int root_fd = -1;
-    std::string rel;  // the target relative to the root
-    std::string_view url_path;  // the normalised URL path (the exchange's)
-    bool trailing_slash = false;
-    bool create_dirs = false;
-    time_t now = 0;
+}  // namespace
 
-    // ---- outputs (worker thread) ----
-    int err = 0;      // errno of the failing step, 0 on success
-    int status = 0;   // a status the worker decided (403, 405, 409, 412)
-    int dir_fd = -1;  // the target's parent directory
-    struct stat st {};  // of the target (after a PUT: of the new file)
-    bool exists = false;
-    bool created = false;
-    LockCheck lock_check;  // WebDAV locks and the If header (handlers/dav/dav_locks.h)
+WriteJob::WriteJob(Exchange& ex)
+    : site(&ex.site()),
+      locks(ex.site().locks),
+      request(&ex.request()),
+      cond(ex.request().conditionals()),
+      root_fd(ex.site().root_fd),
+      rel(relative_path(ex.path())),
+      url_path(ex.path()),
+      trailing_slash(ex.path().back() == '/'),
+      now(ex.now()) {}
 
-    explicit WriteJob(Exchange& ex)
-        : site(&ex.site()),
-          locks(ex.site().locks),
-          request(&ex.request()),
-          root_fd(ex.site().root_fd),
-          rel(relative_path(ex.path())),
-          url_path(ex.path()),
-          trailing_slash(ex.path().back() == '/'),
-          now(ex.now()) {}
+void WriteJob::release() {
+    if (dir_fd >= 0) close(dir_fd);
+    dir_fd = -1;
+}
 
-    bool holds_resources() const override { return dir_fd >= 0; }
-    void release() override {
-        if (dir_fd >= 0) close(dir_fd);
-        dir_fd = -1;
-    }
-    // After a successful step, on the loop: descriptors go to the exchange.
-    void hand_back(Exchange& ex) {
-        if (dir_fd >= 0) ex.close_later(dir_fd);
-        dir_fd = -1;
-    }
-};
+void WriteJob::hand_back(Exchange& ex) {
+    if (dir_fd >= 0) ex.close_later(dir_fd);
+    dir_fd = -1;
+}
 
 Representation representation_of(bool exists, const struct stat& st, std::string& etag) {
     if (!exists) return {};
@@ -101,12 +80,14 @@ bool check_target(WriteJob& job, const std::string& name) {
     job.st = st;
     std::string etag;
     Representation rep = representation_of(job.exists, st, etag);
-    if (evaluate_preconditions(job.request->conditionals(), false, rep, job.now) != Precondition::Proceed) {
+    if (evaluate_preconditions(job.cond, false, rep, job.now) != Precondition::Proceed) {
         job.status = 412;
         return false;
     }
     return true;
 }
+
+namespace {
 
 // True when `name` in the directory `dir_fd` is the record store's file,
 // whatever URL led there (hardening issue, item 4): the store is known by
@@ -115,9 +96,8 @@ bool is_record_store(const WriteJob& job, int dir_fd, std::string_view name) {
     return job.site && is_record_store_entry(*job.site, dir_fd, name);
 }
 
-constexpr int kStoreRefused = 403;
-constexpr std::string_view kStoreMessage =
-    "that name is the record store's file; records live at /database.txt/ID";
+
+}  // namespace
 
 // Opens the parent of job.rel as job.dir_fd, creating it first when asked.
 // Refuses (job.status 403) when the target or a directory to create is the
@@ -170,6 +150,8 @@ bool open_parent(WriteJob& job, std::string& name) {
     return true;
 }
 
+namespace {
+
 // The lock of the target's name (handlers/lock_service.h), held from the
 // check of the preconditions to the switch, so that of several writers with
 // the same If-Match exactly one succeeds (RFC 9110 §13.1.1), in this
@@ -189,6 +171,8 @@ bool lock_target(WriteJob& job, const std::string& name, LockService::Guard& gua
     return true;
 }
 
+}  // namespace
+
 // The WebDAV lock check (RFC 4918 §7.5, §10.4): with `guard` (the name
 // lock, held until the change is made) it also holds the lock table still
 // until then; without, it is an early look that saves reading a body the
@@ -200,6 +184,8 @@ bool check_locks(WriteJob& job, const std::string& name, LockService::Guard* gua
     job.lock_check = check_write_locks(*job.site, *job.request, guard, target, job.now);
     return job.lock_check.status == 0;
 }
+
+namespace {
 
 // Caches of every process drop what they hold of a replaced or removed
 // file at their next hit.
@@ -223,6 +209,76 @@ void invalidate(Exchange& ex) {
     if (CodingCache* codings = ex.site().codings) codings->invalidate_file(ex.path());
     if (FdCache* fds = ex.site().fd_cache) fds->invalidate_file(ex.path());
 }
+
+}  // namespace
+
+void place_content(WriteJob& job, int fd, std::string& named_temp) {
+    std::string parent, name;
+    split_parent(job.rel, parent, name);
+    LockService::Guard guard;
+    if (!lock_target(job, name, guard)) return;
+    // Check again right before the switch, under the lock: another writer
+    // may have changed the target while the body was arriving.
+    if (!check_target(job, name)) return;
+    const struct stat replaced = job.st;
+    if (job.exists && S_ISDIR(job.st.st_mode)) {
+        job.status = 409;
+        return;
+    }
+    if (!check_locks(job, name, &guard, false, !job.exists)) return;
+    // A replacement keeps the permission bits of the file it replaces, but
+    // not setuid, setgid or sticky: new content must not inherit privileges
+    // (the kernel clears them on an unprivileged write for the same reason).
+    if (job.exists && S_ISREG(job.st.st_mode)) fchmod(fd, job.st.st_mode & 0777);
+    if (!job.exists && named_temp.empty() && job.cond.if_none_match.data() && is_star(job.cond.if_none_match)) {
+        // Create-only (If-None-Match: *): linking straight to the name fails
+        // if anyone created it meanwhile, so the check and the create are
+        // one atomic step.
+        std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        if (linkat(AT_FDCWD, proc.c_str(), job.dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+            if (errno == EEXIST) {
+                job.status = 412;
+            } else {
+                job.err = errno;
+            }
+            return;
+        }
+        fsync(job.dir_fd);
+        job.created = true;
+        bump_directory(job);
+        if (fstat(fd, &job.st) != 0) job.err = errno;
+        return;
+    }
+    std::string tmp = named_temp;
+    if (tmp.empty()) {
+        // Give the file a name beside the target, then rename it over the
+        // target: readers see the old file or the new one, never a partial
+        // one.
+        tmp = temp_name();
+        std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        if (linkat(AT_FDCWD, proc.c_str(), job.dir_fd, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+            job.err = errno;
+            return;
+        }
+    }
+    if (renameat(job.dir_fd, tmp.c_str(), job.dir_fd, name.c_str()) != 0) {
+        job.err = errno;
+        unlinkat(job.dir_fd, tmp.c_str(), 0);
+        named_temp.clear();
+        return;
+    }
+    named_temp.clear();
+    fsync(job.dir_fd);  // the rename itself must survive a crash
+    if (job.exists) {
+        bump_generation(job, replaced);
+    } else {
+        bump_directory(job);
+    }
+    job.created = !job.exists;
+    if (fstat(fd, &job.st) != 0) job.err = errno;
+}
+
+namespace {
 
 // ------------------------------------------------------------------- PUT
 
@@ -282,10 +338,6 @@ void PutJob::prepare() {
         err = errno;
         return;
     }
-    // A replacement keeps the permission bits of the file it replaces, but
-    // not setuid, setgid or sticky: new content must not inherit privileges
-    // (the kernel clears them on an unprivileged write for the same reason).
-    if (exists && S_ISREG(st.st_mode)) fchmod(fd, st.st_mode & 0777);
 }
 
 void PutJob::commit() {
@@ -293,64 +345,7 @@ void PutJob::commit() {
         err = errno;
         return;
     }
-    std::string parent, name;
-    split_parent(rel, parent, name);
-    LockService::Guard guard;
-    if (!lock_target(*this, name, guard)) return;
-    // Check again right before the switch, under the lock: another writer
-    // may have changed the target while the body was arriving.
-    if (!check_target(*this, name)) return;
-    const struct stat replaced = st;
-    if (exists && S_ISDIR(st.st_mode)) {
-        status = 409;
-        return;
-    }
-    if (!check_locks(*this, name, &guard, false, !exists)) return;
-    if (!exists && named_temp.empty() && request->if_none_match.data() && is_star(request->if_none_match)) {
-        // Create-only (If-None-Match: *): linking straight to the name fails
-        // if anyone created it meanwhile, so the check and the create are
-        // one atomic step.
-        std::string proc = "/proc/self/fd/" + std::to_string(fd);
-        if (linkat(AT_FDCWD, proc.c_str(), dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
-            if (errno == EEXIST) {
-                status = 412;
-            } else {
-                err = errno;
-            }
-            return;
-        }
-        fsync(dir_fd);
-        created = true;
-        bump_directory(*this);
-        if (fstat(fd, &st) != 0) err = errno;
-        return;
-    }
-    std::string tmp = named_temp;
-    if (tmp.empty()) {
-        // Give the unnamed file a name, then rename it over the target:
-        // readers see the old file or the new one, never a partial one.
-        tmp = temp_name();
-        std::string proc = "/proc/self/fd/" + std::to_string(fd);
-        if (linkat(AT_FDCWD, proc.c_str(), dir_fd, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
-            err = errno;
-            return;
-        }
-    }
-    if (renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) {
-        err = errno;
-        unlinkat(dir_fd, tmp.c_str(), 0);
-        named_temp.clear();
-        return;
-    }
-    named_temp.clear();
-    fsync(dir_fd);  // the rename itself must survive a crash
-    if (exists) {
-        bump_generation(*this, replaced);
-    } else {
-        bump_directory(*this);
-    }
-    created = !exists;
-    if (fstat(fd, &st) != 0) err = errno;
+    place_content(*this, fd, named_temp);
 }
 
 void put_chunk(Exchange& ex, std::string_view piece);

@@ -17,9 +17,10 @@ struct Header {
     std::string_view value;
 };
 
-// Methods the server implements: HTTP's and WebDAV's (RFC 4918 §9).
-// Everything else llhttp knows (PATCH, TRACE, CONNECT, ...) is Other and
-// answered with 501. Other stays last: metrics index arrays by the value.
+// Methods the server implements: HTTP's, WebDAV's (RFC 4918 §9) and PATCH
+// (resumable uploads' append). Everything else llhttp knows (TRACE,
+// CONNECT, ...) is Other and answered with 501. Other stays last: metrics
+// index arrays by the value.
 enum class Method : uint8_t {
     Get,
     Head,
@@ -34,6 +35,7 @@ enum class Method : uint8_t {
     Move,
     Lock,
     Unlock,
+    Patch,
     Other
 };
 

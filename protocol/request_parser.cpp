@@ -44,6 +44,7 @@ Method map_method(uint8_t m) {
     case HTTP_MOVE: return Method::Move;
     case HTTP_LOCK: return Method::Lock;
     case HTTP_UNLOCK: return Method::Unlock;
+    case HTTP_PATCH: return Method::Patch;
     default: return Method::Other;
     }
 }

@@ -39,7 +39,7 @@ struct ResponseHead {
     struct Field {
         std::string_view name, value;
     };
-    static constexpr int kMaxExtra = 6;
+    static constexpr int kMaxExtra = 10;
     Field extra[kMaxExtra];
     int extra_count = 0;
     void add(std::string_view name, std::string_view value) {

@@ -8,6 +8,7 @@ namespace uvh {
 std::string_view reason_phrase(int status) {
     switch (status) {
     case 100: return "Continue";
+    case 104: return "Upload Resumption Supported";  // draft-ietf-httpbis-resumable-upload
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
@@ -38,6 +39,7 @@ std::string_view reason_phrase(int status) {
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 460: return "Checksum Mismatch";  // tus 1.0.0, checksum extension
     case 505: return "HTTP Version Not Supported";
     case 507: return "Insufficient Storage";
     default: return "Unknown";

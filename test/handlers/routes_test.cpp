@@ -75,7 +75,7 @@ private:
 };
 
 const std::vector<Method> kMethods = {Method::Get,     Method::Head,  Method::Post, Method::Put,
-                                      Method::Delete, Method::Options, Method::Mkcol};
+                                      Method::Delete, Method::Options, Method::Mkcol, Method::Patch};
 
 std::string_view route_name(const Site& site, std::string_view path) {
     Request req;
@@ -140,6 +140,13 @@ TEST_CASE("routes: which route a path matches", "[routes]") {
     CHECK(route_name(site, "/.git/config") == "hidden");
     CHECK(route_name(site, "/a/.env") == "hidden");
     CHECK(route_name(site, "/.uvhttpd-tmp-0123") == "hidden");
+    // A resumable upload's resource comes before the dotfile rule; nothing
+    // else under its prefix does (handlers/uploads/uploads.h).
+    CHECK(route_name(site, "/.uvhttpd-uploads/0123456789abcdef0123456789abcdef") == "upload");
+    CHECK(route_name(site, "/.uvhttpd-uploads/0123456789ABCDEF0123456789ABCDEF") == "hidden");
+    CHECK(route_name(site, "/.uvhttpd-uploads/0123456789abcdef0123456789abcdef.part") == "hidden");
+    CHECK(route_name(site, "/.uvhttpd-uploads/") == "hidden");
+    CHECK(route_name(site, "/x/.uvhttpd-uploads/0123456789abcdef0123456789abcdef") == "hidden");
     Request star;
     star.parsed.form = TargetForm::Asterisk;
     CHECK(find_route(site, star, "*").name == "server");
@@ -169,7 +176,8 @@ TEST_CASE("routes: every write of the table is marked a write", "[routes]") {
             INFO(r.name << " " << method_token(m.method));
             bool write = m.method == Method::Put || m.method == Method::Delete || m.method == Method::Mkcol ||
                          m.method == Method::Post || m.method == Method::Proppatch || m.method == Method::Copy ||
-                         m.method == Method::Move || m.method == Method::Lock || m.method == Method::Unlock;
+                         m.method == Method::Move || m.method == Method::Lock || m.method == Method::Unlock ||
+                         m.method == Method::Patch;
             CHECK((m.access == Access::Write) == write);
             CHECK((m.handler == nullptr) == (m.method == Method::Options));
         }

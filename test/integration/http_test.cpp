@@ -168,12 +168,27 @@ TEST_CASE("a known but unimplemented method is 501 and keeps the connection", "[
     TestServer t;
     t.root().write("a.txt", "A");
     RawClient c(t);
-    c.send("PATCH /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc"
+    c.send("PURGE /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc"
            "GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
     auto r1 = c.read_response();
     auto r2 = c.read_response();
     REQUIRE((r1 && r2));
     CHECK(r1->status == 501);
+    CHECK(r2->body == "A");
+}
+
+TEST_CASE("PATCH to a file is 405 with Allow (only upload resources take it) and keeps the connection",
+          "[http][errors]") {
+    TestServer t;
+    t.root().write("a.txt", "A");
+    RawClient c(t);
+    c.send("PATCH /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc"
+           "GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    auto r1 = c.read_response();
+    auto r2 = c.read_response();
+    REQUIRE((r1 && r2));
+    CHECK(r1->status == 405);
+    CHECK(r1->header("allow").find("PUT") != std::string::npos);
     CHECK(r2->body == "A");
 }
 
