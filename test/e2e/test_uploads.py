@@ -629,7 +629,8 @@ LOCKINFO = ('<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D
 def test_webdav_locks_cover_uploads():
     """A WebDAV lock on the target refuses the upload's creation (423), and
     a lock taken while an upload runs refuses its completion unless the
-    completing request submits the token (If header); the upload stays
+    completing request submits the token (a tagged If list naming the
+    target); the upload stays
     resumable meanwhile."""
     with TempRoot() as root, Server(root.path) as s:
         r = request(s.port, "LOCK", "/locked.txt", body=LOCKINFO, headers={"Content-Type": "application/xml"})
@@ -644,6 +645,8 @@ def test_webdav_locks_cover_uploads():
         assert not os.path.exists(os.path.join(root.path, "later.txt")) or \
             open(os.path.join(root.path, "later.txt"), "rb").read() != b"abcd"
         assert request(s.port, "HEAD", loc, headers=TUS).get("upload-offset") == "4"
-        r = patch_tus(s.port, loc, 4, b"", {"If": f"({token})"})
+        # The token goes in a tagged list naming the target: an untagged one
+        # would apply to the upload's own URL (RFC 4918 §10.4.2).
+        r = patch_tus(s.port, loc, 4, b"", {"If": f"<http://127.0.0.1:{s.port}/later.txt> ({token})"})
         assert r.status == 204, (r.status, r.body)
         assert request(s.port, "GET", "/later.txt").body == b"abcd"
