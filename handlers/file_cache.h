@@ -28,6 +28,7 @@ struct CachedRep {
     std::string content;
     std::string etag;
     std::string_view content_type;  // from the static MIME table
+    bool compressible = false;      // the --compress policy's answer for content_type
     std::string_view encoding;      // "", "gzip", "br" or "zstd" (static strings)
     time_t last_modified = 0;
     std::string fields;  // the representation fields of a 200, formatted

@@ -35,17 +35,28 @@ constexpr uint8_t kAllCodings = coding_bit(Coding::Gzip) | coding_bit(Coding::Br
 // The codings the server would produce itself for a body of this type and
 // size: none for types not worth it, none under --compress-min-size unless
 // the client refuses identity.
-uint8_t on_the_fly_codings(const CompressPolicy* policy, std::string_view type, uint64_t size,
-                           const AcceptedCodings& accepted) {
-    if (!policy || !policy->compressible(type)) return 0;
+// `compressible` is policy->compressible(type), decided by the caller (a
+// cache entry keeps it, so a hit does not ask again).
+uint8_t fly_codings_of(const CompressPolicy* policy, bool compressible, uint64_t size,
+                       const AcceptedCodings& accepted) {
+    if (!policy || !compressible) return 0;
     if (size < policy->min_size && accepted.accepts(Coding::Identity)) return 0;
     return kAllCodings;
 }
 
+uint8_t on_the_fly_codings(const CompressPolicy* policy, std::string_view type, uint64_t size,
+                           const AcceptedCodings& accepted) {
+    return fly_codings_of(policy, policy && policy->compressible(type), size, accepted);
+}
+
 // A response of a resource whose body depends on Accept-Encoding says so
 // (RFC 9110 §12.5.5), compressed or not.
+std::string_view vary_of(bool compressible, bool has_siblings) {
+    return has_siblings || compressible ? "Accept-Encoding" : std::string_view();
+}
+
 std::string_view vary_for(const CompressPolicy* policy, std::string_view type, bool has_siblings) {
-    return has_siblings || (policy && policy->compressible(type)) ? "Accept-Encoding" : std::string_view();
+    return vary_of(policy && policy->compressible(type), has_siblings);
 }
 
 // A Range request is answered from stored bytes: when the chosen coding
@@ -552,6 +563,7 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
         rep.content = job.data;
         rep.etag = etag;
         rep.content_type = v.content_type;
+        rep.compressible = site.compress && site.compress->compressible(v.content_type);
         rep.encoding = v.encoding;
         rep.last_modified = v.last_modified;
         ResponseHead h;
@@ -661,7 +673,7 @@ bool serve_cached(Exchange& ex, CachedEntry& e, const AcceptedCodings& accepted)
     uint8_t present = 0;
     for (int i = 1; i < CachedEntry::kVariants; ++i)
         if (e.variant_exists[i]) present |= static_cast<uint8_t>(1u << i);
-    uint8_t fly = on_the_fly_codings(ex.site().compress, id.content_type, id.content.size(), accepted);
+    uint8_t fly = fly_codings_of(ex.site().compress, id.compressible, id.content.size(), accepted);
     Coding c = Coding::Identity;
     if (!choose_coding(accepted, present | fly, c)) return false;  // the job answers 406
     if (c != Coding::Identity && !(present & coding_bit(c))) {
@@ -676,7 +688,7 @@ bool serve_cached(Exchange& ex, CachedEntry& e, const AcceptedCodings& accepted)
     v.last_modified = rep.last_modified;
     v.content_type = rep.content_type;
     v.encoding = rep.encoding;
-    v.vary = vary_for(ex.site().compress, rep.content_type, e.has_variants());
+    v.vary = vary_of(id.compressible, e.has_variants());
     v.in_memory = true;
     v.data = rep.content;
     v.fields = rep.fields;

@@ -161,6 +161,7 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
         compress_.max_cached = config_.compress_max_cached;
         compress_.cached = {config_.level_cached[1], config_.level_cached[2], config_.level_cached[3]};
         compress_.stream = {config_.level_stream[1], config_.level_stream[2], config_.level_stream[3]};
+        compress_.prepare();
         site_.compress = &compress_;
         CodingCache::Options opt;
         opt.budget = config_.compress_cache_size;

@@ -107,10 +107,17 @@ constexpr bool table_sorted() {
 }
 static_assert(table_sorted(), "kTable must stay sorted by extension");
 
+constexpr std::string_view kDefault = "application/octet-stream";
+
 }  // namespace
 
+std::vector<std::string_view> known_mime_types() {
+    std::vector<std::string_view> types{kDefault};
+    for (const MimeEntry& e : kTable) types.push_back(e.type);
+    return types;
+}
+
 std::string_view mime_type_for(std::string_view file_name) {
-    constexpr std::string_view kDefault = "application/octet-stream";
     size_t slash = file_name.rfind('/');
     if (slash != std::string_view::npos) file_name.remove_prefix(slash + 1);
     size_t dot = file_name.rfind('.');

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string_view>
+#include <vector>
 
 namespace uvh {
 
@@ -10,5 +11,9 @@ namespace uvh {
 // last segment matters; comparison ignores ASCII case).
 // Unknown extensions give "application/octet-stream".
 std::string_view mime_type_for(std::string_view file_name);
+
+// Every media type mime_type_for() can return, as the very views it returns
+// (same data pointers): callers precompute a decision per type once.
+std::vector<std::string_view> known_mime_types();
 
 }  // namespace uvh

@@ -1,11 +1,30 @@
 #include "handlers/compress/policy.h"
 
+#include <algorithm>
+
+#include "protocol/mime.h"
 #include "protocol/text.h"
 
 namespace uvh {
 
 bool CompressPolicy::compressible(std::string_view content_type) const {
     if (!enabled) return false;
+    auto it = std::lower_bound(known_.begin(), known_.end(), content_type.data(),
+                               [](const std::pair<const char*, bool>& k, const char* p) { return k.first < p; });
+    if (it != known_.end() && it->first == content_type.data()) return it->second;
+    return matches(content_type);
+}
+
+void CompressPolicy::prepare() {
+    known_.clear();
+    for (std::string_view t : known_mime_types()) known_.emplace_back(t.data(), matches(t));
+    std::sort(known_.begin(), known_.end());
+    known_.erase(std::unique(known_.begin(), known_.end(),
+                             [](const auto& a, const auto& b) { return a.first == b.first; }),
+                 known_.end());
+}
+
+bool CompressPolicy::matches(std::string_view content_type) const {
     std::string_view type = trim_ows(content_type.substr(0, content_type.find(';')));
     size_t slash = type.find('/');
     if (slash == std::string_view::npos) return false;

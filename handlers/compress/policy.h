@@ -22,8 +22,19 @@ struct CompressPolicy {
     CodingLevels cached = kDefaultCachedLevels;  // --compress-level CODING=N
     CodingLevels stream = kDefaultStreamLevels;  // --compress-stream-level CODING=N
 
-    // Whether a body of this media type is worth compressing.
+    // Whether a body of this media type is worth compressing. A type from
+    // the MIME table is answered from the decisions prepare() made (a
+    // pointer lookup: this runs on every GET); any other by matching.
     bool compressible(std::string_view content_type) const;
+
+    // Decides once for every type of the MIME table; call after setting
+    // `enabled` and `types`.
+    void prepare();
+
+private:
+    bool matches(std::string_view content_type) const;
+    // (data pointer of a MIME table type, its decision), sorted by pointer.
+    std::vector<std::pair<const char*, bool>> known_;
 };
 
 // The default --compress-types: text, scripts, styles, JSON, XML, SVG,

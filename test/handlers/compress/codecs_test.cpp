@@ -3,6 +3,7 @@
 // streamed, and the type policy.
 #include "handlers/compress/codecs.h"
 #include "handlers/compress/policy.h"
+#include "protocol/mime.h"
 
 #include <brotli/decode.h>
 #include <zlib.h>
@@ -145,4 +146,23 @@ TEST_CASE("policy: compressible types, wildcards, parameters ignored, off", "[co
     CHECK(p.compressible("Application/JSON"));
     p.enabled = false;
     CHECK_FALSE(p.compressible("application/json"));
+}
+
+TEST_CASE("policy: the prepared answer for every MIME table type equals matching", "[compress]") {
+    CompressPolicy matched;
+    matched.types = {"text/*", "application/json", "image/svg+xml"};
+    CompressPolicy prepared = matched;
+    prepared.prepare();
+    // Copies of the strings take the matching path; the table's own views
+    // take the prepared one: both must agree for every type.
+    for (std::string_view t : known_mime_types()) {
+        std::string copy(t);
+        INFO(t);
+        CHECK(prepared.compressible(t) == matched.compressible(copy));
+    }
+    CHECK(prepared.compressible(mime_type_for("a.html")));
+    CHECK_FALSE(prepared.compressible(mime_type_for("a.png")));
+    CHECK_FALSE(prepared.compressible(mime_type_for("a.unknown-extension")));
+    prepared.enabled = false;
+    CHECK_FALSE(prepared.compressible(mime_type_for("a.html")));
 }
