@@ -45,9 +45,9 @@ int open_checked(int root_fd, const std::string& rel, int flags, mode_t mode) {
 int open_beneath(int root_fd, const std::string& rel, int flags, mode_t mode) {
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer sees descriptors made by the libc calls it intercepts,
-    // not by a raw openat2 syscall: a descriptor number closed on one worker
-    // and reused by openat2 on another would look like a race. Under TSan
-    // the checked fallback below is used, which it sees.
+    // not by a raw openat2 syscall; under TSan the checked fallback below is
+    // used. libtsan 12 does not intercept openat() either, so descriptor-
+    // number reuse across workers is suppressed in test/tsan.supp.
     static std::atomic<bool> have_openat2{false};
 #else
     // Worker threads share this; relaxed order is enough for a one-way flag.
