@@ -23,6 +23,20 @@ std::string dav_href(std::string_view url_path) {
     return out;
 }
 
+bool parse_dav_body(std::string_view body, std::string_view root, XmlParseResult& out, std::string& why) {
+    out = parse_xml(body);
+    if (!out.ok) {
+        why = out.error;
+        return false;
+    }
+    if (!out.root.is_dav(root)) {
+        why = "the body is not a DAV:";
+        why.append(root).append(" element");
+        return false;
+    }
+    return true;
+}
+
 void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head) {
     head.status = status;
     head.content_type = "application/xml; charset=utf-8";

@@ -50,6 +50,11 @@ int parse_destination(const Request& req, std::string& path, std::string& why);
 // Overwrite (RFC 4918 §10.6): T (default) or F; false on another value.
 bool parse_overwrite(const Request& req, bool& overwrite);
 
+// Parses a request body whose root must be the DAV: element `root`
+// (propfind, propertyupdate, lockinfo). False with a one-line reason for a
+// 400 when it is not XML or has another root.
+bool parse_dav_body(std::string_view body, std::string_view root, XmlParseResult& out, std::string& why);
+
 // Sends `body` (XML the caller built in place, usually ex.text()) with
 // this status; `head` may carry extra fields (Lock-Token...).
 void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head = {});

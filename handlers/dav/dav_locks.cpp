@@ -651,10 +651,10 @@ void lock_body_done(Exchange& ex) {
     if (trim_ows(job.body).empty()) {
         job.refresh = true;
     } else {
-        XmlParseResult parsed = parse_xml(job.body);
-        if (!parsed.ok) return respond_error(ex, 400, parsed.error);
+        XmlParseResult parsed;
+        std::string why;
+        if (!parse_dav_body(job.body, "lockinfo", parsed, why)) return respond_error(ex, 400, why);
         const XmlElement& info = parsed.root;
-        if (!info.is_dav("lockinfo")) return respond_error(ex, 400, "a LOCK body is a DAV:lockinfo element");
         const XmlElement* scope = info.child(kDavNs, "lockscope");
         const XmlElement* type = info.child(kDavNs, "locktype");
         if (!scope || !type) return respond_error(ex, 400, "DAV:lockinfo needs DAV:lockscope and DAV:locktype");

@@ -46,15 +46,8 @@ bool is_live(std::string_view ns, std::string_view name) {
 
 bool parse_spec(std::string_view body, PropSpec& spec, std::string& why) {
     if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return true;  // allprop
-    XmlParseResult r = parse_xml(body);
-    if (!r.ok) {
-        why = r.error;
-        return false;
-    }
-    if (!r.root.is_dav("propfind")) {
-        why = "the body is not a DAV:propfind element";
-        return false;
-    }
+    XmlParseResult r;
+    if (!parse_dav_body(body, "propfind", r, why)) return false;
     for (const XmlElement& c : r.root.children) {
         if (c.is_dav("allprop")) {
             spec.mode = PropSpec::Mode::AllProp;

@@ -45,15 +45,8 @@ void inherit_lang(XmlElement& e, const std::string* lang) {
 }
 
 bool parse_update(std::string_view body, std::vector<PropOp>& ops, std::string& why) {
-    XmlParseResult r = parse_xml(body);
-    if (!r.ok) {
-        why = r.error;
-        return false;
-    }
-    if (!r.root.is_dav("propertyupdate")) {
-        why = "the body is not a DAV:propertyupdate element";
-        return false;
-    }
+    XmlParseResult r;
+    if (!parse_dav_body(body, "propertyupdate", r, why)) return false;
     const std::string* lang0 = r.root.attribute(kXmlNs, "lang");
     for (const XmlElement& action : r.root.children) {
         bool set = action.is_dav("set");
