@@ -19,7 +19,7 @@ import pytest
 
 import uvhlib
 from pg import PgCluster
-from uvhlib import Server, TempRoot, free_port, request
+from uvhlib import Haproxy, Server, TempRoot, free_port, request
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -60,17 +60,14 @@ def pg_server(root, url, *flags, **kw):
     return s
 
 
-class Haproxy:
+def haproxy(ports):
     """HAProxy in front of `ports`, health-checking /readyz every 100 ms (the
     configuration docs/operations.md shows), retrying only connection
-    failures. Stopped by its PID."""
+    failures."""
+    servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check" for i, p in enumerate(ports))
 
-    def __init__(self, tmp, ports):
-        self.port = free_port()
-        servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check" for i, p in enumerate(ports))
-        self.cfg = os.path.join(tmp, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(f"""
+    def config(port):
+        return f"""
 global
     maxconn 4096
     log stderr format raw local0
@@ -84,7 +81,7 @@ defaults
     timeout server 30s
     retry-on conn-failure empty-response
 frontend fe
-    bind 127.0.0.1:{self.port}
+    bind 127.0.0.1:{port}
     default_backend be
 backend be
     balance roundrobin
@@ -92,15 +89,8 @@ backend be
     http-check expect status 200
     default-server inter 100ms fall 1 rise 2
 {servers}
-""")
-        self.log = open(os.path.join(tmp, "haproxy.log"), "w+")
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg], stdout=subprocess.DEVNULL, stderr=self.log)
-        wait_for(lambda: status(self.port, "/readyz") == 200, 15, "haproxy to serve")
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.log.close()
+"""
+    return Haproxy(config, ready=lambda port: status(port, "/readyz") == 200)
 
 
 class Load:
@@ -194,9 +184,9 @@ def assert_acked_once(pg, acked):
 
 
 def test_two_instances_behind_haproxy_4000_posts_64_clients(db):
-    with TempRoot() as ra, TempRoot() as rb, TempRoot() as tmp:
+    with TempRoot() as ra, TempRoot() as rb:
         a, b = pg_server(ra.path, db.url), pg_server(rb.path, db.url)
-        ha = Haproxy(tmp.path, [a.port, b.port])
+        ha = haproxy([a.port, b.port])
         try:
             start = time.monotonic()
             load = Load(ha.port, 64, total=4000)
@@ -230,10 +220,10 @@ def test_two_instances_behind_haproxy_4000_posts_64_clients(db):
 
 
 def test_kill_9_of_one_instance_under_load_loses_no_acknowledged_record(db):
-    with TempRoot() as ra, TempRoot() as rb, TempRoot() as tmp:
+    with TempRoot() as ra, TempRoot() as rb:
         a = pg_server(ra.path, db.url)
         b = pg_server(rb.path, db.url, expect_exit=-signal.SIGKILL)
-        ha = Haproxy(tmp.path, [a.port, b.port])
+        ha = haproxy([a.port, b.port])
         try:
             load = Load(ha.port, 64, total=100000)
             wait_for(lambda: load.acks() >= 1000, 60, "1000 acknowledged records")
@@ -262,7 +252,7 @@ def test_database_outage_under_load_503_with_retry_after_then_full_service(db):
         watcher = pg_server(tmp.path, db.url)  # --records-required: /readyz follows the database
         for s in (a, b):
             wait_for(lambda: status(s.port, "/database.txt/none") == 404, 30, "the store to connect")
-        ha = Haproxy(tmp.path, [a.port, b.port])
+        ha = haproxy([a.port, b.port])
         try:
             load = Load(ha.port, 64)
             wait_for(lambda: load.acks() >= 500, 60, "500 acknowledged records")

@@ -31,7 +31,7 @@ import time
 import pytest
 
 import uvhlib
-from uvhlib import RawConn, Server, TempRoot, curl, free_port, request, wait_until
+from uvhlib import Haproxy, RawConn, Server, TempRoot, curl, free_port, request, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_DIR = os.path.join(HERE, "uploads")
@@ -88,16 +88,10 @@ def metrics(port):
     return out
 
 
-class Haproxy:
+def capped_proxy(backend_port):
     """HAProxy in front of one backend port, refusing request bodies over
     8 MiB the way a capped proxy does."""
-
-    def __init__(self, backend_port):
-        self.dir = tempfile.mkdtemp(prefix="uvh-haproxy-")
-        self.port = free_port()
-        cfg = os.path.join(self.dir, "haproxy.cfg")
-        with open(cfg, "w") as f:
-            f.write(f"""
+    return Haproxy(lambda port: f"""
 global
     maxconn 256
 defaults
@@ -106,33 +100,12 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend fe
-    bind 127.0.0.1:{self.port}
+    bind 127.0.0.1:{port}
     http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {CAP} }}
     default_backend be
 backend be
     server s 127.0.0.1:{backend_port}
 """)
-        self.log = open(os.path.join(self.dir, "haproxy.log"), "w+")
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=self.log)
-        wait_until(lambda: self._up(), 10, "haproxy to listen")
-
-    def _up(self):
-        assert self.proc.poll() is None, "haproxy exited"
-        try:
-            with RawConn(self.port, timeout=2):
-                return True
-        except OSError:
-            return False
-
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def tus_js(endpoint, path, protocol, stop_after=None, upload_url=None, expect_ok=True):
@@ -223,7 +196,7 @@ def test_tus_js_client_through_capped_proxy_abort_and_resume(protocol):
         src = os.path.join(work.path, "video.bin")
         digest = random_file(src, SIZE)
         with Server(root.path) as s:
-            ha = Haproxy(s.port)
+            ha = capped_proxy(s.port)
             try:
                 endpoint = f"http://127.0.0.1:{ha.port}/up/video.bin"
                 with RawConn(ha.port) as c:  # the cap holds: a plain PUT of the file is refused
@@ -259,7 +232,7 @@ def test_tus_js_client_resumes_across_a_restart():
         digest = random_file(src, size)
         port = free_port()
         s = Server(root.path, port=port)
-        ha = Haproxy(port)
+        ha = capped_proxy(port)
         try:
             endpoint = f"http://127.0.0.1:{ha.port}/v.bin"
             half = tus_js(endpoint, src, "ietf-draft-05", stop_after=size // 2)
@@ -308,7 +281,7 @@ def test_resume_after_kill_9_mid_patch():
         offset = int(r.get("upload-offset"))
         # The last checkpoint before the kill: one every 8 MiB received.
         assert 16 * MIB <= offset <= sent, offset
-        ha = Haproxy(port)
+        ha = capped_proxy(port)
         try:
             done = tus_js(f"http://127.0.0.1:{ha.port}/k.bin", src, "tus-v1", upload_url=f"http://127.0.0.1:{ha.port}{loc}")
             assert done["done"] is True

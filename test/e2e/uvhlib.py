@@ -309,6 +309,56 @@ def free_port():
     return port
 
 
+class Haproxy:
+    """HAProxy (Debian's) in the foreground with a configuration the caller
+    writes: config(port) returns the whole haproxy.cfg text for the free
+    front port it is given. Started here, waited for with a bound
+    (`ready(port)`, polled until true, or the front port accepting a
+    connection), and
+    stopped by its own PID in close()."""
+
+    def __init__(self, config, ready=None, timeout=15):
+        self.dir = tempfile.mkdtemp(prefix="uvh-haproxy-")
+        self.port = free_port()
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(config(self.port))
+        self.log = open(os.path.join(self.dir, "haproxy.log"), "w+")
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg], stdout=subprocess.DEVNULL,
+                                     stderr=self.log)
+        try:
+            wait_until(lambda: self._up(ready), timeout, "haproxy to serve")
+        except BaseException:
+            self.close()
+            raise
+
+    def _up(self, ready):
+        assert self.proc.poll() is None, "haproxy exited: " + self.log_text()
+        if ready:
+            return ready(self.port)
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    def log_text(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class TempRoot:
     def __enter__(self):
         self.path = tempfile.mkdtemp(prefix="uvh-e2e-")
