@@ -440,3 +440,52 @@ def test_dav_stays_beneath_the_root_and_away_from_dotfiles():
             assert r.status == 404, (method, r.status)
         assert dav(s, "MOVE", "/f.txt", Destination="/.hidden/f.txt").status == 403
         assert os.path.exists(os.path.join(root.path, "f.txt"))
+
+
+def test_copy_onto_a_full_disk_is_507_and_leaves_nothing_behind():
+    """COPY of a file larger than the free space of the file system (a
+    256 KiB tmpfs): 507, the destination keeps what it had (or stays
+    missing), no temporary file stays, and the space comes back."""
+    import subprocess
+    import tempfile
+
+    import uvhlib
+
+    mnt = tempfile.mkdtemp(prefix="uvh-tmpfs-")
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise uvhlib.Skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): "
+                              f"{r.stderr.strip() or r.returncode}")
+        try:
+            big = os.urandom(160 * 1024)
+            with open(os.path.join(mnt, "big.bin"), "wb") as f:
+                f.write(big)
+            with open(os.path.join(mnt, "old.bin"), "wb") as f:
+                f.write(b"old")
+            with Server(mnt) as s:
+                request(s.port, "PROPFIND", "/", headers={"Depth": "0"})  # the state files exist now
+                st = os.statvfs(mnt)
+                free0 = st.f_bavail * st.f_frsize
+                assert free0 < len(big), free0
+                r = dav(s, "COPY", "/big.bin", Destination="/new.bin")
+                assert r.status == 507, (r.status, r.body)
+                r = dav(s, "COPY", "/big.bin", Destination="/old.bin")
+                assert r.status == 507, (r.status, r.body)
+                own = {".uvhttpd-state", ".uvhttpd-davlocks"}  # the lock service's files
+                assert sorted(n for n in os.listdir(mnt) if n not in own) == ["big.bin", "old.bin"], os.listdir(mnt)
+                with open(os.path.join(mnt, "old.bin"), "rb") as f:
+                    assert f.read() == b"old"
+                assert request(s.port, "GET", "/old.bin").body == b"old"
+                st = os.statvfs(mnt)
+                assert st.f_bavail * st.f_frsize >= free0
+        finally:
+            r = subprocess.run(["umount", mnt], capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
+    finally:
+        try:
+            os.rmdir(mnt)
+        except OSError:
+            pass

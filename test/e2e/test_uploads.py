@@ -623,3 +623,54 @@ def test_webdav_locks_cover_uploads():
         r = patch_tus(s.port, loc, 4, b"", {"If": f"<http://127.0.0.1:{s.port}/later.txt> ({token})"})
         assert r.status == 204, (r.status, r.body)
         assert request(s.port, "GET", "/later.txt").body == b"abcd"
+
+
+# ------------------------------------------------------- hand-edited state
+
+def state_path(root, loc):
+    return os.path.join(root, ".uvhttpd-uploads", loc[len(PREFIX):] + ".state")
+
+
+def set_state_field(path, key, value):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    lines = [f"{key}={value}" if ln.startswith(key + "=") else ln for ln in lines]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_expired_before_the_sweep_is_410_and_a_damaged_state_is_404():
+    """tus: an upload past its expiry that the sweep has not removed yet is
+    410 Gone (the IETF flow says 404). The expiry is set in the past by
+    editing the state file, right after the first sweep ran (seen in the
+    expired count), so the next sweep (a minute later at the default 24 h
+    expiry) cannot get there first. A state file edited into garbage is
+    404, and the sweep removes it; other uploads are untouched."""
+    with TempRoot() as root, Server(root.path) as s:
+        first = create_tus(s.port, "/first", 10)
+        set_state_field(state_path(root.path, first), "expires", 1)
+        wait_until(lambda: metrics(s.port)["uploads_expired_total"] == 1, 15, "the first sweep")
+
+        gone = create_tus(s.port, "/gone", 10)
+        set_state_field(state_path(root.path, gone), "expires", 1)
+        r = request(s.port, "HEAD", gone, headers=TUS)
+        assert r.status == 410, r.status
+        r = patch_tus(s.port, gone, 0, b"0123456789")
+        assert r.status == 410 and b"expired" in r.body, (r.status, r.body)
+        ietf_loc = request(s.port, "POST", "/ietf-gone", body=b"ab",
+                           headers=ietf("6", **{"Upload-Complete": "?0"})).get("location")
+        set_state_field(state_path(root.path, ietf_loc), "expires", 1)
+        assert request(s.port, "HEAD", ietf_loc, headers=ietf("6")).status == 404
+
+        damaged = create_tus(s.port, "/damaged", 10)
+        with open(state_path(root.path, damaged), "w") as f:
+            f.write("offset=banana\n\x00\x01not a state file\n")
+        assert request(s.port, "HEAD", damaged, headers=TUS).status == 404
+        assert patch_tus(s.port, damaged, 0, b"0123456789").status == 404
+
+        ok = create_tus(s.port, "/ok", 3)
+        assert patch_tus(s.port, ok, 0, b"abc").status == 204
+        with open(os.path.join(root.path, "ok"), "rb") as f:
+            assert f.read() == b"abc"
+        for name in ("gone", "damaged", "ietf-gone"):
+            assert not os.path.exists(os.path.join(root.path, name)), name
