@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -212,6 +213,27 @@ void invalidate(Exchange& ex) {
 
 }  // namespace
 
+namespace {
+
+// A replacement keeps the WebDAV dead properties of the file it replaces,
+// as mod_dav does across a PUT: in the default mode they are an extended
+// attribute of the old inode (handlers/dav/props_store.h), which the
+// rename drops, so the new file gets a copy first. (A sidecar entry is
+// kept by name and needs nothing.) Best effort: the content is what the
+// client asked for; a file system without user attributes has none here.
+void keep_dead_properties(int dir_fd, const std::string& name, int fd) {
+    std::string old = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
+    const std::string attr(kPropsXattr);
+    ssize_t n = lgetxattr(old.c_str(), attr.c_str(), nullptr, 0);
+    if (n <= 0 || static_cast<size_t>(n) > kMaxPropsBlob) return;
+    std::string blob(static_cast<size_t>(n), '\0');
+    n = lgetxattr(old.c_str(), attr.c_str(), blob.data(), blob.size());
+    if (n <= 0) return;
+    fsetxattr(fd, attr.c_str(), blob.data(), static_cast<size_t>(n), 0);
+}
+
+}  // namespace
+
 void place_content(WriteJob& job, int fd, std::string& named_temp) {
     std::string parent, name;
     split_parent(job.rel, parent, name);
@@ -229,7 +251,10 @@ void place_content(WriteJob& job, int fd, std::string& named_temp) {
     // A replacement keeps the permission bits of the file it replaces, but
     // not setuid, setgid or sticky: new content must not inherit privileges
     // (the kernel clears them on an unprivileged write for the same reason).
-    if (job.exists && S_ISREG(job.st.st_mode)) fchmod(fd, job.st.st_mode & 0777);
+    if (job.exists && S_ISREG(job.st.st_mode)) {
+        fchmod(fd, job.st.st_mode & 0777);
+        keep_dead_properties(job.dir_fd, name, fd);
+    }
     if (!job.exists && named_temp.empty() && job.cond.if_none_match.data() && is_star(job.cond.if_none_match)) {
         // Create-only (If-None-Match: *): linking straight to the name fails
         // if anyone created it meanwhile, so the check and the create are
