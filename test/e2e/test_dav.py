@@ -12,6 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+import uvhlib
+
 from uvhlib import RawConn, Server, TempRoot, request
 
 D = "{DAV:}"
@@ -473,46 +475,25 @@ def test_copy_onto_a_full_disk_is_507_and_leaves_nothing_behind():
     """COPY of a file larger than the free space of the file system (a
     256 KiB tmpfs): 507, the destination keeps what it had (or stays
     missing), no temporary file stays, and the space comes back."""
-    import subprocess
-    import tempfile
-
-    import uvhlib
-
-    mnt = tempfile.mkdtemp(prefix="uvh-tmpfs-")
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise uvhlib.Skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): "
-                              f"{r.stderr.strip() or r.returncode}")
-        try:
-            big = os.urandom(160 * 1024)
-            with open(os.path.join(mnt, "big.bin"), "wb") as f:
-                f.write(big)
-            with open(os.path.join(mnt, "old.bin"), "wb") as f:
-                f.write(b"old")
-            with Server(mnt) as s:
-                request(s.port, "PROPFIND", "/", headers={"Depth": "0"})  # the state files exist now
-                st = os.statvfs(mnt)
-                free0 = st.f_bavail * st.f_frsize
-                assert free0 < len(big), free0
-                r = dav(s, "COPY", "/big.bin", Destination="/new.bin")
-                assert r.status == 507, (r.status, r.body)
-                r = dav(s, "COPY", "/big.bin", Destination="/old.bin")
-                assert r.status == 507, (r.status, r.body)
-                own = {".uvhttpd-state", ".uvhttpd-davlocks"}  # the lock service's files
-                assert sorted(n for n in os.listdir(mnt) if n not in own) == ["big.bin", "old.bin"], os.listdir(mnt)
-                with open(os.path.join(mnt, "old.bin"), "rb") as f:
-                    assert f.read() == b"old"
-                assert request(s.port, "GET", "/old.bin").body == b"old"
-                st = os.statvfs(mnt)
-                assert st.f_bavail * st.f_frsize >= free0
-        finally:
-            r = subprocess.run(["umount", mnt], capture_output=True, text=True, timeout=30)
-            if r.returncode != 0:
-                subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
-    finally:
-        try:
-            os.rmdir(mnt)
-        except OSError:
-            pass
+    with uvhlib.small_tmpfs("256k") as mnt:
+        big = os.urandom(160 * 1024)
+        with open(os.path.join(mnt, "big.bin"), "wb") as f:
+            f.write(big)
+        with open(os.path.join(mnt, "old.bin"), "wb") as f:
+            f.write(b"old")
+        with Server(mnt) as s:
+            request(s.port, "PROPFIND", "/", headers={"Depth": "0"})  # the state files exist now
+            st = os.statvfs(mnt)
+            free0 = st.f_bavail * st.f_frsize
+            assert free0 < len(big), free0
+            r = dav(s, "COPY", "/big.bin", Destination="/new.bin")
+            assert r.status == 507, (r.status, r.body)
+            r = dav(s, "COPY", "/big.bin", Destination="/old.bin")
+            assert r.status == 507, (r.status, r.body)
+            own = {".uvhttpd-state", ".uvhttpd-davlocks"}  # the lock service's files
+            assert sorted(n for n in os.listdir(mnt) if n not in own) == ["big.bin", "old.bin"], os.listdir(mnt)
+            with open(os.path.join(mnt, "old.bin"), "rb") as f:
+                assert f.read() == b"old"
+            assert request(s.port, "GET", "/old.bin").body == b"old"
+            st = os.statvfs(mnt)
+            assert st.f_bavail * st.f_frsize >= free0

@@ -9,8 +9,6 @@ server's /proc/PID/fd count, a file system's free space) with a deadline."""
 import hashlib
 import os
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -116,24 +114,8 @@ def put_big(port, path, size, chunk=64 * 1024):
 # ----------------------------------------------------------- a full disk
 
 def test_disk_full_during_put():
-    mnt = tempfile.mkdtemp(prefix="uvh-tmpfs-")
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise uvhlib.Skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): "
-                              f"{r.stderr.strip() or r.returncode}")
-        try:
-            disk_full_checks(mnt)
-        finally:
-            r = subprocess.run(["umount", mnt], capture_output=True, text=True, timeout=30)
-            if r.returncode != 0:
-                subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
-    finally:
-        try:
-            os.rmdir(mnt)
-        except OSError:
-            pass
+    with uvhlib.small_tmpfs("256k") as mnt:
+        disk_full_checks(mnt)
 
 
 def free_bytes(path):

@@ -7,6 +7,7 @@ The tests run under pytest (test/e2e/conftest.py sets BINARY from
 --binary, checks the servers a test left running, and maps skips to exit
 77 for CTest); test/soak/soak.py uses Server without pytest."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -357,6 +358,30 @@ class Haproxy:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def small_tmpfs(size):
+    """A tmpfs of `size` (mount's syntax: "256k", "2m") mounted on a fresh
+    directory, for disk-full tests; unmounted (lazily if busy) and removed
+    afterwards. Skips, visibly, where mounting needs a privilege we lack."""
+    mnt = tempfile.mkdtemp(prefix="uvh-tmpfs-")
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mnt],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise Skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {r.stderr.strip() or r.returncode}")
+        try:
+            yield mnt
+        finally:
+            r = subprocess.run(["umount", mnt], capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
+    finally:
+        try:
+            os.rmdir(mnt)
+        except OSError:
+            pass
 
 
 class TempRoot:
