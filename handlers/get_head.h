@@ -10,4 +10,9 @@ namespace uvh {
 // the slash form of a directory URL. HEAD gets GET's head.
 void handle_get(Exchange& ex);
 
+// GET again after waiting for a compression (the coding cache calls it):
+// answers from the cache and never starts another compression (identity if
+// the result is not there).
+void after_compression(Exchange& ex);
+
 }  // namespace uvh
