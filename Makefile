@@ -37,12 +37,13 @@ PACKAGES := cmake g++ make pkgconf python3 python3-pytest curl \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build asan tsan fuzz-build run check test test-full test-check test-load test-asan test-tsan \
-        test-fuzz fuzz bench soak clean
+        test-fuzz fuzz bench bench-deps soak clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(PACKAGES); do \
+# Installs the Debian packages named in $(1) that are not installed yet.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -50,6 +51,21 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(PACKAGES))
+
+# What bench/run and bench/costs.py use beyond PACKAGES (bench/README.md):
+# the servers compared (nginx, h2o, Apache httpd with mod_dav), valgrind
+# (callgrind) and strace for costs.py, gnuplot for the plot, perf for
+# looking at where the CPU goes, and PostgreSQL's pgbench (in postgresql).
+# Only `make bench` installs them: `make test` does not need them.
+BENCH_PACKAGES := nginx h2o apache2 apache2-utils valgrind strace gnuplot-nox slowhttptest wrk \
+                  postgresql linux-perf
+
+bench-deps:
+	$(call install_missing,$(BENCH_PACKAGES))
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
@@ -174,7 +190,7 @@ test-fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BUILD)/test/fuzz/fuzz_request || status=$$?; \
 	echo $$status > $(RESULTS)/fuzz.status; exit $$status
 
-bench: build
+bench: build bench-deps
 	bench/run
 
 # Ten minutes of mixed load; the result goes in docs/reliability.md.
