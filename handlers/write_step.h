@@ -2,7 +2,7 @@
 // them): open the target's parent beneath the root, evaluate preconditions
 // against what is there, take the name's lock, and put finished content at
 // the name atomically. PUT uses them for one request; a resumable upload
-// (handlers/uploads.cpp) uses the same final step when its last byte
+// (handlers/uploads/) uses the same final step when its last byte
 // arrives, with the preconditions its creation request carried.
 #pragma once
 
