@@ -248,7 +248,7 @@ void UploadJob::write_piece() {
     appended += chunk.size();
     // Without a checksum to verify at the end, long appends are made
     // durable as they go.
-    if (!md && cur - synced >= kCheckpointBytes) checkpoint(g.fd(), false);
+    if (!md && cur - synced >= kCheckpointBytes && checkpoint(g.fd(), false)) progress = true;
 }
 
 void UploadJob::end() {

@@ -67,6 +67,9 @@ struct UploadJob final : WriteJob {
     bool was_interrupted = false;
     bool finished = false;  // the file is at its target
     uint64_t appended = 0;  // bytes this request added, for the metrics
+    // A checkpoint in this step made `synced` durable: the loop thread may
+    // report it (a progress 104, upload_responses.h).
+    bool progress = false;
     EVP_MD_CTX* md = nullptr;
     std::string expected_digest;
     std::string target_url;  // "/" + state.target, for the WebDAV lock check

@@ -127,6 +127,13 @@ bool respond_outcome(Exchange& ex, UploadJob& job) {
     return false;
 }
 
+void send_progress(Exchange& ex, const UploadJob& job) {
+    if (job.dialect.protocol != UploadProtocol::Ietf8) return;
+    std::string offset = std::to_string(job.synced);
+    ResponseHead::Field fields[] = {{"Upload-Offset", offset}};
+    ex.interim(104, fields);
+}
+
 // The answer once an append (or a creation's content) has been stored.
 void respond_stored(Exchange& ex, UploadJob& job) {
     Fields f;

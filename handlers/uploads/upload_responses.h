@@ -34,6 +34,15 @@ void respond_tus_error(Exchange& ex, int status, std::string_view detail, Respon
 // Answers an outcome other than Ok; false when there is none to answer.
 bool respond_outcome(Exchange& ex, UploadJob& job);
 
+// A progress report during a long creation or append (draft -15 §4.2.2 and
+// §4.4.2, the Status Code 104 section): a 104 (Upload Resumption
+// Supported) with Upload-Offset and no Location, sent only when a
+// checkpoint has just made that offset durable (a client may drop the data
+// it buffered up to it), and only to clients of interop version 8 (the
+// draft text this server implements says so; earlier versions' clients
+// are not told of progress). Never to HTTP/1.0 (Exchange::interim).
+void send_progress(Exchange& ex, const UploadJob& job);
+
 // The answer once an append (or a creation's content) has been stored.
 void respond_stored(Exchange& ex, UploadJob& job);
 

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -94,6 +95,7 @@ void UploadJob::done(Exchange& ex) {
         return start_body(ex, *this);
     case Step::Write:
         if (fail()) return;
+        if (std::exchange(progress, false)) send_progress(ex, *this);
         return ex.body_consumed();
     case Step::End:
         if (fail()) return;

@@ -13,6 +13,9 @@
   the upload code sends; --read-only, --write-token, the Host guard, the
   dotfile and beneath-the-root rules; two writers on one upload; two
   uploads to one path; --workers 3; expiry; a full disk (507).
+- Raw sockets for the IETF flow across --workers 3 (which worker holds a
+  connection is read from /proc), progress 104s during a long append, and
+  what an iOS 17 (interop 3) client sends.
 
 UVH_FULL=1 runs the tus-js-client cases with 256 MiB instead of 64 MiB."""
 
@@ -665,3 +668,242 @@ def test_expired_before_the_sweep_is_410_and_a_damaged_state_is_404():
             assert f.read() == b"abc"
         for name in ("gone", "damaged", "ietf-gone"):
             assert not os.path.exists(os.path.join(root.path, name)), name
+
+
+# ------------------------------------------------ iOS 17 (interop version 3)
+
+def test_ios17_interop_3_client():
+    """What iOS 17's URLSession sends (draft 01, interop version 3:
+    Upload-Draft-Interop-Version: 3 with Upload-Incomplete) is not a
+    dialect this server speaks (README): no 104 is ever sent to it; its
+    whole-file request (Upload-Incomplete: ?0) is an ordinary PUT (201,
+    then 204 over the file, the bytes exactly); a partial body
+    (Upload-Incomplete: ?1, or Upload-Complete: ?0 at interop 3) is 400 and
+    stores nothing, neither at the target nor as an upload."""
+    ios = {"Upload-Draft-Interop-Version": "3"}
+    with TempRoot() as root, Server(root.path) as s:
+        base = f"http://127.0.0.1:{s.port}"
+        r = curl("-v", "-X", "PUT", "-H", "Upload-Draft-Interop-Version: 3", "-H", "Upload-Incomplete: ?0",
+                 "--data-binary", "whole file", f"{base}/photo.heic")
+        assert " 104 " not in r.stderr and "Upload Resumption" not in r.stderr, r.stderr
+        assert "< HTTP/1.1 201 Created" in r.stderr, r.stderr
+        assert request(s.port, "GET", "/photo.heic").body == b"whole file"
+        # The same again over the file: PUT's 204, never a 104.
+        r = request(s.port, "PUT", "/photo.heic", body=b"second", headers=dict(ios, **{"Upload-Incomplete": "?0"}))
+        assert r.status == 204 and not r.interim and r.get("location") is None
+        assert request(s.port, "GET", "/photo.heic").body == b"second"
+        # Partial bodies: 400, one readable line, nothing kept.
+        for extra in ({"Upload-Incomplete": "?1"}, {"Upload-Complete": "?0"}):
+            r = request(s.port, "PUT", "/part.heic", body=b"first half", headers=dict(ios, **extra))
+            assert r.status == 400 and not r.interim, (extra, r.status)
+            assert r.body.count(b"\n") == 1 and r.get("content-type").startswith("text/plain")
+            r = request(s.port, "PUT", "/photo.heic", body=b"half", headers=dict(ios, **extra))
+            assert r.status == 400 and not r.interim
+        assert not os.path.exists(os.path.join(root.path, "part.heic"))
+        assert request(s.port, "GET", "/photo.heic").body == b"second"
+        assert uploads_on_disk(root.path) == []
+        # Its HEAD of an upload URL is not a resumption either.
+        assert request(s.port, "HEAD", PREFIX + "0" * 32, headers=ios).status == 404
+
+
+# ------------------------------------------------- the IETF flow, --workers 3
+
+def worker_pids(server):
+    """The worker processes of a --workers server (its supervisor's
+    children)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == server.proc.pid:
+            pids.append(int(name))
+    return pids
+
+
+def serving_pid(conn, server_port, pids):
+    """Which worker holds the server side of `conn` (a RawConn with at least
+    one exchange done, so the worker has accepted it): its socket inode in
+    /proc/net/tcp, found among the workers' descriptors."""
+    client_port = conn.sock.getsockname()[1]
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == local and cols[2] == remote:
+                inode = cols[9]
+    assert inode, "the server side of the connection is not in /proc/net/tcp"
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError("no worker holds the connection")
+
+
+def conns_on_distinct_workers(s, want):
+    """`want` keep-alive connections, each held by a different worker: new
+    connections are opened (a GET / on each shows who accepted it) until
+    enough workers are covered; at most 60 tries."""
+    pids = worker_pids(s)
+    assert len(pids) == 3, pids
+    found, spare = {}, []
+    for _ in range(60):
+        c = RawConn(s.port)
+        c.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert c.read_final().status == 200
+        pid = serving_pid(c, s.port, pids)
+        if pid in found:
+            spare.append(c)
+        else:
+            found[pid] = c
+        if len(found) == want:
+            break
+    for c in spare:
+        c.close()
+    assert len(found) == want, f"connections reached only {len(found)} of the 3 workers in 60 tries"
+    return list(found.values())
+
+
+def ietf_patch(conn, loc, offset, body, complete, version="8"):
+    conn.send((f"PATCH {loc} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: {version}\r\n"
+               f"Upload-Offset: {offset}\r\nUpload-Complete: {'?1' if complete else '?0'}\r\n"
+               f"Content-Type: application/partial-upload\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    return conn.read_final("PATCH")
+
+
+def test_ietf_flow_across_three_workers():
+    """--workers 3, the IETF draft (interop 8): the upload is created on one
+    worker and appended to on connections held by the other two (seen
+    through /proc: which worker holds each connection's socket); HEAD on
+    any worker reports the offset each append acknowledged; the upload
+    completes once (201 with the target's Location, then 400
+    completed-upload from another worker) and the file is every byte in
+    order. Then two appenders on one upload, on different workers: the
+    newer one wins, the older is told 409 (or its connection is closed
+    when it sends the rest), and the file has the winner's bytes, none lost
+    or doubled."""
+    piece = 512 * 1024
+    with TempRoot() as root, Server(root.path, "--workers", "3") as s:
+        a, b, c = conns_on_distinct_workers(s, 3)
+        data = os.urandom(6 * piece)
+        a.send((f"POST /spread.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
+                f"Upload-Complete: ?0\r\nUpload-Length: {len(data)}\r\nContent-Length: {piece}\r\n\r\n").encode()
+               + data[:piece])
+        r = a.read_final("POST")
+        assert r.status == 201 and r.interim[0].status == 104, r.status
+        loc = r.get("location")
+        assert r.interim[0].get("location") == loc
+        conns = [b, c, a]
+        for i in range(1, 6):
+            conn = conns[(i - 1) % 3]
+            r = ietf_patch(conn, loc, i * piece, data[i * piece:(i + 1) * piece], complete=(i == 5))
+            if i < 5:
+                assert r.status == 204 and r.get("upload-offset") == str((i + 1) * piece), (i, r.status)
+                for other in conns:
+                    other.send(f"HEAD {loc} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n\r\n")
+                    h = other.read_final("HEAD")
+                    assert h.status == 204 and h.get("upload-offset") == str((i + 1) * piece)
+                    assert h.get("upload-complete") == "?0"
+            else:
+                assert r.status == 201 and r.get("upload-complete") == "?1" and r.get("location") == "/spread.bin"
+        with open(os.path.join(root.path, "spread.bin"), "rb") as f:
+            assert f.read() == data
+        for other in (b, c):
+            r = ietf_patch(other, loc, len(data), b"x", complete=True)
+            assert r.status == 400 and json.loads(r.body)["type"].endswith("#completed-upload")
+        assert [n for n in uploads_on_disk(root.path) if n.endswith(".part")] == []
+        for conn in (a, b, c):
+            conn.close()
+
+        # Two appenders on one upload, on two workers.
+        old, new = conns_on_distinct_workers(s, 2)
+        size = 2 * MIB
+        r = request(s.port, "POST", "/race.bin", headers=ietf("8", **{"Upload-Complete": "?0",
+                                                                      "Upload-Length": str(size)}))
+        loc = r.get("location")
+        old.send((f"PATCH {loc} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
+                  f"Upload-Offset: 0\r\nUpload-Complete: ?1\r\nContent-Type: application/partial-upload\r\n"
+                  f"Content-Length: {size}\r\n\r\n").encode() + b"A" * MIB)
+        part = os.path.join(root.path, ".uvhttpd-uploads", loc[len(PREFIX):] + ".part")
+        wait_until(lambda: os.path.getsize(part) >= MIB - 256 * 1024, 10, "the first appender to write")
+        r = ietf_patch(new, loc, 0, b"B" * size, complete=True)
+        assert r.status == 201 and r.get("upload-complete") == "?1"
+        try:
+            old.send(b"A" * MIB)
+            late = old.read_final("PATCH")
+            assert late.status == 409, late.status
+        except (uvhlib.PeerClosed, OSError):
+            pass  # the server may close before it reads the rest
+        old.close()
+        new.close()
+        with open(os.path.join(root.path, "race.bin"), "rb") as f:
+            assert f.read() == b"B" * size
+        h = request(s.port, "HEAD", loc, headers=ietf("8"))
+        assert h.get("upload-offset") == str(size) and h.get("upload-complete") == "?1"
+
+
+# ------------------------------------------------------- progress 104s
+
+def test_progress_104_during_a_long_append():
+    """Interop 8 (the draft text that defines them): a long append gets a
+    104 (Upload Resumption Supported) with Upload-Offset, no Location,
+    each time a checkpoint (after every 8 MiB) has made that offset durable; the
+    state file already says at least that offset when the 104 arrives,
+    while the rest of the body has not even been sent. Interop 6, tus and
+    HTTP/1.0 get none."""
+    size = 20 * MIB
+    data = os.urandom(size)
+    with TempRoot() as root, Server(root.path) as s:
+        r = request(s.port, "POST", "/long.bin", headers=ietf("8", **{"Upload-Complete": "?0",
+                                                                      "Upload-Length": str(size)}))
+        loc = r.get("location")
+        with RawConn(s.port, timeout=30) as c:
+            c.send((f"PATCH {loc} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
+                    f"Upload-Offset: 0\r\nUpload-Complete: ?1\r\nContent-Type: application/partial-upload\r\n"
+                    f"Content-Length: {size}\r\n\r\n").encode())
+            c.sock.sendall(data[:9 * MIB])
+            first = c.read_response("PATCH")
+            assert first.status == 104 and first.get("location") is None
+            offset = int(first.get("upload-offset"))
+            # A checkpoint comes after the piece that crosses 8 MiB; only
+            # 9 MiB have been sent.
+            assert 8 * MIB <= offset <= 9 * MIB
+            with open(state_path(root.path, loc)) as f:
+                durable = int(re.search(r"^offset=(\d+)$", f.read(), re.M).group(1))
+            assert durable >= offset
+            c.sock.sendall(data[9 * MIB:])
+            final = c.read_final("PATCH")
+            assert final.status == 201 and final.get("upload-complete") == "?1"
+            progress = [int(i.get("upload-offset")) for i in final.interim]
+            assert all(i.status == 104 and i.get("location") is None for i in final.interim)
+            # One more checkpoint (past 8 MiB beyond the first) before
+            # the end; the end itself is the final response.
+            assert len(progress) == 1 and offset + 8 * MIB <= progress[0] < size, (offset, progress)
+        with open(os.path.join(root.path, "long.bin"), "rb") as f:
+            assert f.read() == data
+
+        # No progress reports to interop 6, tus or HTTP/1.0.
+        r = request(s.port, "POST", "/six.bin", headers=ietf("6", **{"Upload-Complete": "?0"}))
+        loc6 = r.get("location")
+        r = request(s.port, "PATCH", loc6, body=data[:9 * MIB], headers=ietf("6", **{
+            "Upload-Offset": "0", "Upload-Complete": "?1", "Content-Type": "application/partial-upload"}))
+        assert r.status == 201 and not r.interim
+        loc_t = create_tus(s.port, "/tus.bin", 9 * MIB)
+        r = patch_tus(s.port, loc_t, 0, data[:9 * MIB])
+        assert r.status == 204 and not r.interim
+        r = request(s.port, "POST", "/ten.bin", headers=ietf("8", **{"Upload-Complete": "?0"}))
+        loc10 = r.get("location")
+        with RawConn(s.port, timeout=30) as c:
+            c.send((f"PATCH {loc10} HTTP/1.0\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
+                    f"Upload-Offset: 0\r\nUpload-Complete: ?1\r\nContent-Type: application/partial-upload\r\n"
+                    f"Content-Length: {9 * MIB}\r\n\r\n").encode() + data[:9 * MIB])
+            r = c.read_final("PATCH")
+            assert r.status == 201 and not r.interim
