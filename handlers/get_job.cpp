@@ -28,16 +28,16 @@ int open_variant(int root_fd, const std::string& rel, const char* suffix, struct
 
 // Chooses the representation (RFC 9110 §12.5.3): precompressed siblings at
 // least as new as the file, the codings the server makes itself, identity.
-// Siblings are probed only for codings the client accepts and that are not
-// known to be missing; a file small enough for the file cache has all of
-// them probed, so its entry can answer any client.
+// Every sibling not known to be missing (the coding cache's negative
+// entries) is probed, whatever the client accepts: a file with a usable
+// sibling varies by Accept-Encoding even for a client that sent none, and
+// its responses say so (RFC 9110 §12.5.5). The caches then know all of
+// them, so their entries answer any client and a missing sibling costs
+// nothing on the next requests.
 void choose_representation(GetJob& job) {
     job.id_st = job.st;
     const uint64_t size = static_cast<uint64_t>(job.st.st_size);
-    uint8_t want = job.accepted.accepted_mask();
-    if (job.database) want = 0;
-    else if (size <= job.inline_max) want = kAllCodings;
-    want &= static_cast<uint8_t>(~job.skip_probe);
+    uint8_t want = job.database ? 0 : static_cast<uint8_t>(kAllCodings & ~job.skip_probe);
     int fds[kCodings] = {-1, -1, -1, -1};
     struct stat sts[kCodings] {};
     for (Coding c : {Coding::Gzip, Coding::Br, Coding::Zstd}) {

@@ -280,6 +280,38 @@ def test_precompressed_siblings_win_when_at_least_as_new():
                 assert metric(s, "uvhttpd_compressions_total", f'coding="{c}"') == 0
 
 
+@pytest.mark.parametrize("size", [4000, 300_000])  # the small-file cache; sendfile and the descriptor cache
+def test_a_type_not_compressed_with_a_sibling_varies_without_accept_encoding(size):
+    """A PNG is never compressed by the server, but a newer pic.png.gz is
+    sent to clients that take gzip: the PNG's response depends on
+    Accept-Encoding, so a client that sent none is told so too (RFC 9110
+    §12.5.5), or a shared cache would hand it to a gzip client as the only
+    variant. Its first request, repeated ones (from the caches), HEAD and a
+    304 all carry it; a PNG without a sibling gets no Vary."""
+    data = os.urandom(size)
+    with TempRoot() as root:
+        p = root.write("pic.png", data)
+        t = os.path.getmtime(p)
+        q = root.write("pic.png.gz", gzip.compress(data))
+        os.utime(q, (t + 5, t + 5))
+        root.write("alone.png", data)
+        with Server(root.path) as s:
+            for _ in range(3):
+                r = get(s, "/pic.png")
+                assert r.status == 200 and r.body == data
+                assert r.get("content-encoding") is None and r.get("vary") == "Accept-Encoding"
+            head = get(s, "/pic.png", method="HEAD")
+            assert head.status == 200 and head.get("vary") == "Accept-Encoding"
+            nm = get(s, "/pic.png", headers={"If-None-Match": r.get("etag")})
+            assert nm.status == 304 and nm.get("vary") == "Accept-Encoding"
+            z = get(s, "/pic.png", "gzip")
+            assert z.get("content-encoding") == "gzip" and z.get("vary") == "Accept-Encoding"
+            assert gzip.decompress(z.body) == data
+            for _ in range(2):
+                alone = get(s, "/alone.png")
+                assert alone.status == 200 and alone.body == data and alone.get("vary") is None
+
+
 def test_change_on_disk_shows_within_the_revalidation_interval():
     a = script_text()
     b = a.replace(b"function", b"FUNCTION", 5)
