@@ -45,6 +45,8 @@ COMPRESS_PATH = "/jquery.min.js"
 COMPRESS_CONNS = 50
 COMPRESS_CODINGS = ("gzip", "br", "zstd")
 IDLE_HELPER = os.path.join(HERE, "idle_conns.py")
+# The file100m client (bench/splice_get.py): bodies spliced to /dev/null, never copied.
+SPLICE_CLIENT = os.path.join(HERE, "splice_get.py")
 SLOWHTTPTEST = "slowhttptest"
 
 # slowclients: (slowhttptest mode, label, path, mode-specific options). The -H and -X

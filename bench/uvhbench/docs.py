@@ -9,10 +9,10 @@ from .common import (ALL_SERVERS, APACHE_BIN, H2O_BIN, NGINX_BIN, PROPFIND_CONNS
                      PROPFIND_LUA, REPO, SLOW_CLOSE_SLACK, SLOW_CLOSE_WAIT, STEAL_LIMIT_PCT, STEAL_RERUNS,
                      SLOW_CONNS, SLOW_MIN_HELD, SLOW_MODES, SLOW_RATE, SLOW_TARGET_PCT, SLOW_WAIT,
                      SLOW_WRK_CONNS, SLOWHTTPTEST, log)
-from .loadtools import slow_length, slowhttptest_cmd, wrk_cmd
+from .loadtools import slow_length, slowhttptest_cmd, splice_cmd, wrk_cmd
 from .plot import make_plot
 from .processes import CLIENT_CPU, SERVER_CPU, run_simple
-from .workloads import wrk_spec
+from .workloads import SPLICE_WORKLOADS, wrk_spec
 
 
 def first_line(text):
@@ -117,6 +117,11 @@ def commands_section(ctx, server_objs_cmds):
                                       os.path.relpath(PROPFIND_LUA, REPO), 30)))
             continue
         conns, path, script, tmo = wrk_spec(w, a)
+        if w in SPLICE_WORKLOADS:
+            c.append("# %s, bench/splice_get.py instead of wrk, which saturates its core first "
+                     "(warm-up: same command with --duration %d)" % (w, a.warmup))
+            c.append(" ".join(["python3", "bench/splice_get.py"] + splice_cmd(conns, a.duration, path)[2:]))
+            continue
         if script:
             script = os.path.relpath(script, REPO)
         c.append("# %s (warm-up: same command with -d%ds)" % (w, a.warmup))
@@ -210,16 +215,21 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
     out.append("- *CPU µs/req* is the server's user+system CPU time (utime+stime from "
                "`/proc/PID/stat`, all threads, all worker processes) over the measured run, "
                "divided by the requests wrk completed. *server CPU* is that CPU time over the "
-               "wall time of the run (100 % = one core); *wrk CPU* is wrk's own CPU time "
-               "(from `wait4` rusage) over the same wall time. The *(core N %)* figure is how busy "
+               "wall time of the run (100 % = one core); *client CPU* is the load tool's own "
+               "CPU time (from `wait4` rusage) over the same wall time: wrk's, and for the "
+               "100 MiB file `bench/splice_get.py`'s (wrk reads 8 KiB per `read()` into its own "
+               "buffer and its core runs out before the servers do on that file; splice_get.py "
+               "moves each body from the socket to /dev/null with `splice`, never copying it, "
+               "so its core has room to spare and the row measures the server). The *(core N %)* figure is how busy "
                "that whole CPU was (user, system, irq and softirq time from `/proc/stat`): "
                "loopback network work done in softirq context is charged to no process, so "
                "a core can be full while the process on it shows less.")
     out.append("- Footnote marks: ¹ client-bound (server process below 90 % of its core while "
-               "wrk above 95 % of its own, so the server could have gone faster); ² server core "
-               "saturated although the server process was below 90 %; ³ nothing saturated; "
+               "the client above 95 % of its own, so the server could have gone faster); ² server "
+               "core saturated although the server process was below 90 %; ³ nothing saturated; "
                "⁴ other processes used more than 10 % of a benchmark core (disturbed run).")
-    out.append("- *MB/s* is wrk's Transfer/sec (wrk's MB are 2^20 bytes). p50/p99 come from "
+    out.append("- *MB/s* is wrk's Transfer/sec (wrk's MB are 2^20 bytes), or splice_get.py's "
+               "body bytes over its wall time (also in 2^20). p50/p99 come from "
                "`wrk --latency`; wrk 4.1.0 sometimes prints an impossible `99% 0.00us` "
                "(seen with pipelining), such values are dropped and shown as – when no round "
                "had a valid one.")

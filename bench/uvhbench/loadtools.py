@@ -5,7 +5,7 @@ import shutil
 import sys
 
 from . import processes
-from .common import (CLK_TCK, SLOW_CONNS, SLOW_MODES, SLOW_RATE, SLOW_WAIT, SLOWHTTPTEST,
+from .common import (CLK_TCK, SLOW_CONNS, SLOW_MODES, SLOW_RATE, SLOW_WAIT, SLOWHTTPTEST, SPLICE_CLIENT,
                      BenchError, log)
 from .processes import (CLIENT_CPU, SERVER_CPU, core_usage, cpu_times, pdeathsig_prefix, pin,
                         run_simple, run_with_rusage)
@@ -77,12 +77,47 @@ def run_wrk(server, conns, duration, path, script=None, timeout=None, measure=Tr
             expect_other=False, headers=()):
     cmd = pdeathsig_prefix() + pin(CLIENT_CPU) + wrk_cmd(conns, duration, path, script, timeout,
                                                          server.port, headers)
+    return measured_run(server, cmd, duration + 30 + conns / 500, parse_wrk, "wrk", measure, expect_other)
+
+
+def splice_cmd(conns, duration, path, port="PORT"):
+    return [sys.executable, SPLICE_CLIENT, "--port", str(port), "--path", path, "--conns", str(conns),
+            "--duration", str(duration)]
+
+
+def parse_splice(out):
+    """bench/splice_get.py's line, as the keys parse_wrk gives (no latencies)."""
+    r = {"rps": None, "p50": None, "p90": None, "p99": None, "mbps": None, "requests": None,
+         "duration": None, "bytes": None, "non2xx": 0,
+         "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    m = re.search(r"requests=(\d+) bytes=(\d+) elapsed=([\d.]+) non2xx=(\d+) errors=(\d+)", out)
+    if m:
+        r["requests"], r["bytes"], r["non2xx"] = int(m.group(1)), int(m.group(2)), int(m.group(4))
+        r["duration"] = float(m.group(3))
+        r["errors"]["read"] = int(m.group(5))
+        if r["duration"] > 0:
+            r["rps"] = r["requests"] / r["duration"]
+            r["mbps"] = r["bytes"] / r["duration"] / 1024 ** 2
+    return r
+
+
+def run_splice(server, conns, duration, path, measure=True):
+    """The large-file client that is not the bottleneck (bench/splice_get.py), pinned where
+    wrk would be."""
+    cmd = pdeathsig_prefix() + pin(CLIENT_CPU) + splice_cmd(conns, duration, path, server.port)
+    return measured_run(server, cmd, duration + 60, parse_splice, "splice_get", measure)
+
+
+def measured_run(server, cmd, limit, parse, tool, measure=True, expect_other=False):
+    """Runs a load tool to completion and measures the server (its CPU, its core's and the
+    client's core's usage from /proc/stat) and the tool (its rusage); "wrk_cpu_pct" is the
+    tool's CPU, whichever tool it is."""
     if not server.alive():
         raise BenchError("%s is not running (exit %s)" % (server.name, server.proc.poll()
                                                           if server.proc else "?"))
     t0_ticks = server.cpu_ticks()
     t0_cores = cpu_times()
-    rc, out, err, wrk_cpu, wall, timed_out = run_with_rusage(cmd, duration + 30 + conns / 500)
+    rc, out, err, wrk_cpu, wall, timed_out = run_with_rusage(cmd, limit)
     t1_ticks = server.cpu_ticks()
     t1_cores = cpu_times()
     if not server.alive():
@@ -90,11 +125,11 @@ def run_wrk(server, conns, duration, path, script=None, timeout=None, measure=Tr
     if not measure:
         return None
     if timed_out:
-        raise BenchError("wrk timed out against %s" % server.name)
-    r = parse_wrk(out)
+        raise BenchError("%s timed out against %s" % (tool, server.name))
+    r = parse(out)
     if r["rps"] is None or r["requests"] is None:
-        raise BenchError("could not parse wrk output (rc %d) against %s:\n%s\n%s"
-                         % (rc, server.name, out, err))
+        raise BenchError("could not parse %s output (rc %d) against %s:\n%s\n%s"
+                         % (tool, rc, server.name, out, err))
     cpu_s = (t1_ticks - t0_ticks) / CLK_TCK
     r["server_cpu_s"] = cpu_s
     r["server_cpu_pct"] = 100.0 * cpu_s / wall if wall > 0 else None

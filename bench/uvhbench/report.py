@@ -108,7 +108,8 @@ WORKLOAD_LABEL = {
 
 FOOTNOTES = {
     "client_bound": ("¹", "client-bound: the server process used less than 90 % of its core while "
-                          "wrk used more than 95 % of its own; the server's requests/s is a lower "
+                          "the client (wrk, or splice_get.py) used more than 95 % of its own; the "
+                          "server's requests/s is a lower "
                           "bound."),
     "core_bound": ("²", "the server process used less than 90 % of its core, but that core was "
                         "more than 95 % busy: the rest is kernel network work (softirq) that "
@@ -132,7 +133,7 @@ def cpu_cell(proc_pct, core_pct):
 
 def results_table(ctx, agg):
     lines = ["| workload | server | requests/s | p50 | p99 | CPU µs/req | × floor | server CPU "
-             "| wrk CPU | MB/s | RSS | errors |",
+             "| client CPU | MB/s | RSS | errors |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     used = []
     for w in ctx.workloads:
