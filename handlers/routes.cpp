@@ -1,6 +1,6 @@
 #include "handlers/routes.h"
 
-#include "handlers/dav/dav_locks.h"
+#include "handlers/dav/lock_methods.h"
 #include "handlers/dav/dav.h"
 #include "handlers/get_head.h"
 #include "handlers/probes.h"
@@ -136,7 +136,7 @@ std::vector<Route> build_table() {
                      write(Method::Delete, handle_delete, BodyPolicy::Discard),
                      mkcol,
                      write(Method::Post, post_to_path, BodyPolicy::Read),
-                     // RFC 4918 class 2 (handlers/dav/dav_locks.h).
+                     // RFC 4918 class 2 (handlers/dav/lock_methods.h).
                      write(Method::Lock, handle_lock, BodyPolicy::Read),
                      write(Method::Unlock, handle_unlock, BodyPolicy::Discard),
                      // WebDAV (RFC 4918 §9). PROPFIND reads; the rest write.

@@ -1,4 +1,4 @@
-// The steps every write to a file shares (handlers/write_ops.cpp defines
+// The steps every write to a file shares (handlers/write_step.cpp defines
 // them): open the target's parent beneath the root, evaluate preconditions
 // against what is there, take the name's lock, and put finished content at
 // the name atomically. PUT uses them for one request; a resumable upload
@@ -80,6 +80,24 @@ bool check_locks(WriteJob& job, const std::string& name, LockService::Guard* gua
 // and job.created says whether the name was new; otherwise job.status or
 // job.err says why.
 void place_content(WriteJob& job, int fd, std::string& named_temp);
+
+// The lock of the target's name (handlers/lock_service.h), held from the
+// check of the preconditions to the change. False with job.err set.
+bool lock_target(WriteJob& job, const std::string& name, LockService::Guard& guard);
+
+// Caches of every process drop what they hold of the replaced or removed
+// file `st` at their next hit (its generation in the lock service).
+void bump_generation(const WriteJob& job, const struct stat& st);
+// A name now exists in job.dir_fd: caches that remember it missing
+// (handlers/fd_cache.h) keep that under the directory's generation.
+void bump_directory(const WriteJob& job);
+
+// On the loop, before a write is acknowledged: this process's caches of
+// the exchange's path (small files, codings, descriptors) drop it.
+void invalidate_path_caches(Exchange& ex);
+
+// The Location of a resource a write created at the exchange's path.
+std::string created_location(const Exchange& ex);
 
 // The ETag-bearing view of what check_target() found.
 Representation representation_of(bool exists, const struct stat& st, std::string& etag);

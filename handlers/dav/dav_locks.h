@@ -1,7 +1,9 @@
-// WebDAV locks as HTTP sees them (RFC 4918 §6, §7, §10.4): the check every
-// write method makes before it changes anything, the lock-related
-// responses, and the LOCK and UNLOCK handlers. The table itself is
-// handlers/dav/lock_table.h.
+// WebDAV locks as a write sees them (RFC 4918 §6, §7, §10.4): the If header
+// evaluated against the files and the lock table, the check every write
+// method makes before it changes anything, and its answer. The table itself
+// is handlers/dav/lock_table.h; the LOCK and UNLOCK methods are
+// handlers/dav/lock_methods.h; the lock properties PROPFIND shows are
+// handlers/dav/lock_discovery.h.
 //
 // How a write method uses the check (docs/architecture.md, "WebDAV
 // locks"): on its worker, after taking the lock service's name lock of the
@@ -68,27 +70,12 @@ void respond_lock_check(Exchange& ex, const LockCheck& c);
 // answered 207 for the others).
 void release_locks(const Site& site, const std::vector<std::string>& tokens, time_t now, bool only_if_gone = false);
 
-// For PROPFIND (worker thread): the live locks that apply to the resource
-// at the canonical path `path`, read under a shared hold of the table lock;
-// nothing to do (one atomic load) when the table has no live lock.
-void locks_for(const Site& site, std::string_view path, time_t now, std::vector<DavLock>& out);
-
-// The DAV:lockdiscovery property (RFC 4918 §15.8) for `locks`, the whole
-// element, and DAV:supportedlock (§15.10): exclusive and shared write locks.
-void append_lockdiscovery(std::string& out, const std::vector<DavLock>& locks, time_t now);
-void append_supportedlock(std::string& out);
-
-// PROPFIND's hook (worker thread): appends DAV:lockdiscovery (with
-// `lockdiscovery`) or DAV:supportedlock, whole elements, for the resource
-// at the URL path `path`. With no live lock in the table, lockdiscovery is
-// one atomic load; otherwise the path is made canonical (its parent opened
-// beneath the root) and the table read under a shared hold.
-void append_lock_properties_for(const Site& site, std::string_view path, time_t now, bool lockdiscovery,
-                                std::string& out);
-
-// LOCK (RFC 4918 §9.10) and UNLOCK (§9.11).
-void handle_lock(Exchange& ex);
-void handle_unlock(Exchange& ex);
+// For LOCK itself (handlers/dav/lock_methods.cpp), worker thread: the If
+// header evaluated against the target as check_write_locks() does, but no
+// lock's token is required (the caller decides about conflicts); the
+// tokens of the lists that are true go to `submitted`.
+LockCheck evaluate_for_lock(const Site& site, const Request& req, const WriteTarget& target, time_t now,
+                            std::vector<std::string>& submitted);
 
 // The canonical path of a target for the lock table: the URL path of its
 // parent with symlinks resolved (through /proc/self/fd of `dir_fd`), so

@@ -12,7 +12,7 @@
 
 #include "handlers/dav/dav.h"
 #include "handlers/dav/dav_common.h"
-#include "handlers/dav/dav_locks.h"
+#include "handlers/dav/lock_discovery.h"
 #include "handlers/fs_ops.h"
 #include "handlers/listing.h"
 #include "protocol/etag.h"

@@ -1,5 +1,6 @@
 // LOCK, UNLOCK and the lock check of PUT, DELETE and MKCOL
-// (handlers/dav/dav_locks.cpp) through the fake Exchange: lock scopes and
+// (handlers/dav/lock_methods.cpp, dav_locks.cpp, lock_discovery.cpp)
+// through the fake Exchange: lock scopes and
 // depths, conflicts between a collection and its members, the If header's
 // evaluation (tagged and untagged lists, Not, entity tags, OR and AND), the
 // statuses and bodies of RFC 4918 §9.10, §9.11, §10.4 and §16, and no
@@ -11,6 +12,8 @@
 #include <regex>
 
 #include "handlers/dav/dav_locks.h"
+#include "handlers/dav/lock_discovery.h"
+#include "handlers/dav/lock_methods.h"
 #include "handlers/dav/lock_table.h"
 #include "handlers/get_head.h"
 #include "handlers/write_ops.h"

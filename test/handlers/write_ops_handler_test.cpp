@@ -1,4 +1,5 @@
-// PUT, DELETE and MKCOL (handlers/write_ops.cpp) through the fake Exchange:
+// PUT, DELETE and MKCOL (handlers/put.cpp, handlers/delete_mkcol.cpp and
+// their shared steps, handlers/write_step.cpp) through the fake Exchange:
 // the body is fed in pieces, every job step runs on the test thread, and the
 // fake checks that every descriptor is handed back and closed. The outcomes
 // are README.md's ("Uploading and deleting files", "What it answers") and
