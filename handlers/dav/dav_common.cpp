@@ -1,6 +1,9 @@
 #include "handlers/dav/dav_common.h"
 
+#include <fmt/format.h>
+
 #include "handlers/write_ops.h"
+#include "protocol/multipart.h"
 #include "protocol/percent.h"
 #include "protocol/target.h"
 #include "protocol/text.h"
@@ -23,18 +26,29 @@ std::string dav_href(std::string_view url_path) {
     return out;
 }
 
-bool parse_dav_body(std::string_view body, std::string_view root, XmlParseResult& out, std::string& why) {
+bool is_xml_media_type(std::string_view content_type) {
+    std::string essence = media_type_essence(content_type);
+    return essence == "application/xml" || essence == "text/xml" || essence.ends_with("+xml");
+}
+
+int parse_dav_body(const Request& req, std::string_view body, std::string_view root, XmlParseResult& out,
+                   std::string& why) {
     out = parse_xml(body);
     if (!out.ok) {
+        std::string_view type = trim_ows(req.content_type);
+        if (!type.empty() && !is_xml_media_type(type)) {
+            why = fmt::format("the body is not XML: DAV:{} is sent as application/xml, not {}", root, type);
+            return 415;
+        }
         why = out.error;
-        return false;
+        return 400;
     }
     if (!out.root.is_dav(root)) {
         why = "the body is not a DAV:";
         why.append(root).append(" element");
-        return false;
+        return 400;
     }
-    return true;
+    return 0;
 }
 
 void respond_xml(Exchange& ex, int status, std::string& body, ResponseHead head) {

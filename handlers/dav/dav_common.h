@@ -51,9 +51,21 @@ int parse_destination(const Request& req, std::string& path, std::string& why);
 bool parse_overwrite(const Request& req, bool& overwrite);
 
 // Parses a request body whose root must be the DAV: element `root`
-// (propfind, propertyupdate, lockinfo). False with a one-line reason for a
-// 400 when it is not XML or has another root.
-bool parse_dav_body(std::string_view body, std::string_view root, XmlParseResult& out, std::string& why);
+// (propfind, propertyupdate, lockinfo). 0, or the status to refuse it with
+// and a one-line reason:
+// - 415 when the body is not XML and the request's Content-Type names a
+//   format that is not XML either (application/json, text/plain...): the
+//   method does not take that format (RFC 9110 §15.5.16);
+// - 400 when the body is not well-formed XML but says it is XML or says
+//   nothing (RFC 4918 §8.2), or is XML with another root element.
+// Well-formed XML is taken whatever its label, as Apache mod_dav does, so
+// `curl -X PROPFIND -d '<D:propfind...'` (labelled form data) keeps working.
+int parse_dav_body(const Request& req, std::string_view body, std::string_view root, XmlParseResult& out,
+                   std::string& why);
+
+// True when a Content-Type value names an XML media type (RFC 7303:
+// application/xml, text/xml, any +xml type).
+bool is_xml_media_type(std::string_view content_type);
 
 // Sends `body` (XML the caller built in place, usually ex.text()) with
 // this status; `head` may carry extra fields (Lock-Token...).

@@ -322,7 +322,8 @@ void lock_body_done(Exchange& ex) {
     } else {
         XmlParseResult parsed;
         std::string why;
-        if (!parse_dav_body(job.body, "lockinfo", parsed, why)) return respond_error(ex, 400, why);
+        if (int status = parse_dav_body(ex.request(), job.body, "lockinfo", parsed, why))
+            return respond_error(ex, status, why);
         const XmlElement& info = parsed.root;
         const XmlElement* scope = info.child(kDavNs, "lockscope");
         const XmlElement* type = info.child(kDavNs, "locktype");

@@ -44,18 +44,18 @@ bool is_live(std::string_view ns, std::string_view name) {
     return false;
 }
 
-bool parse_spec(std::string_view body, PropSpec& spec, std::string& why) {
-    if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return true;  // allprop
+int parse_spec(const Request& req, std::string_view body, PropSpec& spec, std::string& why) {
+    if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return 0;  // allprop
     XmlParseResult r;
-    if (!parse_dav_body(body, "propfind", r, why)) return false;
+    if (int status = parse_dav_body(req, body, "propfind", r, why)) return status;
     for (const XmlElement& c : r.root.children) {
         if (c.is_dav("allprop")) {
             spec.mode = PropSpec::Mode::AllProp;
-            return true;
+            return 0;
         }
         if (c.is_dav("propname")) {
             spec.mode = PropSpec::Mode::PropName;
-            return true;
+            return 0;
         }
         if (c.is_dav("prop")) {
             spec.mode = PropSpec::Mode::Named;
@@ -64,11 +64,11 @@ bool parse_spec(std::string_view body, PropSpec& spec, std::string& why) {
                 spec.names.emplace_back(p.ns, p.name);
                 if (!is_live(p.ns, p.name)) spec.needs_dead = true;
             }
-            return true;
+            return 0;
         }
     }
     why = "DAV:propfind needs allprop, propname or prop";
-    return false;
+    return 400;
 }
 
 // What the live properties are made of, for the target or a member.
@@ -419,7 +419,7 @@ void propfind_body_end(Exchange& ex) {
     PropfindJob& job = ex.job_as<PropfindJob>();
     if (job.body_refused) return;
     std::string why;
-    if (!parse_spec(job.body, job.spec, why)) return respond_error(ex, 400, why);
+    if (int status = parse_spec(ex.request(), job.body, job.spec, why)) return respond_error(ex, status, why);
     std::string().swap(job.body);
     ex.offload(job, job.depth == Depth::Zero ? JobClass::Quick : JobClass::Listing);
 }

@@ -44,9 +44,9 @@ void inherit_lang(XmlElement& e, const std::string* lang) {
     e.attributes.push_back({std::string(kXmlNs), "lang", *lang});
 }
 
-bool parse_update(std::string_view body, std::vector<PropOp>& ops, std::string& why) {
+int parse_update(const Request& req, std::string_view body, std::vector<PropOp>& ops, std::string& why) {
     XmlParseResult r;
-    if (!parse_dav_body(body, "propertyupdate", r, why)) return false;
+    if (int status = parse_dav_body(req, body, "propertyupdate", r, why)) return status;
     const std::string* lang0 = r.root.attribute(kXmlNs, "lang");
     for (const XmlElement& action : r.root.children) {
         bool set = action.is_dav("set");
@@ -73,9 +73,9 @@ bool parse_update(std::string_view body, std::vector<PropOp>& ops, std::string& 
     }
     if (ops.empty()) {
         why = "DAV:propertyupdate names no property";
-        return false;
+        return 400;
     }
-    return true;
+    return 0;
 }
 
 struct ProppatchJob final : Job {
@@ -221,7 +221,7 @@ void proppatch_body_end(Exchange& ex) {
     ProppatchJob& job = ex.job_as<ProppatchJob>();
     if (job.body_refused) return;
     std::string why;
-    if (!parse_update(job.body, job.ops, why)) return respond_error(ex, 400, why);
+    if (int status = parse_update(ex.request(), job.body, job.ops, why)) return respond_error(ex, status, why);
     std::string().swap(job.body);
     ex.offload(job);
 }
