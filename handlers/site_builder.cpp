@@ -254,6 +254,7 @@ bool SiteApp::open_postgres(std::string& error) {
     opt.conninfo = config_.records;
     opt.pool = config_.records_pool;
     opt.max_record = config_.max_record_size;
+    opt.max_store = config_.max_store_size;
     opt.metrics = site_.metrics;
     auto store = std::make_unique<PgStore>(loop_, std::move(opt));
     pg_ = store.get();

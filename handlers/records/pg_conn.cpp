@@ -127,13 +127,14 @@ void PgStore::Conn::send(Query q) {
     affected.clear();
     schema_version = 0;
     int ok = 0;
-    const char* params[2] = {param0.c_str(), param1.c_str()};
+    full.clear();
+    const char* params[3] = {param0.c_str(), param1.c_str(), param2.c_str()};
     switch (q) {
     case Query::Setup:
         ok = PQsendQuery(pg, store->schema_ready_ ? pg_sql::kSession : pg_sql::kSetup);
         break;
-    case Query::Append: ok = PQsendQueryParams(pg, pg_sql::kAppend, 1, nullptr, params, nullptr, nullptr, 0); break;
-    case Query::Put: ok = PQsendQueryParams(pg, pg_sql::kPut, 2, nullptr, params, nullptr, nullptr, 0); break;
+    case Query::Append: ok = PQsendQueryParams(pg, pg_sql::kAppend, 2, nullptr, params, nullptr, nullptr, 0); break;
+    case Query::Put: ok = PQsendQueryParams(pg, pg_sql::kPut, 3, nullptr, params, nullptr, nullptr, 0); break;
     case Query::Get: ok = PQsendQueryParams(pg, pg_sql::kGet, 1, nullptr, params, nullptr, nullptr, 0); break;
     case Query::Delete: ok = PQsendQueryParams(pg, pg_sql::kDelete, 1, nullptr, params, nullptr, nullptr, 0); break;
     case Query::None: break;
@@ -189,8 +190,10 @@ void PgStore::Conn::take_result(PGresult* res) {
             schema_version = std::atoi(PQgetvalue(res, 0, 0));
         break;
     case Query::Append:
-        for (int i = 0; i < PQntuples(res); ++i)
+        for (int i = 0; i < PQntuples(res); ++i) {
             rows.emplace_back(PQgetisnull(res, i, 1) != 0, PQgetvalue(res, i, 1));
+            full.push_back(std::string_view(PQgetvalue(res, i, 2)) == "t");
+        }
         break;
     case Query::Put:
     case Query::Get:
@@ -245,7 +248,10 @@ void PgStore::Conn::query_done() {
                 break;
             }
             for (size_t i = 0; i < finished.size(); ++i) {
-                if (rows[i].first) {
+                if (full[i]) {
+                    finished[i]->status = 507;  // --max-store-size
+                    finished[i]->store_full = true;
+                } else if (rows[i].first) {
                     finished[i]->status = 409;
                 } else {
                     finished[i]->status = 201;
@@ -257,8 +263,11 @@ void PgStore::Conn::query_done() {
             Op* op = finished.front();
             if (rows.size() != 1 || rows[0].first) {
                 op->status = 500;
+            } else if (rows[0].second == "full") {
+                op->status = 507;  // --max-store-size
+                op->store_full = true;
             } else {
-                op->created = rows[0].second == "t";
+                op->created = rows[0].second == "created";
                 op->status = op->created ? 201 : 204;
             }
             break;

@@ -43,7 +43,7 @@ struct PgStore::Conn {
     // The statement in flight.
     enum class Query { None, Setup, Append, Get, Put, Delete } query = Query::None;
     std::vector<Op*> ops;
-    std::string param0, param1;
+    std::string param0, param1, param2;
     int attempts = 0;
     uint64_t sent_ms = 0;
     // Its results as they come.
@@ -52,7 +52,8 @@ struct PgStore::Conn {
     bool failed = false;
     bool got_result = false;
     int schema_version = 0;
-    std::vector<std::pair<bool, std::string>> rows;  // (null, value) of the first column... or id column
+    std::vector<std::pair<bool, std::string>> rows;  // (null, value) of the id column (Append) or the first
+    std::vector<bool> full;                          // Append: o_full of each row
     std::string affected;
 
     void watch(int events);

@@ -133,6 +133,7 @@ void PgStore::dispatch() {
                 it = queue_.erase(it);
             }
             idle->param0.pop_back();  // the function splits on newlines: no empty last line
+            idle->param1 = std::to_string(opt_.max_store);
             q = Conn::Query::Append;
         } else {
             queue_.pop_front();
@@ -145,6 +146,7 @@ void PgStore::dispatch() {
                 q = Conn::Query::Put;
                 std::string line = format_record_line(first->rec);
                 idle->param1.assign(line, first->rec.id.size() + 1, line.size() - first->rec.id.size() - 2);
+                idle->param2 = std::to_string(opt_.max_store);
                 break;
             }
             default: break;

@@ -47,6 +47,9 @@ public:
         std::string conninfo;
         int pool = 4;
         uint64_t max_record = 64 * 1024;  // a record's line, newline included (413 beyond)
+        // --max-store-size: the sum of the records' lines, as the file
+        // store's file would be (507 with store_full beyond); 0: none.
+        uint64_t max_store = 0;
         Metrics* metrics = nullptr;
     };
 

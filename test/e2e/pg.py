@@ -185,9 +185,11 @@ class PgCluster:
 
     def reset(self):
         """A fresh record store: uvhttpd creates the schema again."""
-        self.sql("DROP TABLE IF EXISTS uvhttpd_records, uvhttpd_schema; "
+        self.sql("DROP TABLE IF EXISTS uvhttpd_records, uvhttpd_schema, uvhttpd_records_size; "
                  "DROP SEQUENCE IF EXISTS uvhttpd_records_auto; "
-                 "DROP FUNCTION IF EXISTS uvhttpd_records_append, uvhttpd_records_put, uvhttpd_records_bump")
+                 "DROP FUNCTION IF EXISTS uvhttpd_records_append(text), uvhttpd_records_append(text, bigint), "
+                 "uvhttpd_records_put(text, text), uvhttpd_records_put(text, text, bigint), uvhttpd_records_bump, "
+                 "uvhttpd_records_count, uvhttpd_records_next_auto")
 
     def lines(self):
         """The store as GET /database.txt renders it, read with psql."""

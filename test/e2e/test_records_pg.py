@@ -385,7 +385,7 @@ def test_a_statement_the_database_refuses_is_a_500_with_one_line(db):
     with TempRoot() as root:
         s = pg_server(root.path, db.url)
         assert request(s.port, "POST", "/database.txt", body="id=a&name=x", headers=FORM).status == 201
-        db.sql("ALTER FUNCTION uvhttpd_records_append(text) RENAME TO uvhttpd_records_append_gone")
+        db.sql("ALTER FUNCTION uvhttpd_records_append(text, bigint) RENAME TO uvhttpd_records_append_gone")
         r = request(s.port, "POST", "/database.txt", body="name=y", headers=FORM)
         assert r.status == 500 and r.body == b"500 Internal Server Error: the record store failed\n", r
         assert request(s.port, "GET", "/database.txt/a").body == b"name=x\n"
@@ -402,7 +402,8 @@ def test_a_schema_version_it_does_not_know_is_refused(db):
         s0 = pg_server(root.path, db.url)
         s0.finish()
         # What a migration might have done: a new version, a function gone.
-        db.sql("UPDATE uvhttpd_schema SET version = 2; DROP FUNCTION uvhttpd_records_put")
+        db.sql("UPDATE uvhttpd_schema SET version = 2; "
+               "DROP FUNCTION uvhttpd_records_put(text, text), uvhttpd_records_put(text, text, bigint)")
         s = Server(root.path, "--records", db.url, "--records-required")
         wait_for(lambda: "knows version 1" in s.stderr(), 30, "the version complaint")
         r = request(s.port, "POST", "/database.txt", body="name=y", headers=FORM)
@@ -413,3 +414,79 @@ def test_a_schema_version_it_does_not_know_is_refused(db):
         # Left as it was found.
         assert db.sql("SELECT count(*) FROM pg_proc WHERE proname = 'uvhttpd_records_put'").strip() == "0"
         assert db.sql("SELECT version FROM uvhttpd_schema").strip() == "2"
+
+
+def store_bytes(db):
+    """The store's size as the file store would measure it (its lines), and
+    the size the triggers keep (the slots' sum)."""
+    actual = int(db.sql("SELECT coalesce(sum(octet_length(id) + octet_length(fields) + 2), 0) "
+                        "FROM uvhttpd_records").strip())
+    kept = int(db.sql("SELECT sum(bytes) FROM uvhttpd_records_size").strip())
+    return actual, kept
+
+
+def test_max_store_size_on_postgresql_two_instances(db):
+    """--max-store-size in PostgreSQL mode, with the file store's status and
+    message: two instances, 16 clients each, post past a 20,000-byte cap.
+    Every answer is 201 or 507; every 201 is stored once; the store ends
+    within the records in flight of the cap (each transaction checks the
+    committed size; at most 32 records are in flight); the size the
+    triggers keep equals the table's. A row deleted by hand with psql makes
+    room again; a PUT that would grow the store is 507, one that shrinks a
+    record passes."""
+    cap = 20000
+    msg = f"507 Insufficient Storage: the record store is full (--max-store-size {cap} bytes); nothing was stored\n"
+    with TempRoot() as r1, TempRoot() as r2:
+        s1 = pg_server(r1.path, db.url, "--max-store-size", str(cap))
+        s2 = pg_server(r2.path, db.url, "--max-store-size", str(cap))
+        loads = [Load(s.port, 16, total=900, prefix=p) for s, p in ((s1, "a"), (s2, "b"))]
+        for load in loads:
+            load.join()
+        statuses = {}
+        for load in loads:
+            for st, n in load.statuses.items():
+                statuses[st] = statuses.get(st, 0) + n
+            assert load.errors == 0
+        assert set(statuses) == {201, 507}, statuses
+        acked = [i for load in loads for i in load.acked]
+        ids = stored_ids(db)
+        assert sorted(ids) == sorted(acked) and len(set(ids)) == len(ids)
+        actual, kept = store_bytes(db)
+        longest = max(len(l) + 1 for l in db.lines())
+        assert cap - longest < actual <= cap + 32 * longest, (actual, cap)
+        assert kept == actual
+        r = request(s1.port, "POST", "/database.txt", body="name=more", headers=FORM)
+        assert r.status == 507 and r.body.decode() == msg
+        # A DBA's hand edit is counted too.
+        db.sql("DELETE FROM uvhttpd_records WHERE seq IN (SELECT seq FROM uvhttpd_records ORDER BY seq LIMIT 100)")
+        actual, kept = store_bytes(db)
+        assert kept == actual
+        r = request(s2.port, "POST", "/database.txt", body="name=more", headers=FORM)
+        assert r.status == 201
+        rid = r.get("location").rsplit("/", 1)[1]
+        # PUT: growing past the cap is 507, shrinking passes.
+        put = {"Content-Type": "application/x-www-form-urlencoded"}
+        r = request(s1.port, "PUT", f"/database.txt/{rid}", body="name=" + "y" * cap, headers=put)
+        assert r.status == 507 and r.body.decode() == msg
+        r = request(s1.port, "PUT", f"/database.txt/{rid}", body="n=1", headers=put)
+        assert r.status == 204
+        assert store_bytes(db)[0] == store_bytes(db)[1]
+        s1.finish()
+        s2.finish()
+
+
+def test_store_size_is_set_up_from_an_existing_table(db):
+    """A store made by an uvhttpd without the size table (its rows there,
+    no triggers): the first start counts the rows once, then keeps up."""
+    with TempRoot() as root:
+        s = pg_server(root.path, db.url)
+        for i in range(20):
+            assert request(s.port, "POST", "/database.txt", body=f"n={i}", headers=FORM).status == 201
+        s.finish()
+        db.sql("DROP TABLE uvhttpd_records_size; DROP FUNCTION uvhttpd_records_count CASCADE")
+        s = pg_server(root.path, db.url, "--max-store-size", "1000")
+        actual, kept = store_bytes(db)
+        assert kept == actual and actual > 0
+        assert request(s.port, "DELETE", "/database.txt/1").status == 204
+        assert store_bytes(db)[0] == store_bytes(db)[1]
+        s.finish()

@@ -135,9 +135,13 @@ void drop_pg_schema(const char* conninfo) {
         PQfinish(pg);
         throw std::runtime_error("cannot connect to UVH_TEST_RECORDS: " + msg);
     }
-    PGresult* r = PQexec(pg, "DROP TABLE IF EXISTS uvhttpd_records, uvhttpd_schema; "
+    // Every object pg_schema.h creates (test/e2e/pg.py's reset drops the same).
+    PGresult* r = PQexec(pg, "DROP TABLE IF EXISTS uvhttpd_records, uvhttpd_schema, uvhttpd_records_size; "
                              "DROP SEQUENCE IF EXISTS uvhttpd_records_auto; "
-                             "DROP FUNCTION IF EXISTS uvhttpd_records_append, uvhttpd_records_put, uvhttpd_records_bump");
+                             "DROP FUNCTION IF EXISTS uvhttpd_records_append(text), "
+                             "uvhttpd_records_append(text, bigint), uvhttpd_records_put(text, text), "
+                             "uvhttpd_records_put(text, text, bigint), uvhttpd_records_bump, "
+                             "uvhttpd_records_count, uvhttpd_records_next_auto");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     std::string msg = PQerrorMessage(pg);
     PQclear(r);
