@@ -14,6 +14,8 @@
 #include "handlers/get_codings.h"
 #include "handlers/get_job.h"
 #include "handlers/listing.h"
+#include "handlers/ui/ui_assets.h"
+#include "handlers/ui/ui_route.h"
 #include "protocol/etag.h"
 #include "protocol/mime.h"
 #include "protocol/negotiate.h"
@@ -170,6 +172,10 @@ void GetJob::done(Exchange& ex) {
         head.html = !job.json;
         head.cache_control = "no-cache";
         head.content_length = ResponseHead::kUnknownLength;
+        // The page runs only its own script (handlers/ui/); X-Content-Type-
+        // Options: nosniff goes on every response.
+        if (!job.json) head.add("Content-Security-Policy", kListingCsp);
+        std::string_view writes = page_writes(ex.site(), ex.request());
         // A listing is compressed as it is rendered, when the client asks.
         Coding c = Coding::Identity;
         bool compress = job.policy && job.policy->compressible(head.content_type);
@@ -179,11 +185,12 @@ void GetJob::done(Exchange& ex) {
             head.content_encoding = coding_name(c);
             auto& src = ex.make_source<CompressingSource<ListingSource>>(
                 c, job.policy->stream.of(c), job.root_fd, job.take_fd(), job.rel, job.url_path, job.json,
-                job.site->database_url);
+                job.site->database_url, writes);
             return ex.respond(head, Body::from(src));
         }
         auto& src = ex.make_source<ListingSource>(job.root_fd, job.take_fd(), job.rel, job.url_path, job.json,
-                                                  job.site->database_url);  // the page's form posts records
+                                                  job.site->database_url,  // the page's form posts records
+                                                  writes);
         return ex.respond(head, Body::from(src));
     }
     case Kind::File:

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "handlers/fs_ops.h"
+#include "handlers/ui/ui_assets.h"
 #include "protocol/percent.h"
 
 namespace uvh {
@@ -158,38 +159,50 @@ std::string human_size(uint64_t bytes) {
     return fmt::format("{:.1f} {}", v, units[u]);
 }
 
-void listing_html_head(std::string_view url_path, std::string& out, bool sorted) {
+void listing_html_head(std::string_view url_path, std::string& out, bool sorted, std::string_view writes) {
     std::string title;
     html_escape(url_path, title);
+    // No inline script or style: the Content-Security-Policy of the page
+    // allows both only from this server (handlers/ui/ui_assets.h).
     fmt::format_to(std::back_inserter(out),
                    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                   "<title>Index of {0}</title>\n<style>\n"
-                   "body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}\n"
-                   "table{{border-collapse:collapse;width:100%}}\n"
-                   "th,td{{text-align:left;padding:.25em 1em .25em 0}}\n"
-                   "td.size,th.size{{text-align:right;white-space:nowrap}}\n"
-                   "form{{margin-top:2em;padding:1em;border:1px solid #ccc;max-width:24em}}\n"
-                   "label{{display:block;margin:.5em 0}}\n"
-                   "</style>\n</head>\n<body>\n<h1>Index of {0}</h1>\n",
+                   "<title>Index of {}</title>\n",
+                   title);
+    for (size_t i = 0; i < kUiAssetCount; ++i) {
+        const UiAsset& a = kUiAssets[i];
+        if (a.file.ends_with(".css")) {
+            fmt::format_to(std::back_inserter(out), "<link rel=\"stylesheet\" href=\"{}{}\">\n", kUiPrefix, a.file);
+        } else {
+            fmt::format_to(std::back_inserter(out), "<script src=\"{}{}\" defer></script>\n", kUiPrefix, a.file);
+        }
+    }
+    fmt::format_to(std::back_inserter(out), "</head>\n<body data-writes=\"{}\">\n<h1>Index of {}</h1>\n", writes,
                    title);
     if (!sorted)
         fmt::format_to(std::back_inserter(out),
-                       "<p>More than {} entries: shown in the order the directory gives them.</p>\n",
+                       "<p id=\"unsorted\">More than {} entries: shown in the order the directory gives them.</p>\n",
                        kListingSortLimit);
-    out += "<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Last modified</th></tr></thead>\n"
+    out += "<table id=\"listing\">\n<thead><tr><th class=\"name\">Name</th><th class=\"size\">Size</th>"
+           "<th class=\"mtime\">Last modified</th></tr></thead>\n"
            "<tbody>\n";
     if (url_path != "/") out += "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n";
 }
 
 void listing_html_entry(const DirEntry& e, std::string& out) {
-    std::string name;
-    html_escape(e.name, name);
-    if (e.is_dir) name.push_back('/');
+    std::string raw;
+    html_escape(e.name, raw);
+    std::string_view name = raw;
+    std::string dir_name;
+    if (e.is_dir) name = dir_name = raw + '/';
     std::string href;
     html_escape(href_for(e), href);
+    // The raw name, type, size in bytes and time in seconds for the page's
+    // script (sorting, the write controls).
     fmt::format_to(std::back_inserter(out),
-                   "<tr><td><a href=\"{}\">{}</a></td><td class=\"size\">{}</td><td>{}</td></tr>\n", href, name,
+                   "<tr data-name=\"{}\" data-type=\"{}\" data-size=\"{}\" data-mtime=\"{}\">"
+                   "<td><a href=\"{}\">{}</a></td><td class=\"size\">{}</td><td>{}</td></tr>\n",
+                   raw, e.is_dir ? "dir" : "file", e.size, e.mtime, href, name,
                    e.is_dir ? std::string("-") : human_size(e.size), display_time(e.mtime));
 }
 
@@ -235,9 +248,9 @@ void listing_json_entry(const DirEntry& e, bool first, std::string& out) {
 void listing_json_tail(std::string& out) { out += "\n]}\n"; }
 
 void render_listing_html(std::string_view url_path, const std::vector<DirEntry>& entries,
-                         std::string_view form_action, std::string& out) {
+                         std::string_view form_action, std::string_view writes, std::string& out) {
     out.clear();
-    listing_html_head(url_path, out, true);
+    listing_html_head(url_path, out, true, writes);
     for (const DirEntry& e : entries) listing_html_entry(e, out);
     listing_html_tail(form_action, out);
 }
@@ -276,7 +289,7 @@ void ListingSource::work() {
         if (json_) {
             listing_json_head(url_path_, out_, sorted_);
         } else {
-            listing_html_head(url_path_, out_, sorted_);
+            listing_html_head(url_path_, out_, sorted_, writes_);
         }
         phase_ = Phase::Entries;
     }

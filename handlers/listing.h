@@ -58,9 +58,11 @@ void sort_entries(std::vector<DirEntry>& entries);
 
 // An HTML page: names HTML-escaped, hrefs percent-encoded, sizes and
 // modification times, a parent link below the root, and the record form of
-// the seed posting to `form_action`.
+// the seed posting to `form_action`. Its script and stylesheet come from
+// handlers/ui/; `writes` ("open", "token" or "closed", see page_writes)
+// tells the script whether to offer the write controls.
 void render_listing_html(std::string_view url_path, const std::vector<DirEntry>& entries,
-                         std::string_view form_action, std::string& out);
+                         std::string_view form_action, std::string_view writes, std::string& out);
 
 // {"path": "/a/", "entries": [{"name", "type", "size", "modified", "href"}]}
 void render_listing_json(std::string_view url_path, const std::vector<DirEntry>& entries,
@@ -68,7 +70,7 @@ void render_listing_json(std::string_view url_path, const std::vector<DirEntry>&
 
 // The same pages in pieces, for the streamed listing below. `sorted` false
 // adds a note that the order is the directory's.
-void listing_html_head(std::string_view url_path, std::string& out, bool sorted);
+void listing_html_head(std::string_view url_path, std::string& out, bool sorted, std::string_view writes);
 void listing_html_entry(const DirEntry& e, std::string& out);
 void listing_html_tail(std::string_view form_action, std::string& out);
 void listing_json_head(std::string_view url_path, std::string& out, bool sorted);
@@ -83,11 +85,12 @@ class ListingSource final : public DescriptorSource {
 public:
     static constexpr size_t kWindow = 64 * 1024;
     ListingSource(int root_fd, int dir_fd, std::string rel, std::string url_path, bool json,
-                  std::string_view form_action)
+                  std::string_view form_action, std::string_view writes)
         : DescriptorSource(dir_fd),
           reader_(root_fd, dir_fd, std::move(rel)),
           url_path_(std::move(url_path)),
           form_action_(form_action),
+          writes_(writes),
           json_(json) {}
     BodyPiece next() override;
     void work() override;
@@ -98,6 +101,7 @@ private:
     DirectoryReader reader_;
     std::string url_path_;
     std::string_view form_action_;  // the Site's, which outlives the response
+    std::string_view writes_;       // a literal (page_writes)
     bool json_;
     Phase phase_ = Phase::Start;
     bool sorted_ = true;

@@ -5,6 +5,7 @@
 #include "handlers/get_head.h"
 #include "handlers/probes.h"
 #include "handlers/records.h"
+#include "handlers/ui/ui_route.h"
 #include "handlers/uploads/uploads.h"
 #include "handlers/write_ops.h"
 #include "protocol/target.h"
@@ -97,6 +98,10 @@ std::vector<Route> build_table() {
                       write(Method::Delete, handle_upload_resource, BodyPolicy::Discard)};
     upload.refusal = "an upload takes HEAD, PATCH and DELETE";
     t.push_back(std::move(upload));
+
+    // The listing page's script and stylesheet (handlers/ui/ui_assets.h),
+    // also under a prefix no file can take.
+    append_ui_route(t);
 
     Route hidden;
     hidden.name = "hidden";

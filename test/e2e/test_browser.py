@@ -11,17 +11,10 @@ test/e2e/browser; `make test` installs them. Without them this test fails:
 a browser test that silently passes proves nothing."""
 
 import os
-import shutil
-import signal
-import subprocess
 
+from browserlib import ARTIFACTS, require_browser, run_node
 from uvhlib import Server, TempRoot
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER_DIR = os.path.join(HERE, "browser")
-SCRIPT = os.path.join(BROWSER_DIR, "browser_test.mjs")
-CHROMIUM = os.environ.get("UVH_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = os.environ.get("UVH_ARTIFACTS") or os.path.join(HERE, "artifacts")
 TIMEOUT = 180  # the script gives up by itself at 150 s
 
 RECORD_LINE = "17 mis=17&name=Akshay&email=akshay%40gmail.com\n"
@@ -41,19 +34,6 @@ PAGE_HTML = """<!DOCTYPE html>
 """
 
 
-def require_browser():
-    missing = []
-    if not shutil.which("node"):
-        missing.append("node (Debian's nodejs)")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"{CHROMIUM} (Debian's chromium package)")
-    if not os.path.isfile(os.path.join(BROWSER_DIR, "node_modules", "playwright-core", "package.json")):
-        missing.append("test/e2e/browser/node_modules (npm ci in test/e2e/browser)")
-    if missing:
-        raise AssertionError("the browser test cannot run: missing " + ", ".join(missing)
-                             + ". Run `make test`, which installs them.")
-
-
 def build_site(root):
     root.write("sub/page.html", PAGE_HTML)
     root.write("hello.txt", "hello\n")
@@ -71,24 +51,6 @@ def build_site(root):
                "'script ran: ' + document.querySelectorAll('#list li').length + ' items';\n")
 
 
-def run_browser(url):
-    """Runs browser_test.mjs in its own process group, so that a timeout
-    takes Chromium down with node."""
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    p = subprocess.Popen(["node", SCRIPT, url, ARTIFACTS], cwd=BROWSER_DIR,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        raise AssertionError(f"browser_test.mjs did not finish within {TIMEOUT}s:\n{out}")
-    print(out, end="", flush=True)
-    if p.returncode != 0:
-        raise AssertionError(f"browser_test.mjs exited {p.returncode} (its output is above)")
-
-
 def test_browser():
     require_browser()
     # The access log lives outside the served root so that it is not listed.
@@ -97,7 +59,7 @@ def test_browser():
         log = os.path.join(logs.path, "access.log")
         with Server(root.path, "--cache-control", "no-cache", "--access-log", log) as s:
             try:
-                run_browser(s.url)
+                run_node("browser_test.mjs", [s.url, ARTIFACTS], TIMEOUT)
             except AssertionError as e:
                 if s.proc.poll() is None:
                     raise

@@ -219,7 +219,7 @@ TEST_CASE("listing: render_listing_json and render_listing_html", "[listing]") {
     CHECK(doc["entries"][1]["modified"] == "1970-01-01T00:00:00Z");
 
     std::string html;
-    render_listing_html("/x/", e, "/data<base>", html);
+    render_listing_html("/x/", e, "/data<base>", "open", html);
     CHECK(html.find(">d&lt;ir&gt;/</a>") != std::string::npos);
     CHECK(html.find("<td class=\"size\">2.0 KiB</td><td>1970-01-01 00:00 UTC</td>") != std::string::npos);
     CHECK(html.find("action=\"/data&lt;base&gt;\"") != std::string::npos);

@@ -33,6 +33,7 @@ const RECORD = 'mis=17&name=Akshay&email=akshay%40gmail.com';
 const ESCAPED_NAME = 'a b&c.txt';
 const ESCAPED_BODY = 'ampersand and space\n';
 const TAG_NAME_FILE = '<b>not bold<b>.txt'; // a file name cannot hold '/'
+const RECORD_FORM = 'form[action="/database.txt"]';
 
 class CheckFailed extends Error {}
 
@@ -67,8 +68,10 @@ async function clickAndWait(page, locator, expectedUrl) {
 }
 
 // The links of a listing's table, in order, as [visible text, raw href].
+// (The first cell's: with writes open, the page's script adds a Download
+// link per file in the last cell.)
 async function listingLinks(page) {
-  return page.locator('table tbody a').evaluateAll(
+  return page.locator('table tbody td:first-child a').evaluateAll(
     (as) => as.map((a) => [a.textContent, a.getAttribute('href')]));
 }
 
@@ -101,16 +104,17 @@ async function testListing(page, base, artifacts, shots) {
   const tag = links.find(([text]) => text === TAG_NAME_FILE);
   check(!/[<>" ]/.test(tag[1]), `the href of "${TAG_NAME_FILE}" is percent-encoded`, tag[1]);
 
-  // The form the seed had, with the browser's own validation.
-  const form = page.locator('form');
+  // The form the seed had, with the browser's own validation. (The page's
+  // script adds forms of its own: the file manager's dialogs.)
+  const form = page.locator(RECORD_FORM);
   eq(await form.getAttribute('method'), 'post', 'form method');
   eq(await form.getAttribute('action'), '/database.txt', 'form action');
-  eq(await page.locator('form input[name="mis"]').getAttribute('type'), 'number', 'mis is a number input');
-  eq(await page.locator('form input[name="name"]').getAttribute('type'), 'text', 'name is a text input');
-  eq(await page.locator('form input[name="email"]').getAttribute('type'), 'email', 'email is an email input');
-  check(await page.locator('form input[name="name"]').evaluate((e) => e.required), 'name is required');
-  check(await page.locator('form input[name="email"]').evaluate((e) => e.required), 'email is required');
-  eq(await page.locator('form [type="submit"]').count(), 1, 'one submit button');
+  eq(await page.locator(`${RECORD_FORM} input[name="mis"]`).getAttribute('type'), 'number', 'mis is a number input');
+  eq(await page.locator(`${RECORD_FORM} input[name="name"]`).getAttribute('type'), 'text', 'name is a text input');
+  eq(await page.locator(`${RECORD_FORM} input[name="email"]`).getAttribute('type'), 'email', 'email is an email input');
+  check(await page.locator(`${RECORD_FORM} input[name="name"]`).evaluate((e) => e.required), 'name is required');
+  check(await page.locator(`${RECORD_FORM} input[name="email"]`).evaluate((e) => e.required), 'email is required');
+  eq(await page.locator(`${RECORD_FORM} [type="submit"]`).count(), 1, 'one submit button');
   check(!(await form.evaluate((f) => f.checkValidity())), 'the empty form does not validate');
 
   const shot = path.join(artifacts, 'browser-listing.png');
@@ -159,15 +163,15 @@ async function testNavigation(page, base) {
 async function testForm(page, base, artifacts, shots, failures) {
   console.log('form');
   await page.goto(base, { timeout: STEP_MS, waitUntil: 'load' });
-  await page.fill('form input[name="mis"]', MIS, { timeout: STEP_MS });
-  await page.fill('form input[name="name"]', NAME, { timeout: STEP_MS });
-  await page.fill('form input[name="email"]', EMAIL, { timeout: STEP_MS });
-  check(await page.locator('form').evaluate((f) => f.checkValidity()), 'the filled form validates');
+  await page.fill(`${RECORD_FORM} input[name="mis"]`, MIS, { timeout: STEP_MS });
+  await page.fill(`${RECORD_FORM} input[name="name"]`, NAME, { timeout: STEP_MS });
+  await page.fill(`${RECORD_FORM} input[name="email"]`, EMAIL, { timeout: STEP_MS });
+  check(await page.locator(RECORD_FORM).evaluate((f) => f.checkValidity()), 'the filled form validates');
 
   const posted = page.waitForResponse(
     (r) => r.request().method() === 'POST' && r.url() === `${base}database.txt`, { timeout: STEP_MS });
   posted.catch(() => {}); // awaited below; if the click fails first, not an unhandled rejection
-  await clickAndWait(page, page.locator('form [type="submit"]'), `${base}database.txt`);
+  await clickAndWait(page, page.locator(`${RECORD_FORM} [type="submit"]`), `${base}database.txt`);
   const resp = await posted;
   eq(resp.status(), 201, 'POST /database.txt is 201');
   eq(resp.headers()['location'], `/database.txt/${MIS}`, 'Location of the record');
