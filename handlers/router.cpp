@@ -3,6 +3,7 @@
 #include "handlers/routes.h"
 #include "handlers/uploads/uploads.h"
 #include "protocol/auth.h"
+#include "protocol/text.h"
 #include "protocol/write_origin.h"
 
 namespace uvh {
@@ -20,6 +21,15 @@ bool authorized(const Exchange& ex) {
 
 void respond_unauthorized(Exchange& ex) {
     ResponseHead head;
+    std::string_view scheme = trim_ows(ex.request().authorization);
+    if (scheme.size() >= 7 && iequals_ascii(scheme.substr(0, 7), "bearer ")) {
+        // A Bearer client with a wrong token (RFC 6750 §3.1) gets only the
+        // Bearer challenge: a Basic one would make a browser page's
+        // request (the listing's file manager) wait behind the browser's
+        // own login prompt.
+        head.add("WWW-Authenticate", "Bearer realm=\"uvhttpd\", error=\"invalid_token\"");
+        return respond_text(ex, 401, "the token was not accepted (Authorization: Bearer TOKEN)", head);
+    }
     // Basic first, so browsers offer their login prompt; curl -u :TOKEN
     // and Bearer clients both work.
     head.add("WWW-Authenticate", "Basic realm=\"uvhttpd\", charset=\"UTF-8\"");

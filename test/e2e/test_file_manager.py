@@ -133,5 +133,9 @@ def test_listing_headers_and_assets():
             probe = "/.uvhttpd-uploads/00000000000000000000000000000000"
             h = {"Tus-Resumable": "1.0.0"}
             assert request(s.port, "DELETE", probe, headers=h).status == 401
-            assert request(s.port, "DELETE", probe, headers={**h, "Authorization": "Bearer wrong"}).status == 401
+            wrong = request(s.port, "DELETE", probe, headers={**h, "Authorization": "Bearer wrong"})
+            assert wrong.status == 401
+            # Only the Bearer challenge: a Basic one would open the browser's
+            # login prompt over the page's token form.
+            assert wrong.all("www-authenticate") == ['Bearer realm="uvhttpd", error="invalid_token"']
             assert request(s.port, "DELETE", probe, headers={**h, "Authorization": "Bearer s3cret"}).status == 404

@@ -11,6 +11,8 @@
 
 #include "handlers/router.h"
 #include "handlers/routes.h"
+#include "handlers/ui/ui_assets.h"
+#include "handlers/ui/ui_route.h"
 
 using namespace uvh;
 
@@ -44,6 +46,8 @@ public:
         REQUIRE_FALSE(status.has_value());
         status = head.status;
         allow = std::string(head.allow);
+        etag = std::string(head.etag);
+        cache_control = std::string(head.cache_control);
         if (body.kind == Body::Kind::Memory) body_text = std::string(body.memory);
     }
     void read_body(const BodyReader&) override { body_mode = "read"; }
@@ -56,6 +60,8 @@ public:
 
     std::optional<int> status;
     std::string allow;
+    std::string etag;
+    std::string cache_control;
     std::string body_text;
     std::string body_mode;  // "", "read" or "discarded"
 
@@ -321,4 +327,54 @@ TEST_CASE("dispatch: MKCOL with a body is 415 before the handler, an unknown met
         dispatch(other);
         CHECK(other.status == 501);
     }
+}
+
+TEST_CASE("routes: the listing page's assets are served from memory under /.uvhttpd-ui/", "[routes][ui]") {
+    Site site;
+    REQUIRE(kUiAssetCount == 3);
+    CHECK(route_name(site, "/.uvhttpd-ui/ui.0123456789abcdef.js") == "ui");
+    CHECK(route_name(site, "/.uvhttpd-ui/") == "ui");
+    CHECK(route_name(site, "/.uvhttpd-uix/a") == "hidden");
+    CHECK(allow_for(site, "/.uvhttpd-ui/x") == "GET, HEAD, OPTIONS");
+    for (size_t i = 0; i < kUiAssetCount; ++i) {
+        const UiAsset& a = kUiAssets[i];
+        INFO(a.file);
+        CHECK(find_ui_asset(a.file) == &a);
+        // NAME.HASH.EXT, the ETag the same hash in quotes.
+        REQUIRE(a.file.size() > a.stem.size() + 17);
+        CHECK(a.etag == "\"" + std::string(a.file.substr(a.stem.size() + 1, 16)) + "\"");
+        FakeExchange ex(site, Method::Get, std::string(kUiPrefix) + std::string(a.file));
+        dispatch(ex);
+        CHECK(ex.status == 200);
+        CHECK(ex.etag == a.etag);
+        CHECK(ex.cache_control == "public, max-age=31536000, immutable");
+        CHECK(ex.body_text == a.data);
+        FakeExchange cond(site, Method::Get, std::string(kUiPrefix) + std::string(a.file));
+        cond.req().if_none_match = a.etag;
+        dispatch(cond);
+        CHECK(cond.status == 304);
+    }
+    FakeExchange missing(site, Method::Get, "/.uvhttpd-ui/ui.0000000000000000.js");
+    dispatch(missing);
+    CHECK(missing.status == 404);
+    FakeExchange put(site, Method::Put, std::string(kUiPrefix) + std::string(kUiAssets[0].file));
+    dispatch(put);
+    CHECK(put.status == 405);
+    CHECK(put.allow == "GET, HEAD, OPTIONS");
+}
+
+TEST_CASE("routes: page_writes tells the page what the write policy would answer", "[routes][ui]") {
+    Site site;
+    Request req;
+    req.host = "127.0.0.1:8080";
+    CHECK(page_writes(site, req) == "open");
+    req.host = "files.example";
+    CHECK(page_writes(site, req) == "closed");  // a write would get 421
+    site.allowed_hosts = {"files.example"};
+    CHECK(page_writes(site, req) == "open");
+    site.write_token = "s3cret";
+    req.host = "other.example";
+    CHECK(page_writes(site, req) == "token");
+    site.writes_enabled = false;
+    CHECK(page_writes(site, req) == "closed");
 }

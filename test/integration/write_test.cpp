@@ -271,7 +271,15 @@ TEST_CASE("write-token: 401 without it, Bearer and Basic with it", "[auth]") {
     CHECK(denied.status == 401);
     CHECK(denied.count("www-authenticate") == 2);
     CHECK(denied.header("www-authenticate").find("Basic realm=") == 0);
-    CHECK(one(t, put("/a.txt", "x", "Authorization: Bearer wrong\r\n")).status == 401);
+    // A wrong Bearer token gets only the Bearer challenge (RFC 6750 §3.1):
+    // a Basic one would open a browser's login prompt over the listing
+    // page's own token form.
+    HttpResponse wrong = one(t, put("/a.txt", "x", "Authorization: Bearer wrong\r\n"));
+    CHECK(wrong.status == 401);
+    CHECK(wrong.count("www-authenticate") == 1);
+    CHECK(wrong.header("www-authenticate") == "Bearer realm=\"uvhttpd\", error=\"invalid_token\"");
+    HttpResponse wrong_basic = one(t, put("/a.txt", "x", "Authorization: Basic dXNlcjp3cm9uZw==\r\n"));
+    CHECK(wrong_basic.count("www-authenticate") == 2);
     CHECK(one(t, put("/a.txt", "x", "Authorization: Bearer s3cre\r\n")).status == 401);
     CHECK(one(t, put("/a.txt", "x", "Authorization: Bearer s3cret\r\n")).status == 201);
     // curl -u :s3cret sends Basic base64(":s3cret").

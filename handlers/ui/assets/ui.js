@@ -83,12 +83,16 @@
   // A write from the page: same-origin fetch, so the browser sends Origin
   // and Sec-Fetch-Site and the server's write guard sees a same-origin
   // request. Resolves to the response; a network failure becomes a
-  // message.
+  // message. credentials: 'omit' because the token travels in its own
+  // header: with credentials, a 401 (whose WWW-Authenticate offers Basic)
+  // would make the browser open its own password prompt and hold the
+  // request until someone answers it (Fetch standard, HTTP-network-or-
+  // cache fetch, the 401 step).
   async function write(method, url, headers) {
     let resp;
     try {
       resp = await fetch(url, {
-        method, cache: 'no-store', headers: Object.assign({}, authHeaders(), headers || {}),
+        method, cache: 'no-store', credentials: 'omit', headers: Object.assign({}, authHeaders(), headers || {}),
       });
     } catch (e) {
       fail(`${method} failed: the server could not be reached`);
@@ -359,6 +363,8 @@
   const uploadList = el('ul', { id: 'uploads' });
   const total = el('progress', { id: 'upload-total', value: 0, max: 1 });
   const totalText = el('span', { id: 'upload-total-text' });
+  const totalRow = el('div', { class: 'total', hidden: true },
+    el('label', { for: 'upload-total' }, 'All uploads'), total, totalText);
   const uploads = [];  // every upload of this visit, for the total
   const queue = [];
   let running = 0;
@@ -378,6 +384,7 @@
     total.value = size === 0 ? (live.length && done === live.length ? 1 : 0) : sent;
     totalText.textContent = live.length
       ? `${done} of ${live.length} files, ${humanSize(sent)} of ${humanSize(size)}` : '';
+    totalRow.hidden = uploads.length === 0;
   }
 
   // The list item of one upload: its path, progress, note and Cancel.
@@ -537,7 +544,7 @@
     const section = el('section', { id: 'manager', 'aria-labelledby': 'manager-title' },
       el('h2', { id: 'manager-title' }, 'Manage files'),
       zone,
-      el('div', { class: 'total' }, el('label', { for: 'upload-total' }, 'All uploads'), total, totalText),
+      totalRow,
       uploadList, folder.d, rename.d, del.d);
 
     files.addEventListener('change', () => {
@@ -553,13 +560,20 @@
       folder.d.showModal();
       folderInput.focus();
     });
-    zone.addEventListener('dragover', (ev) => {
+    // A drop anywhere on the page uploads (a file dropped beside the zone
+    // would otherwise replace the page with that file).
+    const carriesFiles = (ev) => ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes('Files');
+    document.addEventListener('dragover', (ev) => {
+      if (!page.writable || !carriesFiles(ev)) return;
       ev.preventDefault();
       ev.dataTransfer.dropEffect = 'copy';
       zone.classList.add('over');
     });
-    zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-    zone.addEventListener('drop', async (ev) => {
+    document.addEventListener('dragleave', (ev) => {
+      if (!ev.relatedTarget) zone.classList.remove('over');
+    });
+    document.addEventListener('drop', async (ev) => {
+      if (!page.writable || !carriesFiles(ev)) return;
       ev.preventDefault();
       zone.classList.remove('over');
       try {
@@ -601,7 +615,8 @@
   // Origin), which changes nothing. 404 means the token passed.
   async function tokenAccepted(token) {
     const resp = await fetch('/.uvhttpd-uploads/00000000000000000000000000000000', {
-      method: 'DELETE', cache: 'no-store', headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token}` },
+      method: 'DELETE', cache: 'no-store', credentials: 'omit',
+      headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token}` },
     });
     if (resp.status === 404 || resp.status === 410 || resp.status === 204) return null;
     return U.responseText(resp);
@@ -621,7 +636,7 @@
       problem = 'The server could not be reached.';
     }
     if (problem) {
-      fail(`The token was not accepted: ${problem}`);
+      fail(`Write token refused: ${problem}`);
       tokenInput.select();
       return;
     }

@@ -117,7 +117,10 @@
     async fetch(url, init) {
       let resp;
       try {
-        resp = await fetch(url, Object.assign({ cache: 'no-store', signal: this.abort.signal }, init));
+        // No credentials: see write() in ui.js (a 401 would open the
+        // browser's own password prompt).
+        resp = await fetch(url, Object.assign({ cache: 'no-store', credentials: 'omit', signal: this.abort.signal },
+          init));
       } catch (e) {
         if (this.cancelled) throw e;
         throw new NetworkError(String(e.message || e));
@@ -260,14 +263,16 @@
       this.cancelled = true;
       this.abort.abort();
       if (this.xhr) this.xhr.abort();
+      // Not started yet, it may still have one from an earlier visit.
+      const url = this.url || (readStore(this.key) || {}).url;
       localStorage.removeItem(this.key);
-      if (this.url) await terminate(this.url, this.auth());
+      if (url) await terminate(url, this.auth());
     }
   }
 
   async function terminate(url, auth) {
     try {
-      await fetch(url, { method: 'DELETE', headers: Object.assign({}, TUS, auth), cache: 'no-store' });
+      await fetch(url, { method: 'DELETE', headers: Object.assign({}, TUS, auth), cache: 'no-store', credentials: 'omit' });
     } catch (e) {
       // Unreachable: the server removes it at --upload-expiry.
     }
