@@ -419,7 +419,7 @@ struct RecordListJob final : Job {
             return respond_unavailable(ex, 1);
         }
         ResponseHead head;
-        head.content_type = "text/plain; charset=utf-8";
+        head.content_type = kRecordListingType;
         head.cache_control = "no-cache";
         if (step == RecordCursor::Step::End) {
             cursor.reset();
@@ -438,9 +438,11 @@ struct RecordListJob final : Job {
 
 }  // namespace
 
+bool database_is_rendered(const Site& site) { return site.records && site.records->renders_listing(); }
+
 void handle_database_read(Exchange& ex) {
     RecordBackend* store = ex.site().records;
-    if (!store || !store->renders_listing()) return handle_get(ex);
+    if (!database_is_rendered(ex.site())) return handle_get(ex);
     auto& job = ex.make_job<RecordListJob>();
     job.cursor = store->open_cursor();
     ex.offload(job, JobClass::Listing);

@@ -28,4 +28,14 @@ void handle_record(Exchange& ex, std::string_view id);
 // of that name in the root is then not served: the table is the store).
 void handle_database_read(Exchange& ex);
 
+// The rendered listing's media type. It has no validators (no ETag, no
+// Last-Modified: the table has no cheap version) and a length only when
+// it fits one page, so PROPFIND (handlers/dav/propfind.cpp) describes it
+// with this type and nothing else it cannot know.
+inline constexpr std::string_view kRecordListingType = "text/plain; charset=utf-8";
+
+// Whether /database.txt is rendered from a table rather than served as a
+// file (--records).
+bool database_is_rendered(const Site& site);
+
 }  // namespace uvh

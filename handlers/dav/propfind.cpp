@@ -15,6 +15,7 @@
 #include "handlers/dav/lock_discovery.h"
 #include "handlers/fs_ops.h"
 #include "handlers/listing.h"
+#include "handlers/records.h"
 #include "protocol/etag.h"
 #include "protocol/http_date.h"
 #include "protocol/mime.h"
@@ -79,6 +80,9 @@ struct Facts {
     int64_t mtime = 0, mtime_nsec = 0, btime = 0;
     std::string_view name;      // the last segment, for displayname and the media type
     std::string_view url_path;  // decoded
+    // The record store's listing rendered from PostgreSQL (--records): not
+    // the file of that name, if any; only what GET sends is described.
+    bool rendered_records = false;
 };
 
 std::string rfc3339(int64_t t) {
@@ -100,6 +104,18 @@ struct RenderContext {
 // false when the resource has no such property (a collection has no
 // length, type or ETag: GET of a directory is a generated listing).
 bool append_live(const RenderContext& cx, const Facts& f, std::string_view name, std::string& out) {
+    if (f.rendered_records) {
+        // GET sends no ETag or Last-Modified and knows its length only
+        // after reading the table: those properties are absent.
+        if (name == "getetag" || name == "getlastmodified" || name == "creationdate" || name == "getcontentlength")
+            return false;
+        if (name == "getcontenttype") {
+            out += "<D:getcontenttype>";
+            xml_escape_append(out, kRecordListingType);
+            out += "</D:getcontenttype>";
+            return true;
+        }
+    }
     if (name == "resourcetype") {
         out += f.is_dir ? "<D:resourcetype><D:collection/></D:resourcetype>" : "<D:resourcetype/>";
     } else if (name == "getlastmodified") {
@@ -238,6 +254,7 @@ struct PropfindJob final : Job {
     time_t now = 0;
     std::string body;
     bool body_refused = false;
+    bool records_rendered = false;  // /database.txt is the PostgreSQL table (--records)
 
     // ---- the walk (worker thread; the body source drives it) ----
     int err = 0;
@@ -253,7 +270,8 @@ struct PropfindJob final : Job {
           rel(relative_path(ex.path())),
           url_path(ex.path()),
           mode(props_mode(ex.site())),
-          now(ex.now()) {}
+          now(ex.now()),
+          records_rendered(database_is_rendered(ex.site())) {}
 
     void work() override;
     void done(Exchange& ex) override;
@@ -270,6 +288,20 @@ struct PropfindJob final : Job {
 };
 
 void PropfindJob::work() {
+    if (records_rendered && url_path == site->database_url) {
+        // The table behind GET /database.txt, not a file: no dead
+        // properties (PROPPATCH does not reach it), no members.
+        Facts f;
+        f.rendered_records = true;
+        f.name = std::string_view(site->database_url).substr(site->database_url.rfind('/') + 1);
+        f.url_path = url_path;
+        out.clear();
+        multistatus_begin(out);
+        render_resource(context(), f, {}, out);
+        multistatus_end(out);
+        finished = true;
+        return;
+    }
     int fd = open_beneath(root_fd, rel, O_PATH | O_CLOEXEC);
     if (fd < 0) {
         err = errno;
@@ -352,8 +384,9 @@ void PropfindJob::render_members() {
         std::string path = member_path(top.url_path, e.name, e.is_dir);
         Facts f = facts_of(e);
         f.url_path = path;
+        f.rendered_records = records_rendered && path == site->database_url;
         dead.clear();
-        if (spec.needs_dead) props_read(mode, {top.fd, e.name, e.is_dir}, dead);
+        if (spec.needs_dead && !f.rendered_records) props_read(mode, {top.fd, e.name, e.is_dir}, dead);
         render_resource(cx, f, dead, out);
         if (e.is_dir && depth == Depth::Infinity && frames.size() < kMaxWalkDepth) {
             // Not through symlinks: a link to an ancestor would loop.

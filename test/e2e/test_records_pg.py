@@ -490,3 +490,62 @@ def test_store_size_is_set_up_from_an_existing_table(db):
         assert request(s.port, "DELETE", "/database.txt/1").status == 204
         assert store_bytes(db)[0] == store_bytes(db)[1]
         s.finish()
+
+
+def propfind(port, path, depth, body=None):
+    import xml.etree.ElementTree as ET
+    headers = {"Depth": depth}
+    if body:
+        headers["Content-Type"] = "application/xml"
+    r = request(port, "PROPFIND", path, body=body, headers=headers)
+    assert r.status == 207, (r.status, r.body)
+    ns = {"D": "DAV:"}
+    out = {}
+    for resp in ET.fromstring(r.body).findall("D:response", ns):
+        href = resp.find("D:href", ns).text
+        props = {}
+        for ps in resp.findall("D:propstat", ns):
+            code = int(ps.find("D:status", ns).text.split()[1])
+            for p in ps.find("D:prop", ns):
+                props[p.tag.replace("{DAV:}", "")] = (code, p.text, list(p))
+        out[href] = props
+    return out
+
+
+def test_propfind_database_txt_describes_the_table(db):
+    """PROPFIND /database.txt on PostgreSQL describes what GET serves (the
+    rendered table), not a stale file of that name on disk: the
+    content type is GET's; GET sends no ETag and no Last-Modified and
+    knows the length only after reading, so getetag, getlastmodified,
+    creationdate and getcontentlength are absent (404 when asked by name);
+    Depth 1 of the root describes its /database.txt member the same way.
+    With no file on disk it is 207 too (GET is 200), not 404."""
+    with TempRoot() as root:
+        s = pg_server(root.path, db.url)
+        assert request(s.port, "POST", "/database.txt", body="name=x", headers=FORM).status == 201
+        get = request(s.port, "GET", "/database.txt")
+        assert get.status == 200 and get.get("etag") is None and get.get("last-modified") is None
+        r = propfind(s.port, "/database.txt", "0")
+        props = r["/database.txt"]
+        assert props["getcontenttype"][:2] == (200, get.get("content-type"))
+        assert props["resourcetype"][0] == 200 and props["resourcetype"][2] == []
+        assert props["displayname"][:2] == (200, "database.txt")
+        for absent in ("getetag", "getlastmodified", "getcontentlength", "creationdate"):
+            assert absent not in props, absent
+        named = ('<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:getlastmodified/>'
+                 '<D:getcontenttype/></D:prop></D:propfind>')
+        props = propfind(s.port, "/database.txt", "0", named)["/database.txt"]
+        assert props["getetag"][0] == 404 and props["getlastmodified"][0] == 404
+        assert props["getcontenttype"][:2] == (200, get.get("content-type"))
+        s.finish()
+        # A file of that name left from file mode: not what GET serves.
+        with open(os.path.join(root.path, "database.txt"), "w") as f:
+            f.write("1 stale=yes\n" * 100)
+        s = pg_server(root.path, db.url)
+        props = propfind(s.port, "/database.txt", "0")["/database.txt"]
+        assert "getcontentlength" not in props and "getetag" not in props
+        assert props["getcontenttype"][1] == get.get("content-type")
+        member = propfind(s.port, "/", "1")["/database.txt"]
+        assert "getcontentlength" not in member and "getetag" not in member and "getlastmodified" not in member
+        assert member["getcontenttype"][1] == get.get("content-type")
+        s.finish()
