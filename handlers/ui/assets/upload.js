@@ -198,9 +198,43 @@
       });
     }
 
+    // A name with a line break cannot be uploaded in pieces (the server's
+    // upload state is line-based and refuses it with 400), so such a file
+    // goes up whole in one PUT: progress still shows, but a broken
+    // connection starts it again from the beginning.
+    putWhole() {
+      return new Promise((resolve, reject) => {
+        const xhr = new XMLHttpRequest();
+        this.xhr = xhr;
+        xhr.open('PUT', this.path);
+        for (const [k, v] of Object.entries(this.auth())) xhr.setRequestHeader(k, v);
+        xhr.upload.onprogress = (e) => this.ui.progress(e.loaded);
+        xhr.onload = () => {
+          this.xhr = null;
+          if (xhr.status === 201 || xhr.status === 204) {
+            this.offset = this.size;
+            resolve();
+            return;
+          }
+          const line = (xhr.responseText || '').trim().split('\n')[0];
+          reject(new HttpError(xhr.status, line || `${xhr.status} ${xhr.statusText}`.trim()));
+        };
+        xhr.onerror = () => {
+          this.xhr = null;
+          reject(new NetworkError('the connection failed'));
+        };
+        xhr.onabort = () => {
+          this.xhr = null;
+          reject(new NetworkError('aborted'));
+        };
+        xhr.send(this.file);
+      });
+    }
+
     // Runs to completion; resolves when the file is on the server, rejects
     // with HttpError on a refusal (and on cancel).
     async run() {
+      if (/%0[ad]/i.test(this.path)) return this.runWhole();
       let delay = 1000;
       let fresh = true;
       for (;;) {
@@ -251,6 +285,24 @@
             throw e;
           }
           fresh = false;
+          this.ui.state('paused', `${e.message}; retrying in ${Math.round(delay / 1000)} s`);
+          await sleep(delay, this.abort.signal);
+          delay = Math.min(delay * 2, MAX_DELAY_MS);
+        }
+      }
+    }
+
+    async runWhole() {
+      let delay = 1000;
+      for (;;) {
+        if (this.cancelled) throw new HttpError(0, 'cancelled');
+        try {
+          this.ui.state('uploading', 'in one piece (a name with a line break cannot be resumed)');
+          await this.putWhole();
+          return;
+        } catch (e) {
+          if (this.cancelled) throw new HttpError(0, 'cancelled');
+          if (!(e instanceof NetworkError) && !(e instanceof HttpError && e.status >= 500)) throw e;
           this.ui.state('paused', `${e.message}; retrying in ${Math.round(delay / 1000)} s`);
           await sleep(delay, this.abort.signal);
           delay = Math.min(delay * 2, MAX_DELAY_MS);
