@@ -1,7 +1,8 @@
 """The listing page as a file manager (issue 17), in headless Chromium:
 test/e2e/browser/file_manager.mjs uploads three files and a two-level
 folder through the page's file pickers (resumable uploads in 8 MiB
-PATCHes), makes a folder, renames (also onto an existing name: "already
+PATCHes) and three files with names HTML and URLs misread (one with a line
+break, which goes up in one PUT), makes a folder, renames (also onto an existing name: "already
 exists") and deletes (after the confirmation dialog, a file and a folder),
 checking each step on disk as it goes. This file makes the files, starts
 the server, runs the script and checks the end state on disk again: every
@@ -59,6 +60,9 @@ def test_file_manager():
         assert os.path.isdir(os.path.join(r, "New folder 1"))
         with open(os.path.join(r, "existing.txt")) as f:
             assert f.read() == "keep me\n"
+        for i, name in enumerate(['<b>x<b> & "q" \'s\'.txt', "new\nline.txt", "ünï cödé #1?.txt"]):
+            with open(os.path.join(r, name)) as f:
+                assert f.read() == f"odd {i}\n", name
         leftovers = [n for n in os.listdir(os.path.join(r, ".uvhttpd-uploads")) if n.endswith(".part")]
         assert leftovers == [], f"unfinished uploads left: {leftovers}"
         with open(log) as f:
@@ -68,7 +72,8 @@ def test_file_manager():
         return sum(1 for l in lines if f'"{method} ' in l and f'" {status} ' in l)
 
     text = "\n".join(lines)
-    assert count("POST", 201) == 5, text          # one upload creation per file
+    assert count("POST", 201) == 7, text          # one upload creation per file...
+    assert count("PUT", 201) == 1, text           # ...but the one with a line break in its name
     assert count("PATCH", 204) >= 6, text         # three.bin in two pieces
     assert count("MKCOL", 201) == 3, text         # tree/, tree/inner/, New folder 1/
     assert count("MOVE", 201) == 1 and count("MOVE", 412) == 1, text
