@@ -20,12 +20,20 @@ inline constexpr std::string_view kListingCsp =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+// One representation of an asset: its strong ETag and bytes.
+struct UiRep {
+    std::string_view etag;  // "\"0123456789abcdef\"": the first 16 hex digits of the SHA-256 of `data`
+    std::string_view data;
+};
+
 struct UiAsset {
     std::string_view stem;          // "ui"
-    std::string_view file;          // "ui.0123456789abcdef.js": the name under kUiPrefix
-    std::string_view etag;          // "\"0123456789abcdef\"": strong, the content's hash
+    std::string_view file;          // "ui.0123456789abcdef.js": the name under kUiPrefix, the
+                                    // identity's hash in the middle
     std::string_view content_type;  // text/javascript or text/css, with charset
-    std::string_view data;
+    // Identity, gzip and zstd, compressed at build time.
+    static constexpr int kIdentity = 0, kGzip = 1, kZstd = 2, kReps = 3;
+    UiRep reps[kReps];
 };
 
 // Generated (ui_assets.cpp in the build tree).

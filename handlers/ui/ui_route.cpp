@@ -2,6 +2,7 @@
 
 #include "handlers/ui/ui_assets.h"
 #include "handlers/site.h"
+#include "protocol/negotiate.h"
 #include "protocol/preconditions.h"
 #include "protocol/write_origin.h"
 
@@ -27,17 +28,30 @@ bool is_ui_path(const Site&, const Request&, std::string_view path) { return pat
 
 // The asset's URL names its content (the hash), so a browser may keep it a
 // year without asking again (RFC 8246 immutable); a new build that changes
-// an asset changes its URL in the listing. Its ETag is the same hash, so a
-// revalidation (a forced reload) is a 304 (RFC 9110 §13.1.2).
+// an asset changes its URL in the listing. Each representation's ETag is
+// the hash of its bytes, so a revalidation (a forced reload) is a 304 (RFC
+// 9110 §13.1.2). gzip and zstd were made at build time; the client's
+// Accept-Encoding chooses as for any file (protocol/negotiate.h), and
+// --compress off sends identity only.
 void handle_ui_asset(Exchange& ex) {
     const UiAsset* a = find_ui_asset(ex.path().substr(kUiPrefix.size()));
     if (!a) return respond_error(ex, 404, "no such file");
+    const Request& req = ex.request();
+    uint8_t available = ex.site().compress ? coding_bit(Coding::Gzip) | coding_bit(Coding::Zstd) : 0;
+    Coding c = Coding::Identity;
+    if (!choose_coding(parse_accept_encoding(req.accept_encoding), available, c))
+        return respond_error(ex, 406, "no acceptable content coding (Accept-Encoding refuses identity)");
+    const UiRep& rep = a->reps[c == Coding::Gzip   ? UiAsset::kGzip
+                               : c == Coding::Zstd ? UiAsset::kZstd
+                                                   : UiAsset::kIdentity];
     ResponseHead head;
     head.content_type = a->content_type;
-    head.etag = a->etag;
+    head.content_encoding = coding_name(c);
+    head.etag = rep.etag;
     head.cache_control = "public, max-age=31536000, immutable";
-    head.content_length = a->data.size();
-    switch (evaluate_preconditions(ex.request().conditionals(), true, Representation{true, a->etag, 0}, ex.now())) {
+    if (available) head.vary = "Accept-Encoding";
+    head.content_length = rep.data.size();
+    switch (evaluate_preconditions(req.conditionals(), true, Representation{true, rep.etag, 0}, ex.now())) {
     case Precondition::NotModified:
         head.status = 304;
         return ex.respond(head, Body::none());
@@ -46,7 +60,7 @@ void handle_ui_asset(Exchange& ex) {
     case Precondition::Proceed:
         break;
     }
-    ex.respond(head, Body::mem(a->data));
+    ex.respond(head, Body::mem(rep.data));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ Needs what test_browser.py needs (browserlib.require_browser)."""
 
 import os
 import re
+import subprocess
 
 from browserlib import ARTIFACTS, require_browser, run_node
 from uvhlib import Server, TempRoot, request
@@ -119,6 +120,18 @@ def test_listing_headers_and_assets():
                 head = request(s.port, "HEAD", u)
                 assert head.status == 200 and head.body == b"" and head.get("etag") == f'"{digest}"'
                 assert request(s.port, "PUT", u, body="x").status == 405
+                assert a.get("vary") == "Accept-Encoding" and a.get("content-encoding") is None
+                # gzip and zstd, made at build time, each with its own ETag.
+                for coding in ("gzip", "zstd"):
+                    z = request(s.port, "GET", u, headers={"Accept-Encoding": coding})
+                    assert z.status == 200 and z.get("content-encoding") == coding, coding
+                    assert z.get("etag") not in (None, a.get("etag")) and len(z.body) < len(a.body) / 2
+                    assert request(s.port, "GET", u, headers={"Accept-Encoding": coding,
+                                                               "If-None-Match": z.get("etag")}).status == 304
+                    curl = subprocess.run(["curl", "-sS", "--max-time", "30", "--compressed", "-H",
+                                           f"Accept-Encoding: {coding}", s.url + u[1:]],
+                                          capture_output=True, check=True)
+                    assert curl.stdout == a.body, f"{u} in {coding} does not decode to the asset"
                 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "handlers",
                                        "ui", "assets", u.split("/")[-1].split(".")[0]
                                        + "." + u.rsplit(".", 1)[1]), "rb") as f:

@@ -340,19 +340,28 @@ TEST_CASE("routes: the listing page's assets are served from memory under /.uvht
         const UiAsset& a = kUiAssets[i];
         INFO(a.file);
         CHECK(find_ui_asset(a.file) == &a);
-        // NAME.HASH.EXT, the ETag the same hash in quotes.
+        // NAME.HASH.EXT, the identity's ETag the same hash in quotes.
         REQUIRE(a.file.size() > a.stem.size() + 17);
-        CHECK(a.etag == "\"" + std::string(a.file.substr(a.stem.size() + 1, 16)) + "\"");
+        const UiRep& id = a.reps[UiAsset::kIdentity];
+        CHECK(id.etag == "\"" + std::string(a.file.substr(a.stem.size() + 1, 16)) + "\"");
+        for (int r = 1; r < UiAsset::kReps; ++r) {
+            CHECK(a.reps[r].data.size() < id.data.size() / 2);  // compressed at build time
+            CHECK(a.reps[r].etag != id.etag);
+        }
         FakeExchange ex(site, Method::Get, std::string(kUiPrefix) + std::string(a.file));
         dispatch(ex);
         CHECK(ex.status == 200);
-        CHECK(ex.etag == a.etag);
+        CHECK(ex.etag == id.etag);
         CHECK(ex.cache_control == "public, max-age=31536000, immutable");
-        CHECK(ex.body_text == a.data);
+        CHECK(ex.body_text == id.data);
         FakeExchange cond(site, Method::Get, std::string(kUiPrefix) + std::string(a.file));
-        cond.req().if_none_match = a.etag;
+        cond.req().if_none_match = id.etag;
         dispatch(cond);
         CHECK(cond.status == 304);
+        FakeExchange refused(site, Method::Get, std::string(kUiPrefix) + std::string(a.file));
+        refused.req().accept_encoding = "identity;q=0";
+        dispatch(refused);
+        CHECK(refused.status == 406);  // the site has no --compress policy here: identity only
     }
     FakeExchange missing(site, Method::Get, "/.uvhttpd-ui/ui.0000000000000000.js");
     dispatch(missing);
