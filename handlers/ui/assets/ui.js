@@ -306,6 +306,7 @@
     del.d.close();
     if (!tr) return;
     const name = tr.dataset.name;
+    const index = entryRows().indexOf(tr);
     const resp = await write('DELETE', rowUrl(tr));
     if (!resp) return;
     if (resp.status === 204 || resp.status === 200) {
@@ -316,6 +317,12 @@
       fail(await U.responseText(resp));
     }
     await refresh();
+    // The keyboard focus goes to the entry that took the deleted one's
+    // place (or the one before it), not back to the top of the page.
+    const rows = entryRows();
+    const next = rows[Math.min(index, rows.length - 1)];
+    if (next) focusRow(next.dataset.name);
+    else filterInput.focus();
   });
 
   function openRename(tr) {
@@ -478,8 +485,18 @@
       run(item).finally(() => {
         running--;
         pump();
+        if (running === 0 && queue.length === 0) summarize();
       });
     }
+  }
+
+  // One status line once every upload has ended (errors are in #error and
+  // on their items).
+  function summarize() {
+    const done = uploads.filter((u) => u.state === 'done').length;
+    const failed = uploads.filter((u) => u.state === 'error').length;
+    if (!failed) say(`Uploaded ${done} file(s).`);
+    else statusEl.textContent = `Uploaded ${done} file(s); ${failed} failed.`;
   }
 
   async function run(item) {
@@ -504,7 +521,7 @@
 
   async function showPending() {
     for (const [key, v] of U.storedUploads()) {
-      if (!v.path.startsWith(dirPath)) continue;
+      if (!v.path.startsWith(dirPath) || pending.has(key)) continue;
       let off = null;
       try {
         const resp = await fetch(v.url, { method: 'HEAD', cache: 'no-store', headers: Object.assign({ 'Tus-Resumable': '1.0.0' }, authHeaders()) });
@@ -645,11 +662,20 @@
     say('Unlocked: writes are open for this tab.');
   });
 
+  // With a token, a button in the manager forgets it for this tab.
+  const lockButton = el('button', { type: 'button', id: 'forget-token' }, 'Forget the token');
+  lockButton.addEventListener('click', () => {
+    forgetToken();
+    say('The token is forgotten: writes are locked again.');
+    tokenInput.focus();
+  });
+
   function unlock(token) {
     page.token = token;
     sessionStorage.setItem(TOKEN_KEY, token);
     tokenForm.remove();
     showManager();
+    manager.section.querySelector('h2').after(lockButton);
   }
 
   function forgetToken() {
