@@ -399,8 +399,9 @@
     const bar = el('progress', { value: 0, max: Math.max(size, 1), 'aria-label': `Upload of ${label}` });
     const cancel = el('button', { type: 'button', 'aria-label': `Cancel the upload of ${label}` }, 'Cancel');
     const note = el('span', { class: 'note' });
+    const bytes = el('span', { class: 'bytes' });
     const li = el('li', { 'data-path': path, 'data-state': 'queued' },
-      el('span', { class: 'path' }, label), cancel, bar, note);
+      el('span', { class: 'path' }, label), cancel, bar, bytes, note);
     uploadList.append(li);
     const item = {
       li, bar, note, cancel, size, sent: 0, state: 'queued', upload: null, key: null,
@@ -414,6 +415,7 @@
       progress(sent) {
         item.sent = Math.min(sent, size);
         bar.value = size === 0 ? (item.state === 'done' ? 1 : 0) : item.sent;
+        bytes.textContent = `${humanSize(item.sent)} of ${humanSize(size)}`;
         updateTotal();
       },
     };
