@@ -2,7 +2,7 @@
 test/e2e/browser/file_manager.mjs uploads three files and a two-level
 folder through the page's file pickers (resumable uploads in 8 MiB
 PATCHes) and three files with names HTML and URLs misread (one with a line
-break, which goes up in one PUT), makes a folder, renames (also onto an existing name: "already
+break, which goes up in one PUT), cancels one mid-way, makes a folder, renames (also onto an existing name: "already
 exists") and deletes (after the confirmation dialog, a file and a folder),
 checking each step on disk as it goes. This file makes the files, starts
 the server, runs the script and checks the end state on disk again: every
@@ -28,6 +28,7 @@ def make_sources(src):
     src.write("three.bin", rnd(9 * 1024 * 1024 + 12345))  # two PATCH pieces of at most 8 MiB
     src.write("tree/a.txt", "a in tree\n")
     src.write("tree/inner/b.bin", rnd(70 * 1024))
+    src.write("big.bin", rnd(20 * 1024 * 1024))  # cancelled during its second piece
 
 
 def same(a, b):
@@ -58,6 +59,7 @@ def test_file_manager():
         assert not os.path.exists(os.path.join(r, "two.bin"))
         assert not os.path.exists(os.path.join(r, "one.txt"))
         assert not os.path.exists(os.path.join(r, "old-dir"))
+        assert not os.path.exists(os.path.join(r, "big.bin"))
         assert os.path.isdir(os.path.join(r, "New folder 1"))
         with open(os.path.join(r, "existing.txt")) as f:
             assert f.read() == "keep me\n"
@@ -73,12 +75,12 @@ def test_file_manager():
         return sum(1 for l in lines if f'"{method} ' in l and f'" {status} ' in l)
 
     text = "\n".join(lines)
-    assert count("POST", 201) == 7, text          # one upload creation per file...
+    assert count("POST", 201) == 8, text          # one upload creation per file...
     assert count("PUT", 201) == 1, text           # ...but the one with a line break in its name
     assert count("PATCH", 204) >= 6, text         # three.bin in two pieces
     assert count("MKCOL", 201) == 3, text         # tree/, tree/inner/, New folder 1/
     assert count("MOVE", 201) == 1 and count("MOVE", 412) == 1, text
-    assert count("DELETE", 204) == 2, text
+    assert count("DELETE", 204) == 3, text        # a file, a folder, the cancelled upload
 
 
 # ------------------------------------------------------------------ serving

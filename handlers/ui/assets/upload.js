@@ -79,9 +79,12 @@
     return line || `${resp.status} ${resp.statusText}`.trim();
   }
 
+  // Waits about `ms` (0.5 to 1.5 times, so two tabs resuming one upload
+  // do not keep taking it from each other in step), or until the browser
+  // is back online or the upload is cancelled.
   function sleep(ms, signal) {
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
+      const t = setTimeout(done, ms * (0.5 + Math.random()));
       function done() {
         clearTimeout(t);
         window.removeEventListener('online', done);

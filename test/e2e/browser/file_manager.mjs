@@ -2,7 +2,8 @@
 // handlers/ui/) against a running uvhttpd, and checks each step on disk:
 // three files and a two-level folder uploaded through the file pickers
 // (resumable uploads: a POST, then PATCH pieces of at most 8 MiB), their
-// progress at 100 % and the listing refreshed; New folder (MKCOL); Rename
+// progress at 100 % and the listing refreshed; odd names; Cancel mid-way
+// (the upload terminated on the server); New folder (MKCOL); Rename
 // (MOVE), also onto a name that exists (412: "already exists"); Delete
 // (DELETE after the confirmation dialog) of a file and of a folder. Any
 // window.alert/confirm/prompt fails the test. Started by
@@ -125,6 +126,42 @@ async function testOddNames(page, root) {
   eq(await page.locator('#listing b').count(), 0, 'no name became markup');
 }
 
+// Cancel mid-way: the second piece is held back (page.route) until the
+// Cancel button was pressed; the page then terminates the upload (tus
+// DELETE), and nothing of it stays on the server or in localStorage.
+async function testCancel(page, root) {
+  console.log('cancel an upload mid-way');
+  let patches = 0;
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route('**/.uvhttpd-uploads/*', async (route) => {
+    if (route.request().method() !== 'PATCH' || ++patches === 1) return route.continue();
+    release(route);
+    return undefined;
+  });
+  const terminated = page.waitForResponse((r) => r.request().method() === 'DELETE'
+    && r.url().includes('/.uvhttpd-uploads/'), { timeout: STEP_MS });
+  terminated.catch(() => {});
+  await page.setInputFiles('#upload-files', path.join(page.source, 'big.bin'), { timeout: STEP_MS });
+  const route = await held;
+  const item = page.locator('#uploads li[data-path="/big.bin"]');
+  eq(await item.getAttribute('data-state'), 'uploading', 'the upload is under way');
+  check(fs.readdirSync(path.join(root, '.uvhttpd-uploads')).some((n) => n.endsWith('.part')),
+    'its unfinished part is on the server');
+  await item.getByRole('button', { name: /Cancel/ }).click();
+  await page.waitForFunction(() => document.querySelector('#uploads li[data-path="/big.bin"]').dataset.state
+    === 'cancelled', null, { timeout: STEP_MS });
+  eq((await terminated).status(), 204, 'Cancel terminated the upload on the server (DELETE 204)');
+  await route.abort().catch(() => {});
+  await page.unroute('**/.uvhttpd-uploads/*');
+  check(!fs.existsSync(path.join(root, 'big.bin')), 'nothing arrived under the name');
+  check(!fs.readdirSync(path.join(root, '.uvhttpd-uploads')).some((n) => n.endsWith('.part')),
+    'no unfinished part left on the server');
+  const kept = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('uvhttpd-upload')));
+  eq(JSON.stringify(kept), '[]', 'nothing kept for a resume');
+  check(await item.getByRole('button', { name: /Cancel/ }).isHidden(), 'its Cancel button is gone');
+}
+
 async function testNewFolder(page, root) {
   console.log('new folder');
   await page.click('#new-folder', { timeout: STEP_MS });
@@ -208,6 +245,7 @@ async function main() {
     const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
     context.setDefaultTimeout(STEP_MS);
     const page = await context.newPage();
+    page.source = source;
     page.on('pageerror', (e) => dialogs.push(`page error: ${e.message}`));
     page.on('dialog', (d) => {
       dialogs.push(`a ${d.type()} dialog opened: ${d.message()}`);
@@ -219,6 +257,7 @@ async function main() {
 
     await testUpload(page, root, source);
     await testOddNames(page, root);
+    await testCancel(page, root);
     await testNewFolder(page, root);
     await testRename(page, root, source);
     await testDelete(page, root);
