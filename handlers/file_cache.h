@@ -59,6 +59,8 @@ public:
     // max_bytes 0 disables the cache.
     FileCache(size_t max_bytes, size_t max_file, uint64_t revalidate_ms)
         : max_bytes_(max_bytes), max_file_(max_file), revalidate_ms_(revalidate_ms) {}
+    FileCache(const FileCache&) = delete;  // last_ points into map_
+    FileCache& operator=(const FileCache&) = delete;
 
     bool enabled() const { return max_bytes_ > 0; }
     // Where file generations are kept; without it only this process's own
@@ -111,6 +113,9 @@ private:
     uint64_t generation_ = 0;
     std::unordered_map<std::string, CachedEntry, Hash, std::equal_to<>> map_;
     std::list<std::string> lru_;  // front: most recently used
+    // The entry find() returned last (map nodes stay put until erased;
+    // erase() and clear() forget it).
+    std::pair<const std::string, CachedEntry>* last_ = nullptr;
 };
 
 }  // namespace uvh

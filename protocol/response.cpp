@@ -1,5 +1,6 @@
 #include "protocol/response.h"
 
+#include <cassert>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -11,21 +12,28 @@ namespace uvh {
 
 namespace {
 
-// Builds the head in a stack buffer with plain memcpy, then appends it to
-// the output in one go: the head of every response goes through here.
+// Writes a head into a buffer that the caller sized with head_bound(), so
+// no piece checks for room: the head of every response goes through here,
+// and constant strings (a literal's length is known) are copied inline.
 class HeadWriter {
 public:
-    explicit HeadWriter(char* buf, size_t size) : p_(buf), begin_(buf), end_(buf + size) {}
-    bool ok() const { return ok_; }
+    explicit HeadWriter(char* buf, [[maybe_unused]] size_t size) : p_(buf), begin_(buf) {
+#ifndef NDEBUG
+        end_ = buf + size;
+#endif
+    }
     std::string_view text() const { return {begin_, static_cast<size_t>(p_ - begin_)}; }
-    void put(std::string_view s) {
-        if (s.empty()) return;  // memcpy with a null source is undefined, even for 0 bytes
-        if (static_cast<size_t>(end_ - p_) < s.size()) {
-            ok_ = false;
-            return;
-        }
-        std::memcpy(p_, s.data(), s.size());
+    [[gnu::always_inline]] void put(std::string_view s) {
+        assert(s.size() <= static_cast<size_t>(end_ - p_));
+        // memcpy with a null source is undefined, even for 0 bytes.
+        if (!s.empty()) std::memcpy(p_, s.data(), s.size());
         p_ += s.size();
+    }
+    template <size_t N>
+    [[gnu::always_inline]] void put(const char (&lit)[N]) {
+        assert(N - 1 <= static_cast<size_t>(end_ - p_));
+        std::memcpy(p_, lit, N - 1);
+        p_ += N - 1;
     }
     void field(std::string_view name, std::string_view value) {
         put(name);
@@ -37,9 +45,30 @@ public:
 private:
     char* p_;
     char* begin_;
+#ifndef NDEBUG
     char* end_;
-    bool ok_ = true;
+#endif
 };
+
+// Room for a field line's name, ": " and CRLF (the longest name written
+// here, Content-Encoding and X-Request-Id included, is shorter), and for
+// the fixed lines that end every head.
+constexpr size_t kFieldRoom = 40;
+constexpr size_t kTailRoom = 128;
+
+size_t representation_bound(const ResponseHead& h) {
+    return 8 * kFieldRoom + h.content_type.size() + h.etag.size() + kHttpDateLen + h.content_encoding.size() +
+           h.content_range.size() + h.vary.size() + h.cache_control.size();
+}
+
+size_t head_bound(const ResponseHead& h, const Framing& framing, std::string_view date_line,
+                  std::string_view server_line) {
+    size_t n = status_line(h.status).size() + date_line.size() + server_line.size() + kFieldRoom + 20 +
+               (h.fragment.empty() ? representation_bound(h) : h.fragment.size()) + 3 * kFieldRoom +
+               h.location.size() + h.allow.size() + framing.request_id.size() + kTailRoom;
+    for (int i = 0; i < h.extra_count; ++i) n += h.extra[i].name.size() + h.extra[i].value.size() + 4;
+    return n;
+}
 
 // Formatting a date costs a gmtime_r; most responses in a row share their
 // Last-Modified (the same hot file), so remember the last one.
@@ -75,7 +104,10 @@ void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, st
     // repeat the 200's value, so it is left out.
     if (status_allows_body(h.status)) {
         if (h.content_length != ResponseHead::kUnknownLength) {
-            w.field("Content-Length", fmt::format_int(h.content_length).c_str());
+            fmt::format_int digits(h.content_length);
+            w.put("Content-Length: ");
+            w.put(std::string_view(digits.data(), digits.size()));
+            w.put("\r\n");
         } else if (!framing.http10) {
             // RFC 9112 §7.1: a body of unknown length in chunks; an
             // HTTP/1.0 client gets it delimited by the close instead
@@ -91,46 +123,50 @@ void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, st
     if (!h.location.empty()) w.field("Location", h.location);
     if (!h.allow.empty()) w.field("Allow", h.allow);
     for (int i = 0; i < h.extra_count; ++i) w.field(h.extra[i].name, h.extra[i].value);
-    if (!framing.request_id.empty()) w.field("X-Request-Id", framing.request_id);
-    w.put("X-Content-Type-Options: nosniff\r\n");
-    if (h.html) w.put("X-Frame-Options: DENY\r\n");
-    if (!framing.keep_alive) {
-        w.put("Connection: close\r\n");
-    } else if (framing.http10) {
-        w.put("Connection: keep-alive\r\n");
+    if (!framing.request_id.empty()) {
+        w.put("X-Request-Id: ");
+        w.put(framing.request_id);
+        w.put("\r\n");
     }
-    w.put("\r\n");
+    if (h.html) {
+        w.put("X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n");
+    } else {
+        w.put("X-Content-Type-Options: nosniff\r\n");
+    }
+    if (!framing.keep_alive) {
+        w.put("Connection: close\r\n\r\n");
+    } else if (framing.http10) {
+        w.put("Connection: keep-alive\r\n\r\n");
+    } else {
+        w.put("\r\n");
+    }
 }
 
 }  // namespace
 
 void write_response_head(std::string& out, const ResponseHead& h, const Framing& framing,
                          std::string_view date_line, std::string_view server_line) {
-    // Almost every head fits in 1 KiB; a long Location or extra field takes
-    // a second try with room on the heap.
+    // Almost every head fits in 1 KiB; a long Location or many extra
+    // fields are written on the heap.
+    size_t bound = head_bound(h, framing, date_line, server_line);
     char stack[1024];
-    HeadWriter w(stack, sizeof stack);
+    std::string big;
+    char* buf = stack;
+    if (bound > sizeof stack) {
+        big.resize(bound);
+        buf = big.data();
+    }
+    HeadWriter w(buf, bound);
     write_head(w, h, framing, date_line, server_line);
-    if (w.ok()) {
-        out.append(w.text());
-        return;
-    }
-    for (size_t room = 4096;; room *= 4) {
-        std::string big(room, '\0');
-        HeadWriter wb(big.data(), big.size());
-        write_head(wb, h, framing, date_line, server_line);
-        if (wb.ok()) {
-            out.append(wb.text());
-            return;
-        }
-    }
+    out.append(w.text());
 }
 
 std::string representation_fields(const ResponseHead& h) {
-    char buf[2048];
-    HeadWriter w(buf, sizeof buf);
+    std::string buf(representation_bound(h), '\0');
+    HeadWriter w(buf.data(), buf.size());
     write_representation(w, h);
-    return w.ok() ? std::string(w.text()) : std::string();
+    buf.resize(w.text().size());
+    return buf;
 }
 
 void format_error_body(std::string& out, int status, std::string_view detail) {

@@ -59,7 +59,7 @@ void write_response_head(std::string& out, const ResponseHead& head, const Frami
                          std::string_view date_line, std::string_view server_line);
 
 // The representation fields of `head`, formatted once so a cache can pass
-// them as ResponseHead::fragment on every response. Empty if too long.
+// them as ResponseHead::fragment on every response.
 std::string representation_fields(const ResponseHead& head);
 
 // The standard one-line text/plain error body: "404 Not Found: detail\n".

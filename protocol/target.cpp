@@ -59,11 +59,17 @@ PathStatus normalize_path(std::string_view raw, std::string& out) {
     // Works in `out` alone (its capacity is reused request after request).
     // The common case needs no work: nothing encoded, no dot segments, no
     // empty segments, no backslash.
+    // A table lookup per byte finds the few bytes that need a closer look.
+    static constexpr auto kLook = [] {
+        std::array<bool, 256> t{};
+        t['%'] = t['\\'] = t['\0'] = t['/'] = true;
+        return t;
+    }();
     bool plain = !raw.empty() && raw.front() == '/';
     for (size_t k = 0; plain && k < raw.size(); ++k) {
         char c = raw[k];
-        if (c == '%' || c == '\\' || c == '\0') plain = false;
-        else if (c == '/' && k + 1 < raw.size() && (raw[k + 1] == '/' || raw[k + 1] == '.')) plain = false;
+        if (!kLook[static_cast<unsigned char>(c)]) continue;
+        if (c != '/' || (k + 1 < raw.size() && (raw[k + 1] == '/' || raw[k + 1] == '.'))) plain = false;
     }
     if (plain) {
         out.assign(raw);
@@ -121,11 +127,31 @@ std::string relative_path(std::string_view p) {
     return std::string(p);
 }
 
+namespace {
+
+// reg-name = *( unreserved / pct-encoded / sub-delims ) (RFC 3986 §3.2.2),
+// without the '%' of pct-encoded.
+constexpr auto kRegName = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<size_t>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<size_t>(c)] = true;
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<size_t>(c)] = true;
+    for (char c : std::string_view("-._~!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+
+bool valid_port(std::string_view port) {
+    for (char c : port)
+        if (c < '0' || c > '9') return false;
+    return port.size() <= 5;
+}
+
+}  // namespace
+
 bool valid_host(std::string_view host) {
     if (host.empty()) return true;  // allowed when the URI has no authority
-    std::string_view name = host;
-    std::string_view port;
     if (host.front() == '[') {
+        std::string_view port;
         size_t close = host.find(']');
         if (close == std::string_view::npos || close == 1) return false;
         for (char c : host.substr(1, close - 1)) {
@@ -138,38 +164,25 @@ bool valid_host(std::string_view host) {
             if (after.front() != ':') return false;
             port = after.substr(1);
         }
-        name = {};
-    } else {
-        size_t colon = host.rfind(':');
-        if (colon != std::string_view::npos) {
-            name = host.substr(0, colon);
-            port = host.substr(colon + 1);
-        }
+        return valid_port(port);
     }
-    for (char c : port)
-        if (c < '0' || c > '9') return false;
-    if (port.size() > 5) return false;
-    // reg-name = *( unreserved / pct-encoded / sub-delims ), as a table:
-    // this runs for every request.
-    static const auto kRegName = [] {
-        std::array<bool, 256> t{};
-        for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<size_t>(c)] = true;
-        for (int c = 'a'; c <= 'z'; ++c) t[static_cast<size_t>(c)] = true;
-        for (int c = '0'; c <= '9'; ++c) t[static_cast<size_t>(c)] = true;
-        for (char c : std::string_view("-._~!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
-        return t;
-    }();
-    for (size_t i = 0; i < name.size(); ++i) {
-        auto c = static_cast<unsigned char>(name[i]);
-        if (c == '%') {
-            if (i + 2 >= name.size()) return false;
-            if (hex_value(name[i + 1]) < 0 || hex_value(name[i + 2]) < 0) return false;
+    // reg-name [ ":" port ] in one pass (this runs for every request).
+    // reg-name has no ':', so the only colon starts the port.
+    size_t colon = std::string_view::npos;
+    for (size_t i = 0; i < host.size(); ++i) {
+        auto c = static_cast<unsigned char>(host[i]);
+        if (kRegName[c]) continue;
+        if (c == ':' && colon == std::string_view::npos) {
+            colon = i;
+        } else if (c == '%' && colon == std::string_view::npos) {
+            // Two hex digits, which cannot be the colon.
+            if (i + 2 >= host.size() || hex_value(host[i + 1]) < 0 || hex_value(host[i + 2]) < 0) return false;
             i += 2;
-            continue;
+        } else {
+            return false;
         }
-        if (!kRegName[c]) return false;
     }
-    return true;
+    return colon == std::string_view::npos || valid_port(host.substr(colon + 1));
 }
 
 std::string self_location(std::string_view raw_path, std::string_view raw_query, bool add_slash) {
