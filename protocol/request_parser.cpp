@@ -253,9 +253,9 @@ constexpr KnownField kKnownFields[] = {
     {"if-unmodified-since", &Request::if_unmodified_since, Multi::IgnoreAll},
 };
 constexpr int kKnownCount = static_cast<int>(sizeof kKnownFields / sizeof kKnownFields[0]);
+constexpr int kHostField = 0;
+static_assert(kKnownFields[kHostField].member == &Request::host);
 
-// Which known field a name is, looking only at the candidates of its length
-// (this runs for every header line of every request).
 // Compares a token (a header name) with a lower-case name of the same
 // length, eight bytes at a time. OR-ing 0x20 lower-cases letters and leaves
 // '-' and digits alone; no other byte can be in a token that would then
@@ -273,8 +273,10 @@ bool token_equals_lower(std::string_view token, std::string_view lower) {
     return true;
 }
 
+// Which known field a name is, looking only at the candidates of its length
+// (this runs for every header line of every request).
 int classify_field(std::string_view name) {
-    static const auto kByLength = [] {
+    static constexpr auto kByLength = [] {
         std::array<std::array<int8_t, 4>, 24> t{};
         for (auto& row : t) row.fill(-1);
         for (int k = 0; k < kKnownCount; ++k) {
@@ -296,6 +298,52 @@ int classify_field(std::string_view name) {
     return -1;
 }
 
+// A known field that came on several lines (RFC 9110 §5.3): the first
+// line's value is in place; `count` says how many lines each field had.
+void combine_repeated(RequestStorage& s, const int count[kKnownCount]) {
+    Request& r = s.request;
+    // Combined list values get exactly the room they need, reserved before
+    // the first append, so no view into `combined` ever moves.
+    s.combined.clear();
+    size_t need = 0;
+    for (size_t i = 0; i < s.spans.size(); ++i) {
+        int k = s.spans[i].known;
+        if (k >= 0 && count[k] > 1 && kKnownFields[k].multi == Multi::List) need += s.headers[i].value.size() + 2;
+    }
+    s.combined.reserve(need);
+    bool drop_ranges = false;
+    for (int k = 0; k < kKnownCount; ++k) {
+        if (count[k] < 2) continue;
+        const KnownField& f = kKnownFields[k];
+        std::string_view& field = r.*(f.member);
+        switch (f.multi) {
+        case Multi::First:  // Host duplicates are refused by the checks
+            break;
+        case Multi::IgnoreAll:
+            // More than one member: ignore the field (RFC 9110 §13.1.3-4).
+            field = {};
+            break;
+        case Multi::DropRanges:
+            drop_ranges = true;
+            break;
+        case Multi::List: {
+            size_t off = s.combined.size();
+            for (size_t i = 0; i < s.spans.size(); ++i) {
+                if (s.spans[i].known != k) continue;
+                if (s.combined.size() > off) s.combined.append(", ");
+                s.combined.append(s.headers[i].value);
+            }
+            field = std::string_view(s.combined.data() + off, s.combined.size() - off);
+            break;
+        }
+        }
+    }
+    if (drop_ranges) {
+        r.range = {};
+        r.if_range = {};
+    }
+}
+
 }  // namespace
 
 void RequestParser::build_request() {
@@ -315,10 +363,10 @@ void RequestParser::build_request() {
     r.target = std::string_view(s.bytes.data(), url_len);
     r.parsed = parse_target(r.target);
 
-    // Pass 1: views, which known field each line is, how often each occurs.
+    // One pass: views, which known field each line is, and the first line
+    // of each known field as its value; repeated fields are sorted out after.
     s.headers.resize(s.spans.size());
     int count[kKnownCount] = {};
-    size_t value_bytes[kKnownCount] = {};
     bool repeated = false;
     for (size_t i = 0; i < s.spans.size(); ++i) {
         auto& sp = s.spans[i];
@@ -329,63 +377,14 @@ void RequestParser::build_request() {
         int k = classify_field(h.name);
         sp.known = static_cast<int8_t>(k);
         if (k < 0) continue;
-        repeated = repeated || count[k] > 0;
-        ++count[k];
-        value_bytes[k] += h.value.size();
-    }
-
-    // Combined list values get exactly the room they need, reserved before
-    // the first append, so no view into `combined` ever moves.
-    s.combined.clear();
-    if (repeated) {
-        size_t need = 0;
-        for (int k = 0; k < kKnownCount; ++k)
-            if (kKnownFields[k].multi == Multi::List && count[k] > 1)
-                need += value_bytes[k] + 2 * static_cast<size_t>(count[k] - 1);
-        s.combined.reserve(need);
-    }
-
-    // Pass 2: assign each known field according to how it combines.
-    bool drop_ranges = false;
-    for (size_t i = 0; i < s.spans.size(); ++i) {
-        int k = s.spans[i].known;
-        if (k < 0) continue;
-        const KnownField& f = kKnownFields[k];
-        std::string_view& field = r.*(f.member);
-        const std::string_view value = s.headers[i].value;
-        if (f.member == &Request::host) ++r.host_count;
-        switch (f.multi) {
-        case Multi::First:
-            if (!field.data()) field = value;
-            break;
-        case Multi::IgnoreAll:
-            // More than one member: ignore the field (RFC 9110 §13.1.3-4).
-            if (count[k] == 1) field = value;
-            break;
-        case Multi::DropRanges:
-            if (count[k] > 1) drop_ranges = true;
-            field = value;
-            break;
-        case Multi::List:
-            if (count[k] == 1) {
-                field = value;
-            } else if (!field.data()) {
-                // First line of a repeated list: gather all its lines now.
-                size_t off = s.combined.size();
-                for (size_t j = i; j < s.spans.size(); ++j) {
-                    if (s.spans[j].known != k) continue;
-                    if (s.combined.size() > off) s.combined.append(", ");
-                    s.combined.append(s.headers[j].value);
-                }
-                field = std::string_view(s.combined.data() + off, s.combined.size() - off);
-            }
-            break;
+        if (count[k]++ == 0) {
+            r.*(kKnownFields[k].member) = h.value;
+        } else {
+            repeated = true;
         }
     }
-    if (drop_ranges) {
-        r.range = {};
-        r.if_range = {};
-    }
+    r.host_count = count[kHostField];
+    if (repeated) combine_repeated(s, count);
     r.headers = std::span<const Header>(s.headers.data(), s.headers.size());
 
     uint16_t flags = parser_.flags;
