@@ -61,9 +61,9 @@ size_t representation_bound(const ResponseHead& h) {
            h.content_range.size() + h.vary.size() + h.cache_control.size();
 }
 
-size_t head_bound(const ResponseHead& h, const Framing& framing, std::string_view date_line,
-                  std::string_view server_line) {
-    size_t n = status_line(h.status).size() + date_line.size() + server_line.size() + kFieldRoom + 20 +
+size_t head_bound(const ResponseHead& h, const Framing& framing, std::string_view status,
+                  std::string_view date_line, std::string_view server_line) {
+    size_t n = status.size() + date_line.size() + server_line.size() + kFieldRoom + 20 +
                (h.fragment.empty() ? representation_bound(h) : h.fragment.size()) + 3 * kFieldRoom +
                h.location.size() + h.allow.size() + framing.request_id.size() + kTailRoom;
     for (int i = 0; i < h.extra_count; ++i) n += h.extra[i].name.size() + h.extra[i].value.size() + 4;
@@ -95,9 +95,9 @@ void write_representation(HeadWriter& w, const ResponseHead& h) {
     if (!h.cache_control.empty()) w.field("Cache-Control", h.cache_control);
 }
 
-void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, std::string_view date_line,
-                std::string_view server_line) {
-    w.put(status_line(h.status));
+void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, std::string_view status,
+                std::string_view date_line, std::string_view server_line) {
+    w.put(status);
     w.put(date_line);
     w.put(server_line);
     // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
@@ -148,7 +148,8 @@ void write_response_head(std::string& out, const ResponseHead& h, const Framing&
                          std::string_view date_line, std::string_view server_line) {
     // Almost every head fits in 1 KiB; a long Location or many extra
     // fields are written on the heap.
-    size_t bound = head_bound(h, framing, date_line, server_line);
+    std::string_view status = status_line(h.status);
+    size_t bound = head_bound(h, framing, status, date_line, server_line);
     char stack[1024];
     std::string big;
     char* buf = stack;
@@ -157,7 +158,7 @@ void write_response_head(std::string& out, const ResponseHead& h, const Framing&
         buf = big.data();
     }
     HeadWriter w(buf, bound);
-    write_head(w, h, framing, date_line, server_line);
+    write_head(w, h, framing, status, date_line, server_line);
     out.append(w.text());
 }
 

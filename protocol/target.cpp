@@ -118,7 +118,13 @@ PathStatus normalize_path(std::string_view raw, std::string& out) {
     return PathStatus::Ok;
 }
 
-bool has_hidden_segment(std::string_view p) { return p.find("/.") != std::string_view::npos; }
+bool has_hidden_segment(std::string_view p) {
+    // A plain loop: string_view::find of two bytes costs more on the short
+    // paths every request routes.
+    for (size_t i = 0; i + 1 < p.size(); ++i)
+        if (p[i] == '/' && p[i + 1] == '.') return true;
+    return false;
+}
 
 std::string relative_path(std::string_view p) {
     while (!p.empty() && p.front() == '/') p.remove_prefix(1);
