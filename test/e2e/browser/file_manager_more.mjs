@@ -66,9 +66,11 @@ async function rows(page, { visibleOnly = true } = {}) {
     .filter((tr) => !vis || (tr.offsetParent !== null && getComputedStyle(tr).visibility !== 'hidden'))
     .map((tr) => {
       const a = tr.querySelector('td a[href]');
+      const dl = tr.querySelector('a[download]');
       return {
         name: tr.dataset.name, type: tr.dataset.type, size: Number(tr.dataset.size),
         mtime: Number(tr.dataset.mtime), text: a ? a.textContent : null, href: a ? a.getAttribute('href') : null,
+        download: dl ? [dl.getAttribute('href'), dl.getAttribute('download')] : null,
       };
     }), visibleOnly);
 }
@@ -444,6 +446,7 @@ async function hostile(browser, { base, params, dialogs }) {
       check(!/[<>"\s]/.test(r.href), `${when}: its href is percent-encoded`, JSON.stringify(r.href));
       const got = await download(page, r.href);
       eq([got.status, got.text], [200, files[name]], `${when}: its link downloads its own bytes`);
+      if (r.download) eq(r.download, [r.href, name], `${when}: its Download link has the same href and the name`);
     }
     eq(await page.locator('#listing img, #listing svg, #listing script, #listing iframe').count(), 0,
       `${when}: no element made from a name`);
