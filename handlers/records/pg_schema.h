@@ -50,39 +50,6 @@ BEGIN
                FROM uvhttpd_records_auto a WHERE p_id::bigint > a.last_value;
         END IF;
     END $f$;
-    CREATE OR REPLACE FUNCTION uvhttpd_records_append(p_lines text)
-    RETURNS TABLE (o_n integer, o_id text) LANGUAGE plpgsql AS $f$
-    DECLARE
-        v_line text;
-        v_id text;
-        v_fields text;
-        v_got text;
-    BEGIN
-        o_n := 0;
-        FOREACH v_line IN ARRAY string_to_array(p_lines, E'\n') LOOP
-            o_n := o_n + 1;
-            v_id := split_part(v_line, ' ', 1);
-            v_fields := substr(v_line, length(v_id) + 2);
-            IF v_id <> '' THEN
-                v_got := NULL;
-                INSERT INTO uvhttpd_records AS r (id, fields) VALUES (v_id, v_fields)
-                    ON CONFLICT DO NOTHING RETURNING r.id INTO v_got;
-                IF v_got IS NOT NULL THEN
-                    PERFORM uvhttpd_records_bump(v_got);
-                END IF;
-            ELSE
-                LOOP
-                    v_got := NULL;
-                    v_id := nextval('uvhttpd_records_auto')::text;
-                    INSERT INTO uvhttpd_records AS r (id, fields) VALUES (v_id, v_fields)
-                        ON CONFLICT DO NOTHING RETURNING r.id INTO v_got;
-                    EXIT WHEN v_got IS NOT NULL;
-                END LOOP;
-            END IF;
-            o_id := v_got;
-            RETURN NEXT;
-        END LOOP;
-    END $f$;
     -- --max-store-size: the store's size is the file store's, the sum of
     -- its lines ("id fields\n", octet_length(id) + octet_length(fields) + 2),
     -- kept by statement triggers in 64 slots (a connection adds to the slot
@@ -194,6 +161,12 @@ BEGIN
             RETURN NEXT;
         END LOOP;
     END $f$;
+    -- The append without a cap, as uvhttpd before --max-store-size on
+    -- PostgreSQL called it (an older instance on the same database).
+    CREATE OR REPLACE FUNCTION uvhttpd_records_append(p_lines text)
+    RETURNS TABLE (o_n integer, o_id text) LANGUAGE sql AS $f$
+        SELECT a.o_n, a.o_id FROM uvhttpd_records_append(p_lines, 0) a
+    $f$;
     -- PUT with the cap: 'created', 'replaced', or 'full' when the record
     -- would grow the store past p_cap (a PUT that shrinks or keeps the
     -- size always passes, as in the file store).

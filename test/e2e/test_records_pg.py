@@ -489,6 +489,11 @@ def test_store_size_is_set_up_from_an_existing_table(db):
         assert kept == actual and actual > 0
         assert request(s.port, "DELETE", "/database.txt/1").status == 204
         assert store_bytes(db)[0] == store_bytes(db)[1]
+        # What an older uvhttpd on the same database calls: still there,
+        # uncapped, and counted.
+        out = db.sql("SELECT o_n, o_id FROM uvhttpd_records_append(' n=old')").strip()
+        assert out.startswith("1|") and out.split("|")[1].isdigit(), out
+        assert store_bytes(db)[0] == store_bytes(db)[1]
         s.finish()
 
 
