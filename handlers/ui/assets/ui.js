@@ -439,17 +439,23 @@
       }
     }
     if (dirs.length) scheduleRefresh();
-    for (const f of files) enqueue(f.file, `${dirPath}${U.encodePath(f.rel)}`, f.rel);
-    if (skipped) {
-      say(`Skipped ${skipped} hidden file(s): names starting with "." are never served.`);
-    } else if (files.length) {
-      say(`Uploading ${files.length} file(s).`);
-    }
+    const started = files.filter((f) => enqueue(f.file, `${dirPath}${U.encodePath(f.rel)}`, f.rel)).length;
+    const notes = [];
+    if (started) notes.push(`Uploading ${started} file(s).`);
+    if (files.length > started) notes.push(`${files.length - started} already being uploaded.`);
+    if (skipped) notes.push(`Skipped ${skipped} hidden file(s): names starting with "." are never served.`);
+    if (notes.length) say(notes.join(' '));
     pump();
   }
 
   function enqueue(file, path, label) {
-    let item = pending.get(U.storeKey(path, file.size, file.lastModified));
+    const key = U.storeKey(path, file.size, file.lastModified);
+    // The same file chosen twice: a second upload would take the first
+    // one's resource from it at every step.
+    if (uploads.some((u) => u.upload && u.upload.key === key && ['queued', 'uploading', 'paused'].includes(u.state))) {
+      return false;
+    }
+    let item = pending.get(key);
     if (item) {
       pending.delete(item.key);
     } else {
@@ -466,6 +472,7 @@
     uploads.push(item);
     queue.push(item);
     updateTotal();
+    return true;
   }
 
   async function cancelItem(item) {
