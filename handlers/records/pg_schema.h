@@ -118,6 +118,7 @@ BEGIN
         v_got text;
         v_total bigint := 0;
         v_bytes bigint;
+        v_next bigint;  -- the next auto id, read once per batch
     BEGIN
         o_n := 0;
         IF p_cap > 0 THEN
@@ -130,8 +131,11 @@ BEGIN
             v_id := split_part(v_line, ' ', 1);
             v_fields := substr(v_line, length(v_id) + 2);
             IF p_cap > 0 THEN
+                IF v_id = '' AND v_next IS NULL THEN
+                    v_next := uvhttpd_records_next_auto();
+                END IF;
                 v_bytes := octet_length(v_fields) + 2 + CASE WHEN v_id <> '' THEN octet_length(v_id)
-                           ELSE length(uvhttpd_records_next_auto()::text) END;
+                           ELSE length(v_next::text) END;
                 IF v_total + v_bytes > p_cap THEN
                     o_full := true;
                     o_id := NULL;
@@ -156,6 +160,9 @@ BEGIN
             END IF;
             IF v_got IS NOT NULL THEN
                 v_total := v_total + octet_length(v_got) + octet_length(v_fields) + 2;
+                IF v_next IS NOT NULL AND v_got ~ '^[0-9]+$' AND length(v_got) <= 18 THEN
+                    v_next := greatest(v_next, v_got::bigint + 1);
+                END IF;
             END IF;
             o_id := v_got;
             RETURN NEXT;
