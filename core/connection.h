@@ -184,6 +184,7 @@ private:
     bool queue_send(Transfer::Op op);
     void end_source();
     void sendfile_step();  // worker thread
+    bool wait_writable_briefly(int64_t sent, int64_t& waited_ns);  // worker thread
     void after_sendfile();
     void wait_writable();
 
@@ -204,6 +205,7 @@ private:
     int sock_dup_ = -1;          // the socket for threadpool sendfile
     uint64_t file_sent_ = 0;     // file body bytes sendfile queued on this connection
     bool lowat_full_ = false;    // TCP_NOTSENT_LOWAT raised to --send-buffer
+    bool worker_waits_ = true;   // sendfile steps may wait for the socket (sender.cpp)
 
     uint32_t refs_ = 1;  // the handle itself, plus each libuv request in flight
     uint32_t requests_ = 0;

@@ -36,6 +36,7 @@ struct Transfer {
     int64_t sent = 0;                  // bytes sent by the last step
     int send_errno = 0;
     bool again = false;                // the socket was full
+    bool slow_reader = false;          // a wait on the worker ran past its allowance
     enum class Op : uint8_t { Sendfile, SourceWork };
     Op op = Op::Sendfile;              // what send_req is doing
 

@@ -358,6 +358,54 @@ def test_clients_that_never_read():
             check_recovered(s, fds0, rss0, "never-reading clients")
 
 
+def test_readers_that_stop_after_a_fast_start_do_not_hold_the_threadpool():
+    """A sendfile step may wait on its worker for a fast reader's socket
+    (core/sender.cpp), bounded by how fast the reader takes the bytes. Six
+    readers on a two-thread pool take 2 MiB of a 16 MiB file at full speed
+    and then stop reading: every worker must come back, so 20 GETs of files
+    that are not cached (each one a threadpool job) are all answered while
+    the six stand still; when the six read again, each gets the whole file,
+    byte for byte."""
+    data = os.urandom(16 * MIB)
+    digest = hashlib.sha256(data).hexdigest()
+    with TempRoot() as t:
+        t.write("ok.txt", OK_BODY)
+        t.write("big.bin", data)
+        for i in range(20):
+            t.write(f"small{i}.txt", f"file {i}\n" * 50)
+        with Server(t.path, *QUIET, "--open-file-cache", "0", env={**os.environ, "UV_THREADPOOL_SIZE": "2"}) as s:
+            readers = []
+            try:
+                for _ in range(6):
+                    c = RawConn(s.port, timeout=30)
+                    c.send(req("GET /big.bin HTTP/1.1", H))
+                    got = b""
+                    while len(got) < 2 * MIB:
+                        chunk = c.sock.recv(1 << 20)
+                        assert chunk, "the server closed a reader"
+                        got += chunk
+                    readers.append((c, got))
+                for i in range(20):
+                    with RawConn(s.port, timeout=20) as c:
+                        c.send(req(f"GET /small{i}.txt HTTP/1.1", H, "Connection: close"))
+                        r = c.read_final()
+                        assert r.status == 200 and r.body == (f"file {i}\n" * 50).encode(), r
+                for c, got in readers:
+                    head, _, body = got.partition(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+                    h = hashlib.sha256(body)
+                    left = len(data) - len(body)
+                    while left > 0:
+                        chunk = c.sock.recv(min(left, 1 << 20))
+                        assert chunk, "the server closed a reader mid-body"
+                        h.update(chunk)
+                        left -= len(chunk)
+                    assert h.hexdigest() == digest
+            finally:
+                for c, _ in readers:
+                    c.close()
+
+
 def test_never_reading_client_that_closes():
     """Without a short send timeout: the client gives up first (RST after a
     bounded wait for the server to block on it)."""
