@@ -150,6 +150,12 @@ def callgrind_counts(binary, root, workload, tmp):
         for line in f:
             if line.startswith("totals:") or line.startswith("summary:"):
                 total = max(total, int(line.split()[1]))
+            # Compressed names: "(id) name" the first time an id appears, on an
+            # fn= line as well as a cfn= one, and "(id)" after that.
+            m = re.match(r"fn=\((\d+)\) (.*)", line)
+            if m:
+                names[m.group(1)] = m.group(2).strip()
+                continue
             m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
             if m:
                 if m.group(2):
