@@ -52,7 +52,8 @@ BEGIN
     END $f$;
     -- --max-store-size: the store's size is the file store's, the sum of
     -- its lines ("id fields\n", octet_length(id) + octet_length(fields) + 2),
-    -- kept by statement triggers in 64 slots (a connection adds to the slot
+    -- kept by statement triggers (and by the append function itself, once
+    -- per batch) in 64 slots (a connection adds to the slot
     -- of its backend pid, so concurrent commits rarely wait on one row;
     -- the size is the slots' sum). Every change of the table counts, a
     -- DBA's too; TRUNCATE zeroes it. Made once, under a lock that waits for
@@ -69,6 +70,10 @@ BEGIN
     BEGIN
         IF TG_OP = 'TRUNCATE' THEN
             UPDATE uvhttpd_records_size SET bytes = 0;
+            RETURN NULL;
+        END IF;
+        -- The append function counts its own rows, once per batch.
+        IF current_setting('uvhttpd.counting', true) = 'append' THEN
             RETURN NULL;
         END IF;
         IF TG_OP <> 'DELETE' THEN
@@ -119,8 +124,13 @@ BEGIN
         v_total bigint := 0;
         v_bytes bigint;
         v_next bigint;  -- the next auto id, read once per batch
+        v_added bigint := 0;
     BEGIN
         o_n := 0;
+        -- Its inserts are counted here, in one update at the end, not by
+        -- the trigger once per row (transaction-local; cleared again
+        -- below, so later statements of the transaction are counted).
+        PERFORM set_config('uvhttpd.counting', 'append', true);
         IF p_cap > 0 THEN
             SELECT coalesce(sum(bytes), 0) INTO v_total FROM uvhttpd_records_size;
         END IF;
@@ -159,6 +169,7 @@ BEGIN
                 END LOOP;
             END IF;
             IF v_got IS NOT NULL THEN
+                v_added := v_added + octet_length(v_got) + octet_length(v_fields) + 2;
                 v_total := v_total + octet_length(v_got) + octet_length(v_fields) + 2;
                 IF v_next IS NOT NULL AND v_got ~ '^[0-9]+$' AND length(v_got) <= 18 THEN
                     v_next := greatest(v_next, v_got::bigint + 1);
@@ -167,6 +178,10 @@ BEGIN
             o_id := v_got;
             RETURN NEXT;
         END LOOP;
+        PERFORM set_config('uvhttpd.counting', '', true);
+        IF v_added <> 0 THEN
+            UPDATE uvhttpd_records_size SET bytes = bytes + v_added WHERE slot = pg_backend_pid() % 64;
+        END IF;
     END $f$;
     -- The append without a cap, as uvhttpd before --max-store-size on
     -- PostgreSQL called it (an older instance on the same database).
