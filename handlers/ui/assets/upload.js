@@ -157,36 +157,22 @@
       }));
     }
 
-    // One PATCH of up to CHUNK bytes through XMLHttpRequest, the one
-    // browser API that reports upload progress.
-    patch() {
+    // Sends `body` through XMLHttpRequest, the one browser API that
+    // reports upload progress (`sent(bytes)`). Resolves with the request
+    // when it answers one of `ok`; rejects with HttpError (the server's
+    // line) for another status, NetworkError when the connection fails.
+    send(method, url, headers, body, ok, sent) {
       return new Promise((resolve, reject) => {
         const xhr = new XMLHttpRequest();
         this.xhr = xhr;
-        const start = this.offset;
-        const piece = this.file.slice(start, Math.min(this.size, start + CHUNK));
-        xhr.open('PATCH', this.url);
-        const h = this.headers({
-          'Upload-Offset': String(start),
-          'Content-Type': 'application/offset+octet-stream',
-        });
-        for (const [k, v] of Object.entries(h)) xhr.setRequestHeader(k, v);
-        xhr.upload.onprogress = (e) => this.ui.progress(start + e.loaded);
+        xhr.open(method, url);
+        for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+        xhr.upload.onprogress = (e) => sent(e.loaded);
         xhr.onload = () => {
           this.xhr = null;
-          if (xhr.status === 204) {
-            const off = Number(xhr.getResponseHeader('upload-offset'));
-            if (!Number.isSafeInteger(off) || off < start) {
-              reject(new HttpError(xhr.status, 'the server answered without a valid Upload-Offset'));
-              return;
-            }
-            this.offset = off;
-            this.ui.progress(off);
-            resolve();
-            return;
-          }
+          if (ok.includes(xhr.status)) return resolve(xhr);
           const line = (xhr.responseText || '').trim().split('\n')[0];
-          reject(new HttpError(xhr.status, line || `${xhr.status} ${xhr.statusText}`.trim()));
+          return reject(new HttpError(xhr.status, line || `${xhr.status} ${xhr.statusText}`.trim()));
         };
         xhr.onerror = () => {
           this.xhr = null;
@@ -197,41 +183,34 @@
           reject(new NetworkError('aborted'));
         };
         xhr.ontimeout = xhr.onerror;
-        xhr.send(piece);
+        xhr.send(body);
       });
+    }
+
+    // One PATCH of up to CHUNK bytes.
+    async patch() {
+      const start = this.offset;
+      const piece = this.file.slice(start, Math.min(this.size, start + CHUNK));
+      const headers = this.headers({
+        'Upload-Offset': String(start),
+        'Content-Type': 'application/offset+octet-stream',
+      });
+      const xhr = await this.send('PATCH', this.url, headers, piece, [204], (n) => this.ui.progress(start + n));
+      const off = Number(xhr.getResponseHeader('upload-offset'));
+      if (!Number.isSafeInteger(off) || off < start) {
+        throw new HttpError(xhr.status, 'the server answered without a valid Upload-Offset');
+      }
+      this.offset = off;
+      this.ui.progress(off);
     }
 
     // A name with a line break cannot be uploaded in pieces (the server's
     // upload state is line-based and refuses it with 400), so such a file
     // goes up whole in one PUT: progress still shows, but a broken
     // connection starts it again from the beginning.
-    putWhole() {
-      return new Promise((resolve, reject) => {
-        const xhr = new XMLHttpRequest();
-        this.xhr = xhr;
-        xhr.open('PUT', this.path);
-        for (const [k, v] of Object.entries(this.auth())) xhr.setRequestHeader(k, v);
-        xhr.upload.onprogress = (e) => this.ui.progress(e.loaded);
-        xhr.onload = () => {
-          this.xhr = null;
-          if (xhr.status === 201 || xhr.status === 204) {
-            this.offset = this.size;
-            resolve();
-            return;
-          }
-          const line = (xhr.responseText || '').trim().split('\n')[0];
-          reject(new HttpError(xhr.status, line || `${xhr.status} ${xhr.statusText}`.trim()));
-        };
-        xhr.onerror = () => {
-          this.xhr = null;
-          reject(new NetworkError('the connection failed'));
-        };
-        xhr.onabort = () => {
-          this.xhr = null;
-          reject(new NetworkError('aborted'));
-        };
-        xhr.send(this.file);
-      });
+    async putWhole() {
+      await this.send('PUT', this.path, this.auth(), this.file, [201, 204], (n) => this.ui.progress(n));
+      this.offset = this.size;
     }
 
     // Runs to completion; resolves when the file is on the server, rejects
