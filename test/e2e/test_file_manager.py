@@ -108,7 +108,7 @@ def test_listing_headers_and_assets():
             assert 'data-name="a.txt" data-type="file" data-size="2"' in html
             urls = asset_urls(html)
             assert sorted(re.sub(r"\.[0-9a-f]{16}\.", ".", u) for u in urls) == sorted(
-                ["/.uvhttpd-ui/ui.css", "/.uvhttpd-ui/upload.js", "/.uvhttpd-ui/ui.js"]), urls
+                ["/.uvhttpd-ui/ui.css", "/.uvhttpd-ui/upload.js", "/.uvhttpd-ui/upload_list.js", "/.uvhttpd-ui/ui.js"]), urls
             for u in urls:
                 digest = re.search(r"\.([0-9a-f]{16})\.", u).group(1)
                 a = request(s.port, "GET", u)

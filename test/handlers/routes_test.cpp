@@ -331,7 +331,7 @@ TEST_CASE("dispatch: MKCOL with a body is 415 before the handler, an unknown met
 
 TEST_CASE("routes: the listing page's assets are served from memory under /.uvhttpd-ui/", "[routes][ui]") {
     Site site;
-    REQUIRE(kUiAssetCount == 3);
+    REQUIRE(kUiAssetCount == 4);  // ui.css, upload.js, upload_list.js, ui.js
     CHECK(route_name(site, "/.uvhttpd-ui/ui.0123456789abcdef.js") == "ui");
     CHECK(route_name(site, "/.uvhttpd-ui/") == "ui");
     CHECK(route_name(site, "/.uvhttpd-uix/a") == "hidden");
