@@ -181,7 +181,7 @@ def run_wrk_workload(ctx, workload, names):
                         dur = r["duration"] or args.duration
                         r["rps"] = max(0, r["requests"] - r["non2xx"]) / dur
                     got[n] = r
-                    log("%-9s round %d/%d %-7s %10.0f req/s  cpu %5.1f%% (core %s)  wrk %5.1f%% (core %s)"
+                    log("%-9s round %d/%d %-7s %10.0f req/s  cpu %5.1f%% (core %s)  client %5.1f%% (core %s)"
                         "  %6.2f us/req%s"
                         % (workload, rnd + 1, rounds, n, r["rps"], r["server_cpu_pct"],
                            fmt_pct(r.get("server_core_pct")), r["wrk_cpu_pct"],
