@@ -28,10 +28,15 @@ def _bytes(text):
     return float(m.group(1)) * _SIZE_UNITS[m.group(2)] if m else None
 
 
+def empty_result():
+    """A load run's result before its output is parsed (parse_wrk, parse_splice)."""
+    return {"rps": None, "p50": None, "p90": None, "p99": None, "mbps": None, "requests": None,
+            "duration": None, "bytes": None, "non2xx": 0,
+            "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+
+
 def parse_wrk(out):
-    r = {"rps": None, "p50": None, "p90": None, "p99": None, "mbps": None, "requests": None,
-         "duration": None, "bytes": None, "non2xx": 0,
-         "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    r = empty_result()
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         r["rps"] = float(m.group(1))
@@ -87,9 +92,7 @@ def splice_cmd(conns, duration, path, port="PORT"):
 
 def parse_splice(out):
     """bench/splice_get.py's line, as the keys parse_wrk gives (no latencies)."""
-    r = {"rps": None, "p50": None, "p90": None, "p99": None, "mbps": None, "requests": None,
-         "duration": None, "bytes": None, "non2xx": 0,
-         "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    r = empty_result()
     m = re.search(r"requests=(\d+) bytes=(\d+) elapsed=([\d.]+) non2xx=(\d+) errors=(\d+)", out)
     if m:
         r["requests"], r["bytes"], r["non2xx"] = int(m.group(1)), int(m.group(2)), int(m.group(4))
