@@ -12,19 +12,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { CheckFailed, STEP_MS, check, eq, guardPage, runWithBrowser } from './lib.mjs';
 
 const OVERALL_MS = 150_000; // test_browser.py kills us at 180 s
-const STEP_MS = 30_000;     // one navigation or one selector on a loaded 2-core machine
-
-// Without the background-networking flags Chromium dials Google's hosts at
-// every start and this machine's closed network refuses them
-// (/work/.library/env/machines/cpp.md). Playwright adds a fresh
-// --user-data-dir of its own.
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 
 const MIS = '17';
 const NAME = 'Akshay';
@@ -35,13 +25,6 @@ const ESCAPED_BODY = 'ampersand and space\n';
 const TAG_NAME_FILE = '<b>not bold<b>.txt'; // a file name cannot hold '/'
 const RECORD_FORM = 'form[action="/database.txt"]';
 
-class CheckFailed extends Error {}
-
-function check(cond, what, detail) {
-  if (!cond) throw new CheckFailed(detail === undefined ? what : `${what}: ${detail}`);
-  console.log(`  ok  ${what}`);
-}
-
 // Runs fn; a failure is reported and collected, and the caller goes on.
 async function soft(failures, fn) {
   try {
@@ -51,10 +34,6 @@ async function soft(failures, fn) {
     console.error(`  FAIL ${msg}`);
     failures.push(msg);
   }
-}
-
-function eq(actual, expected, what) {
-  check(actual === expected, what, `got ${JSON.stringify(actual)}, want ${JSON.stringify(expected)}`);
 }
 
 // Clicks something that navigates and waits until the new document has
@@ -344,26 +323,14 @@ async function main() {
     process.exit(2);
   }
   fs.mkdirSync(artifacts, { recursive: true });
-  const executablePath = process.env.UVH_CHROMIUM || '/usr/bin/chromium';
-
-  let browser;
-  const timer = setTimeout(() => {
-    console.error(`FAIL: the browser test did not finish within ${OVERALL_MS / 1000} s`);
-    // Playwright kills the browser it launched when this process exits.
-    process.exit(1);
-  }, OVERALL_MS);
-
   const shots = [];
   const failures = [];
-  let code = 0;
-  try {
-    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS, timeout: 60_000 });
-    console.log(`chromium ${browser.version()}`);
+  const problems = [];
+  await runWithBrowser('browser test', OVERALL_MS, async (browser) => {
     const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
     context.setDefaultTimeout(STEP_MS);
     context.setDefaultNavigationTimeout(STEP_MS);
-    const page = await context.newPage();
-    page.on('pageerror', (e) => console.log(`      page error: ${e.message}`));
+    const page = guardPage(await context.newPage(), problems);
 
     // Each section starts from a fresh navigation, so one that fails does
     // not hide the others' results.
@@ -372,17 +339,12 @@ async function main() {
     await soft(failures, () => testForm(page, base, artifacts, shots, failures));
     await soft(failures, () => testRevalidation(browser, base));
     await soft(failures, () => testCompressed(page, base, artifacts, shots));
+    await soft(failures, async () => check(problems.length === 0, 'no alert/confirm/prompt opened', problems.join('; ')));
     if (failures.length) throw new CheckFailed(`${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);
     console.log('all browser checks passed');
-  } catch (e) {
-    code = 1;
-    console.error(e instanceof CheckFailed ? `FAIL: ${e.message}` : `FAIL: ${e.stack || e}`);
-  } finally {
+  }, () => {
     for (const s of shots) console.log(`screenshot: ${s}`);
-    if (browser) await browser.close().catch((e) => console.error(`closing the browser: ${e}`));
-    clearTimeout(timer);
-  }
-  process.exit(code);
+  });
 }
 
 main();

@@ -18,26 +18,10 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { CheckFailed, STEP_MS, check, eq, guardPage, runWithBrowser } from './lib.mjs';
 
 const OVERALL_MS = 100_000; // test_file_manager.py kills us at 130 s
-const STEP_MS = 30_000;
 const CHUNK = 8 * 1024 * 1024; // upload.js's piece size
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-class CheckFailed extends Error {}
-
-function check(cond, what, detail) {
-  if (!cond) throw new CheckFailed(detail === undefined ? what : `${what}: ${detail}`);
-  console.log(`  ok  ${what}`);
-}
-
-function eq(actual, expected, what) {
-  check(actual === expected, what, `got ${JSON.stringify(actual)}, want ${JSON.stringify(expected)}`);
-}
 
 function sameBytes(a, b) {
   return fs.existsSync(a) && fs.existsSync(b) && Buffer.compare(fs.readFileSync(a), fs.readFileSync(b)) === 0;
@@ -228,29 +212,12 @@ async function main() {
     process.exit(2);
   }
   fs.mkdirSync(artifacts, { recursive: true });
-  const timer = setTimeout(() => {
-    console.error(`FAIL: the file manager test did not finish within ${OVERALL_MS / 1000} s`);
-    process.exit(1);
-  }, OVERALL_MS);
-
-  let browser;
-  let code = 0;
-  const dialogs = [];
-  try {
-    browser = await chromium.launch({
-      executablePath: process.env.UVH_CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS,
-      timeout: 60_000,
-    });
-    console.log(`chromium ${browser.version()}`);
+  const problems = [];
+  await runWithBrowser('file manager', OVERALL_MS, async (browser) => {
     const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
     context.setDefaultTimeout(STEP_MS);
-    const page = await context.newPage();
+    const page = guardPage(await context.newPage(), problems, { scriptErrorsFail: true });
     page.source = source;
-    page.on('pageerror', (e) => dialogs.push(`page error: ${e.message}`));
-    page.on('dialog', (d) => {
-      dialogs.push(`a ${d.type()} dialog opened: ${d.message()}`);
-      d.dismiss().catch(() => {});
-    });
     await page.goto(base, { timeout: STEP_MS, waitUntil: 'load' });
     eq(await page.locator('body').getAttribute('data-writes'), 'open', 'writes are open on loopback');
     await page.locator('#manager').waitFor({ timeout: STEP_MS });
@@ -262,17 +229,11 @@ async function main() {
     await testRename(page, root, source);
     await testDelete(page, root);
     await page.screenshot({ path: path.join(artifacts, 'file-manager-test.png'), fullPage: true });
-    check(dialogs.length === 0, 'no alert/confirm/prompt and no script error', dialogs.join('; '));
+    check(problems.length === 0, 'no alert/confirm/prompt and no script error', problems.join('; '));
     console.log('all file manager checks passed');
-  } catch (e) {
-    code = 1;
-    console.error(e instanceof CheckFailed ? `FAIL: ${e.message}` : `FAIL: ${e.stack || e}`);
-    if (dialogs.length) console.error(`  also: ${dialogs.join('; ')}`);
-  } finally {
-    if (browser) await browser.close().catch((e) => console.error(`closing the browser: ${e}`));
-    clearTimeout(timer);
-  }
-  process.exit(code);
+  }, () => {
+    if (problems.length) console.error(`  also: ${problems.join('; ')}`);
+  });
 }
 
 main();

@@ -16,42 +16,18 @@
 // is the one handlers/ui/README-contract.md describes.
 
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { startProxy } from './cut_proxy.mjs';
+import { CheckFailed, STEP_MS, check, eq, guardPage, runWithBrowser } from './lib.mjs';
 
 const OVERALL_MS = 150_000; // test_file_manager_more.py kills us at 180 s
-const STEP_MS = 30_000;     // one navigation, selector or upload step on a loaded 2-core machine
-const CHROMIUM_ARGS = [     // as browser_test.mjs: no calls home from a closed network
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-class CheckFailed extends Error {}
-
-function check(cond, what, detail) {
-  if (!cond) throw new CheckFailed(detail === undefined ? what : `${what}: ${detail}`);
-  console.log(`  ok  ${what}`);
-}
-
-function eq(actual, expected, what) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  check(a === e, what, `got ${a}, want ${e}`);
-}
 
 // ------------------------------------------------------------ page helpers
 
 // A page whose every dialog (alert, confirm, prompt, beforeunload) is a
 // failure: the page must never open one, and an injected name would.
 async function newPage(context, dialogs) {
-  const page = await context.newPage();
-  page.on('dialog', (d) => {
-    dialogs.push(`${d.type()}: ${d.message()}`);
-    console.error(`  FAIL a ${d.type()} dialog opened: ${JSON.stringify(d.message())}`);
-    d.dismiss().catch(() => {});
-  });
-  page.on('pageerror', (e) => console.log(`      page error: ${e.message}`));
-  return page;
+  return guardPage(await context.newPage(), dialogs);
 }
 
 async function goto(page, url) {
@@ -293,68 +269,6 @@ async function uploadMetrics(base) {
   for (const m of text.matchAll(/^uvhttpd_resumable_(\w+) (\d+)$/gm)) out[m[1]] = Number(m[2]);
   check('upload_bytes_total' in out, 'the server counts upload bytes');
   return out;
-}
-
-// A TCP proxy in front of the server that counts what the browser sends and,
-// once armed, cuts the connection that carries the `limit`th byte and then
-// holds every new connection whose first request is not a GET (the page's
-// retries) until it closes. GETs (the reload, its script and style) always
-// pass.
-function startProxy(serverPort) {
-  return new Promise((resolve, reject) => {
-    const conns = new Set();
-    const held = new Set();
-    let mode = 'pass';  // pass | armed | holding
-    let limit = 0, counted = 0, cutResolve;
-    const p = {
-      fromBrowser: 0, cutAt: 0,
-      cut: new Promise((r) => { cutResolve = r; }),
-      cutAfter(n) { limit = n; counted = 0; mode = 'armed'; },
-      get held() { return held.size; },
-      // New connections pass again; the held ones stay held until their
-      // page goes away (a reload closes them), so the old page's retry
-      // cannot resume the upload behind the test's back.
-      pass() { mode = 'pass'; },
-      close() { for (const c of [...conns, ...held]) c.destroy(); srv.close(); },
-    };
-    const relay = (client, first) => {
-      const up = net.connect(serverPort, '127.0.0.1');
-      conns.add(client);
-      up.on('error', () => client.destroy());
-      client.on('error', () => up.destroy());
-      up.on('close', () => { client.destroy(); conns.delete(client); });
-      client.on('close', () => { up.destroy(); conns.delete(client); });
-      up.pipe(client);
-      const forward = (data) => {
-        p.fromBrowser += data.length;
-        if (mode === 'armed') {
-          counted += data.length;
-          if (counted >= limit) {
-            mode = 'holding';
-            p.cutAt = counted;
-            for (const c of conns) c.destroy();
-            cutResolve();
-            return;
-          }
-        }
-        up.write(data);
-      };
-      if (first) forward(first);
-      client.on('data', forward);
-    };
-    const srv = net.createServer((client) => {
-      if (mode !== 'holding') return relay(client, null);
-      // Holding: look at the first request line.
-      client.once('data', (data) => {
-        if (mode !== 'holding' || data.subarray(0, 4).toString('latin1') === 'GET ') return relay(client, data);
-        held.add(client);
-        client.on('close', () => held.delete(client));
-      });
-      client.on('error', () => {});
-    });
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => { p.port = srv.address().port; resolve(p); });
-  });
 }
 
 // 2a. --read-only: the plain listing and the record form, no controls.
@@ -663,32 +577,16 @@ async function main() {
   }
   fs.mkdirSync(artifacts, { recursive: true });
   const params = json ? JSON.parse(json) : {};
-  const timer = setTimeout(() => {
-    console.error(`FAIL: ${section} did not finish within ${OVERALL_MS / 1000} s`);
-    process.exit(1);
-  }, OVERALL_MS);
   const dialogs = [];
   const result = {};
-  let browser;
-  let code = 0;
-  try {
-    browser = await chromium.launch({
-      executablePath: process.env.UVH_CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, timeout: 60_000,
-    });
-    console.log(`chromium ${browser.version()}: ${section}`);
+  await runWithBrowser(section, OVERALL_MS, async (browser) => {
     await SECTIONS[section](browser, { base, root, artifacts, params, dialogs, result });
     if (dialogs.length) throw new CheckFailed(`dialogs opened: ${JSON.stringify(dialogs)}`);
     console.log(`${section}: all checks passed`);
-  } catch (e) {
-    code = 1;
-    console.error(e instanceof CheckFailed ? `FAIL: ${e.message}` : `FAIL: ${e.stack || e}`);
-  } finally {
+  }, () => {
     console.log(`RESULT ${JSON.stringify(result)}`);
     if (params.resultFile) fs.writeFileSync(params.resultFile, JSON.stringify(result));
-    if (browser) await browser.close().catch((e) => console.error(`closing the browser: ${e}`));
-    clearTimeout(timer);
-  }
-  process.exit(code);
+  });
 }
 
 main();
