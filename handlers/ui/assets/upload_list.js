@@ -94,7 +94,7 @@
       if (dirs.length) scheduleRefresh();
       const started = files.filter((f) => enqueue(f.file, `${dirPath}${U.encodePath(f.rel)}`, f.rel)).length;
       const notes = [];
-      if (started) notes.push(`Uploading ${started} file(s).`);
+      if (started) notes.push(`Uploading ${started} file${started === 1 ? '' : 's'}.`);
       if (files.length > started) notes.push(`${files.length - started} already being uploaded.`);
       if (skipped) notes.push(`Skipped ${skipped} hidden file(s): names starting with "." are never served.`);
       if (notes.length) say(notes.join(' '));
@@ -132,6 +132,8 @@
       const i = queue.indexOf(item);
       if (i >= 0) queue.splice(i, 1);
       item.setState('cancelled', 'cancelled');
+      // Taken off the queue with nothing running: no upload ends to say so.
+      if (i >= 0 && running === 0 && queue.length === 0) summarize();
       if (item.upload) await item.upload.cancel();
       else if (item.url) await U.terminate(item.url, authHeaders());
       if (item.key) {
@@ -152,13 +154,24 @@
       }
     }
 
-    // One status line once every upload has ended (errors are in #error and
-    // on their items).
+    // One status line once every upload has ended, saying what became of
+    // the uploads since the last such line (errors are in #error and on
+    // their items, which the line leaves alone).
     function summarize() {
-      const done = uploads.filter((u) => u.state === 'done').length;
-      const failed = uploads.filter((u) => u.state === 'error').length;
-      if (!failed) say(`Uploaded ${done} file(s).`);
-      else status(`Uploaded ${done} file(s); ${failed} failed.`);
+      const ended = uploads.filter((u) => !u.reported && ['done', 'error', 'cancelled'].includes(u.state));
+      if (!ended.length) return;
+      for (const u of ended) u.reported = true;
+      const count = (state) => ended.filter((u) => u.state === state).length;
+      const done = count('done'), failed = count('error'), cancelled = count('cancelled');
+      const rest = [];
+      if (failed) rest.push(`${failed} failed`);
+      if (cancelled) rest.push(`${cancelled} cancelled`);
+      const files = (n) => `${n} file${n === 1 ? '' : 's'}`;
+      const line = done
+        ? `Uploaded ${files(done)}${rest.map((r) => `, ${r}`).join('')}.`
+        : `No file uploaded: ${rest.join(', ')}.`;
+      if (failed) status(line);
+      else say(line);
     }
 
     async function run(item) {

@@ -27,6 +27,22 @@ function sameBytes(a, b) {
   return fs.existsSync(a) && fs.existsSync(b) && Buffer.compare(fs.readFileSync(a), fs.readFileSync(b)) === 0;
 }
 
+// Waits until #status says `want` (a string, or a RegExp) and #error is empty.
+async function waitStatus(page, want, what) {
+  const exact = typeof want === 'string';
+  try {
+    await page.waitForFunction(([w, src, flags]) => {
+      const text = document.querySelector('#status').textContent;
+      return (w !== null ? text === w : new RegExp(src, flags).test(text))
+        && document.querySelector('#error').textContent === '';
+    }, exact ? [want, '', ''] : [null, want.source, want.flags], { timeout: STEP_MS });
+  } catch (e) {
+    throw new CheckFailed(`${what}: #status says ${JSON.stringify(await page.locator('#status').textContent())}, `
+      + `#error ${JSON.stringify(await page.locator('#error').textContent())}, want ${want}`);
+  }
+  console.log(`  ok  ${what}`);
+}
+
 // The names the table lists, from its rows' data-name.
 function listed(page) {
   return page.locator('#listing tbody tr[data-name]').evaluateAll((rows) => rows.map((r) => r.dataset.name));
@@ -74,6 +90,10 @@ async function testUpload(page, root, source) {
   const bytes = all.reduce((s, f) => s + fs.statSync(path.join(source, f)).size, 0);
   check(total.value === total.max && total.max === bytes, 'overall progress at 100 %', JSON.stringify(total));
 
+  // The files and the folder are two sets; the folder's MKCOLs may let the
+  // files end first, and then each set gets its own line.
+  await waitStatus(page, /^Uploaded (5 files|2 files)\.$/, 'the status line says the uploads ended');
+  check(!/Uploading/.test(await page.locator('#status').textContent()), 'no "Uploading" line left');
   for (const f of all) check(sameBytes(path.join(root, f), path.join(source, f)), `${f} arrived byte-identical`);
   check(fs.statSync(path.join(root, 'tree/inner')).isDirectory(), 'the folders were made');
   // three.bin is above one piece: two PATCHes, at 0 and at 8 MiB.
@@ -107,6 +127,7 @@ async function testOddNames(page, root) {
     eq(fs.readFileSync(path.join(root, name), 'utf8'), `odd ${i}\n`, `${JSON.stringify(name)} arrived under its name`);
     await waitListed(page, name, true);
   }
+  await waitStatus(page, 'Uploaded 3 files.', 'the status line counts the three uploads');
   eq(await page.locator('#listing b').count(), 0, 'no name became markup');
 }
 
@@ -138,6 +159,7 @@ async function testCancel(page, root) {
   eq((await terminated).status(), 204, 'Cancel terminated the upload on the server (DELETE 204)');
   await route.abort().catch(() => {});
   await page.unroute('**/.uvhttpd-uploads/*');
+  await waitStatus(page, 'No file uploaded: 1 cancelled.', 'the status line says the upload was cancelled');
   check(!fs.existsSync(path.join(root, 'big.bin')), 'nothing arrived under the name');
   check(!fs.readdirSync(path.join(root, '.uvhttpd-uploads')).some((n) => n.endsWith('.part')),
     'no unfinished part left on the server');

@@ -512,6 +512,9 @@ async function responsive(browser, { base, artifacts, params, dialogs, result })
       await page.setInputFiles('#upload-files', params.upload, { timeout: STEP_MS });
       await waitUploadsDone(page, 1);
       await waitForRow(page, path.basename(params.upload));
+      await page.waitForFunction(() => document.querySelector('#status').textContent === 'Uploaded 1 file.', null,
+        { timeout: STEP_MS });
+      console.log('  ok  desktop: the status line says "Uploaded 1 file."');
     }
     const shot = path.join(artifacts, `file-manager-${name}.png`);
     await page.screenshot({ path: shot, fullPage: true, timeout: STEP_MS });
