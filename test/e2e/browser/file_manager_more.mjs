@@ -512,8 +512,7 @@ async function responsive(browser, { base, artifacts, params, dialogs, result })
       await page.setInputFiles('#upload-files', params.upload, { timeout: STEP_MS });
       await waitUploadsDone(page, 1);
       await waitForRow(page, path.basename(params.upload));
-      await page.waitForFunction(() => document.querySelector('#status').textContent === 'Uploaded 1 file.', null,
-        { timeout: STEP_MS });
+      await page.waitForFunction(() => document.querySelector('#status').textContent === 'Uploaded 1 file.', null, { timeout: STEP_MS });
       console.log('  ok  desktop: the status line says "Uploaded 1 file."');
     }
     const shot = path.join(artifacts, `file-manager-${name}.png`);
@@ -546,6 +545,11 @@ async function sorting(browser, { base, params, dialogs }) {
       // either way); at most three clicks.
       for (let i = 0; i < 3 && (await th.getAttribute('aria-sort')) !== dir; i++) await button.click();
       eq(await th.getAttribute('aria-sort'), dir, `${label}: aria-sort ${dir}`);
+      // aria-sort carries the state: the drawn arrow stays out of the name.
+      eq(await page.locator('#listing thead').getByRole('button', { name: label, exact: true }).count(), 1,
+        `${label} ${dir}: the sort button's accessible name is ${JSON.stringify(label)}`);
+      const arrow = await button.evaluate((b) => getComputedStyle(b, '::after').content);
+      check(arrow.includes(dir === 'ascending' ? '\u25B2' : '\u25BC'), `${label} ${dir}: the arrow is still drawn`, arrow);
       const want = params.order[key][dir];
       eq(await files(), want, `${label} ${dir}: the files in order`);
       await dirsFirst(`${label} ${dir}`);
