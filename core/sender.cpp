@@ -51,6 +51,8 @@ constexpr uint64_t kLowatRaiseAfter = 512 * 1024;
 // until a step sends kFastStep again: a worker is held at most kWaitBaseNs
 // plus 10 ns per byte the reader took, so slow readers cannot tie up the
 // threadpool, while a fast one delayed once by the scheduler keeps waiting.
+// At most half the pool's threads wait at once (Server::begin_socket_wait):
+// many fast large downloads cannot delay the opens and reads of others.
 constexpr int64_t kWaitBaseNs = 2'000'000;
 constexpr int64_t kWaitNsPerByte = 10;
 constexpr int64_t kFastStep = 1 << 20;
@@ -417,11 +419,19 @@ void Connection::sendfile_step() {
 // sendfile reports); false marks the reader slow.
 bool Connection::wait_writable_briefly(int64_t sent, int64_t& waited_ns) {
     int64_t left = kWaitBaseNs + sent * kWaitNsPerByte - waited_ns;
+    if (left <= 0) {
+        s_->tx.slow_reader = true;
+        return false;
+    }
+    // No free wait slot: the loop waits for this socket instead, and the
+    // reader is not marked slow.
+    if (!server_.begin_socket_wait()) return false;
     struct timespec t0 {}, t1 {};
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct pollfd p {sock_dup_, POLLOUT, 0};
     struct timespec limit {static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
-    int r = left > 0 ? ppoll(&p, 1, &limit, nullptr) : 0;
+    int r = ppoll(&p, 1, &limit, nullptr);
+    server_.end_socket_wait();
     clock_gettime(CLOCK_MONOTONIC, &t1);
     waited_ns += (t1.tv_sec - t0.tv_sec) * 1'000'000'000LL + (t1.tv_nsec - t0.tv_nsec);
     if (r > 0) return true;

@@ -125,14 +125,12 @@ void Server::fit_connections_to_descriptors() {
 
 bool Server::start(std::string& error, int listen_fd) {
     fit_connections_to_descriptors();
-    if (config_.max_listing_jobs) {
-        listing_slots_ = config_.max_listing_jobs;
-    } else {
-        // libuv's pool has UV_THREADPOOL_SIZE threads (default 4).
-        const char* env = std::getenv("UV_THREADPOOL_SIZE");
-        long pool = env ? std::strtol(env, nullptr, 10) : 4;
-        listing_slots_ = static_cast<unsigned>(std::max(1L, std::min(pool, 1024L) / 2));
-    }
+    // libuv's pool has UV_THREADPOOL_SIZE threads (default 4).
+    const char* env = std::getenv("UV_THREADPOOL_SIZE");
+    long pool = env ? std::strtol(env, nullptr, 10) : 4;
+    auto half_pool = static_cast<unsigned>(std::max(1L, std::min(pool, 1024L) / 2));
+    listing_slots_ = config_.max_listing_jobs ? config_.max_listing_jobs : half_pool;
+    socket_wait_slots_ = half_pool;
     for (const std::string& c : config_.trust_proxy) {
         Cidr cidr;
         if (Cidr::parse(c, cidr)) trust_proxy_.push_back(cidr);

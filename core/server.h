@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -90,6 +91,18 @@ public:
     void release_listing_slot();
     void forget_listing_waiter(Connection& c);
 
+    // A sendfile step may wait on its pool thread for a fast reader's
+    // socket (core/sender.cpp), but at most half the pool's threads wait so
+    // at once: the rest stay free for opens, stats and reads, whatever the
+    // number of fast large downloads. Called on pool threads.
+    bool begin_socket_wait() {
+        unsigned n = socket_waits_.fetch_add(1, std::memory_order_relaxed);
+        if (n < socket_wait_slots_) return true;
+        socket_waits_.fetch_sub(1, std::memory_order_relaxed);
+        return false;
+    }
+    void end_socket_wait() { socket_waits_.fetch_sub(1, std::memory_order_relaxed); }
+
 private:
     static void on_connection(uv_stream_t* listener, int status);
     static void on_tick(uv_timer_t* t);
@@ -109,6 +122,8 @@ private:
     void fit_connections_to_descriptors();
     bool limit_from_descriptors_ = false;  // max_connections was lowered to fit RLIMIT_NOFILE
     unsigned listing_slots_ = 2;
+    unsigned socket_wait_slots_ = 2;  // half the pool (begin_socket_wait)
+    std::atomic<unsigned> socket_waits_{0};
     Connection* slot_head_ = nullptr;  // listings waiting for a slot, oldest first
     Connection* slot_tail_ = nullptr;
     Config config_;
