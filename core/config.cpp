@@ -86,6 +86,11 @@ std::string usage_text() {
         "  --compress-max-cached SIZE  files up to SIZE are compressed once per version and\n"
         "                          kept; larger ones are compressed as they are sent (default 1M)\n"
         "  --compress-cache-size SIZE  memory for compressed results, LRU (default 64M)\n"
+        "  --compress-cache-dir DIR  keep the compressed forms of files above\n"
+        "                          --compress-max-cached in DIR, sent with sendfile (outside the\n"
+        "                          root, or a dotted directory in it; default: not kept)\n"
+        "  --compress-cache-dir-size SIZE  disk for that directory, least recently used\n"
+        "                          first out (default 1G)\n"
         "  --compress-level CODING=N   level of kept results (defaults gzip=9 br=11 zstd=19)\n"
         "  --compress-stream-level CODING=N  level of streamed bodies (gzip=6 br=5 zstd=3)\n"
         "\n"
@@ -305,6 +310,11 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
             } else if (arg == "--compress-max-cached") {
                 cfg.compress_max_cached = parse_size(arg, need());
                 if (cfg.compress_max_cached > (256ull << 20)) throw UsageError("--compress-max-cached is at most 256M");
+            } else if (arg == "--compress-cache-dir") {
+                cfg.compress_cache_dir = std::string(need());
+                if (cfg.compress_cache_dir.empty()) throw UsageError("--compress-cache-dir needs a directory");
+            } else if (arg == "--compress-cache-dir-size") {
+                cfg.compress_cache_dir_size = parse_size(arg, need());
             } else if (arg == "--compress-cache-size") {
                 cfg.compress_cache_size = parse_size(arg, need());
             } else if (arg == "--compress-level" || arg == "--compress-stream-level") {

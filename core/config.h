@@ -48,6 +48,8 @@ struct Config {
     uint64_t compress_min_size = 1024;        // --compress-min-size
     uint64_t compress_max_cached = 1 << 20;   // --compress-max-cached: larger files are streamed
     size_t compress_cache_size = 64ull << 20; // --compress-cache-size
+    std::string compress_cache_dir;           // --compress-cache-dir; empty: large files are not kept
+    uint64_t compress_cache_dir_size = 1ull << 30;  // --compress-cache-dir-size
     int level_cached[4] = {0, 9, 11, 19};     // --compress-level CODING=N (index: gzip 1, br 2, zstd 3)
     int level_stream[4] = {0, 6, 5, 3};       // --compress-stream-level CODING=N
 

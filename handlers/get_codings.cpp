@@ -4,6 +4,7 @@
 #include "handlers/get_head.h"
 #include "handlers/get_job.h"
 #include "handlers/compress/compress_source.h"
+#include "handlers/compress/disk_cache.h"
 #include "protocol/etag.h"
 #include "protocol/mime.h"
 #include "protocol/preconditions.h"
@@ -114,6 +115,41 @@ void serve_streamed(Exchange& ex, GetJob& job, std::string_view identity_etag) {
     head.accept_ranges = true;  // ranges are answered from the identity file
     head.content_length = ResponseHead::kUnknownLength;
     ex.respond(head, Body::from(src));
+}
+
+void serve_disk_coded(Exchange& ex, GetJob& job, std::string_view identity_etag) {
+    const Site& site = ex.site();
+    Coding c = job.coding;
+    std::string etag = coded_etag(identity_etag, c, site.compress->stream.of(c));
+    // The entry's descriptor takes the source's place in the job.
+    ex.close_later(job.take_fd());
+    job.fd = job.disk_fd;
+    job.disk_fd = -1;
+    FileView v;
+    v.size = job.disk_size;
+    v.etag = etag;
+    v.last_modified = job.st.st_mtim.tv_sec;
+    v.content_type = mime_type_for(job.served_rel);
+    v.encoding = coding_name(c);
+    v.vary = "Accept-Encoding";
+    v.job = &job;
+    serve_view(ex, v);
+    if (job.fd >= 0) ex.close_later(job.take_fd());
+}
+
+bool wait_for_disk_coded(Exchange& ex, GetJob& job, std::string_view identity_etag) {
+    const Site& site = ex.site();
+    if (!site.disk_codings || !job.may_start) return false;  // HEAD too: the headers GET will send
+    int level = site.compress->stream.of(job.coding);
+    std::string etag = coded_etag(identity_etag, job.coding, level);
+    if (answer_preconditions(ex, etag, job.st.st_mtim.tv_sec, mime_type_for(job.served_rel))) {
+        ex.close_later(job.take_fd());
+        return true;
+    }
+    if (!site.disk_codings->wait_for(disk_key(job.st, job.coding, level), job.fd, ex, after_compression))
+        return false;
+    ex.close_later(job.take_fd());  // the compression has its own descriptor
+    return true;
 }
 
 // Tells the coding cache what the job found. Returns its record.

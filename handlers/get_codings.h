@@ -68,6 +68,17 @@ bool serve_or_wait(Exchange& ex, PathRecord& rec, Coding c, bool may_start);
 // cache takes: chunked, the encoder's memory and one window per connection.
 void serve_streamed(Exchange& ex, GetJob& job, std::string_view identity_etag);
 
+// A coding of a file above --compress-max-cached that the job found in
+// --compress-cache-dir (job.disk_fd): sent from that file with sendfile,
+// with Content-Length, the stream's ETag, and Range requests answered from
+// the coded bytes (handlers/compress/disk_cache.h).
+void serve_disk_coded(Exchange& ex, GetJob& job, std::string_view identity_etag);
+
+// A GET or HEAD of such a coding that found no entry: answers 304/412 from the
+// derived ETag, or waits for the one compression into the directory and
+// then runs the GET again (after_compression). False: stream it.
+bool wait_for_disk_coded(Exchange& ex, GetJob& job, std::string_view identity_etag);
+
 // Tells the coding cache what the job found. Returns its record.
 PathRecord* record_facts(Exchange& ex, GetJob& job, const std::string& identity_etag);
 

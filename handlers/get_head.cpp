@@ -48,6 +48,7 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
         h.vary = "Accept-Encoding";
         return respond_text(ex, 406, "no acceptable content coding (Accept-Encoding refuses identity)", h);
     }
+    if (job.on_the_fly && job.disk_fd >= 0) return serve_disk_coded(ex, job, identity_etag);
     if (job.on_the_fly && !range_from_identity(ex.request(), identity_etag, job.st.st_mtim.tv_sec)) {
         if (rec && size <= site.codings->max_file()) {
             if (serve_or_wait(ex, *rec, job.coding, job.may_start)) {
@@ -55,6 +56,7 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
                 return;
             }
         } else if (size > (site.codings ? site.codings->max_file() : 0)) {
+            if (wait_for_disk_coded(ex, job, identity_etag)) return;
             return serve_streamed(ex, job, identity_etag);
         }
         // Otherwise identity: the compression failed, or waiting is over.

@@ -4,6 +4,8 @@
 
 #include <cerrno>
 
+#include "handlers/compress/coding_cache.h"
+#include "handlers/compress/disk_cache.h"
 #include "handlers/fs_ops.h"
 #include "handlers/get_codings.h"
 #include "protocol/mime.h"
@@ -93,6 +95,16 @@ void read_inline(GetJob& job) {
     job.data.clear();  // send from the descriptor instead
 }
 
+// A coding of a file too large for the memory cache may be on disk.
+void open_disk_entry(GetJob& job) {
+    const Site* site = job.site;
+    if (!site || !site->disk_codings || !job.policy) return;
+    uint64_t max_file = site->codings ? site->codings->max_file() : 0;
+    if (static_cast<uint64_t>(job.st.st_size) <= max_file) return;
+    DiskKey key = disk_key(job.st, job.coding, job.policy->stream.of(job.coding));
+    job.disk_fd = site->disk_codings->open_entry(key, job.disk_size);
+}
+
 // A missing name may be remembered (fd_cache.h) under its parent
 // directory's generation, read before the name is looked at again: a create
 // there after that bumps it. Only when the directory exists.
@@ -161,6 +173,7 @@ void GetJob::work() {
     choose_representation(job);
     if (job.locks && !job.encoding.empty()) job.file_generation = job.locks->generation(job.st.st_dev, job.st.st_ino);
     if (!job.not_acceptable && !job.on_the_fly) read_inline(job);
+    if (job.on_the_fly) open_disk_entry(job);
     job.cacheable = true;
     // Bytes for the small-file cache, and large files' descriptors for the
     // descriptor cache, are both tagged with the generation read above.

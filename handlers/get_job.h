@@ -52,6 +52,11 @@ struct GetJob final : Job {
     bool not_acceptable = false;  // identity refused and no acceptable coding: 406
     std::string_view encoding;  // "gzip", "br", "zstd" or empty: what `fd` holds
     bool in_memory = false;     // `data` holds the whole file
+    // The coding's entry in --compress-cache-dir, when `on_the_fly` and
+    // the file is above --compress-max-cached: its descriptor and the
+    // coded length (handlers/compress/disk_cache.h).
+    int disk_fd = -1;
+    uint64_t disk_size = 0;
     std::string data;           // inline file bytes, or the rendered listing
     uint64_t file_generation = 0;  // of `st`'s file, read before its bytes
     uint64_t id_generation = 0;    // of the identity file, read before its stat
@@ -64,10 +69,11 @@ struct GetJob final : Job {
 
     void work() override;
     void done(Exchange& ex) override;
-    bool holds_resources() const override { return fd >= 0; }
+    bool holds_resources() const override { return fd >= 0 || disk_fd >= 0; }
     void release() override {
         if (fd >= 0) close(fd);
-        fd = -1;
+        if (disk_fd >= 0) close(disk_fd);
+        fd = disk_fd = -1;
     }
     // Hands the descriptor on (to a body source, or to be closed later).
     int take_fd() {

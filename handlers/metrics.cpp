@@ -118,6 +118,21 @@ void Metrics::render(std::string& out) const {
                        compressions[i]);
     counter("uvhttpd_coding_cache_hits_total", "Responses served from the coding cache.", coding_cache_hits);
     gauge("uvhttpd_coding_cache_bytes", "Memory held by the coding cache.", static_cast<int64_t>(coding_cache_bytes));
+    if (disk_codings) {
+        counter("uvhttpd_coding_disk_hits_total", "GETs of a large file's coding sent from --compress-cache-dir.",
+                disk_hits);
+        counter("uvhttpd_coding_disk_misses_total",
+                "GETs of a large file's coding that found no entry in --compress-cache-dir.", disk_misses);
+        counter("uvhttpd_coding_disk_compressions_total", "Entries compressed into --compress-cache-dir.",
+                disk_compressions);
+        counter("uvhttpd_coding_disk_written_bytes_total", "Coded bytes written into --compress-cache-dir.",
+                disk_written);
+        counter("uvhttpd_coding_disk_evictions_total",
+                "Entries removed from --compress-cache-dir to stay within its size.", disk_evictions);
+        gauge("uvhttpd_coding_disk_bytes", "Bytes of the entries in --compress-cache-dir at its last scan.",
+              static_cast<int64_t>(disk_bytes));
+        gauge("uvhttpd_coding_disk_max_bytes", "--compress-cache-dir-size.", static_cast<int64_t>(disk_max_bytes));
+    }
     counter("uvhttpd_access_log_dropped_total", "Access log lines dropped because the log could not keep up.",
             log_lines_dropped);
     gauge("uvhttpd_ready", "1 while accepting traffic, 0 while draining.", ready ? 1 : 0);

@@ -52,6 +52,12 @@ public:
     uint64_t compressions[3] = {};
     uint64_t coding_cache_hits = 0;
     uint64_t coding_cache_bytes = 0;
+    // The coding cache on disk (--compress-cache-dir): lookups that found an
+    // entry or not, entries written and their coded bytes, evictions, and
+    // the entries' size at the last scan of the directory.
+    bool disk_codings = false;
+    uint64_t disk_hits = 0, disk_misses = 0, disk_compressions = 0, disk_written = 0, disk_evictions = 0;
+    uint64_t disk_bytes = 0, disk_max_bytes = 0;
     uint64_t log_lines_dropped = 0;
     bool ready = true;                 // false while draining
 

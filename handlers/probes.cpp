@@ -1,6 +1,7 @@
 #include "handlers/probes.h"
 
 #include "handlers/compress/coding_cache.h"
+#include "handlers/compress/disk_cache.h"
 #include "handlers/file_cache.h"
 #include "handlers/metrics.h"
 #include "handlers/records/record_backend.h"
@@ -58,6 +59,16 @@ void handle_metrics(Exchange& ex) {
         for (int i = 0; i < 3; ++i) m->compressions[i] = site.codings->compressions(static_cast<Coding>(i + 1));
         m->coding_cache_hits = site.codings->hits();
         m->coding_cache_bytes = site.codings->bytes();
+    }
+    if (const DiskCodingCache* d = site.disk_codings) {
+        m->disk_codings = true;
+        m->disk_hits = d->hits();
+        m->disk_misses = d->misses();
+        m->disk_compressions = d->compressions();
+        m->disk_written = d->written();
+        m->disk_evictions = d->evictions();
+        m->disk_bytes = d->bytes();
+        m->disk_max_bytes = d->max_bytes();
     }
     std::string& body = ex.text();
     m->render(body);

@@ -15,6 +15,7 @@
 namespace uvh {
 
 class CodingCache;
+class DiskCodingCache;
 struct CompressPolicy;
 class FileCache;
 class FdCache;
@@ -66,6 +67,7 @@ struct Site {
     // Compression (handlers/compress/): null with --compress off.
     const CompressPolicy* compress = nullptr;
     CodingCache* codings = nullptr;
+    DiskCodingCache* disk_codings = nullptr;  // --compress-cache-dir (handlers/compress/disk_cache.h)
     FdCache* fd_cache = nullptr;  // descriptors of large files (--open-file-cache)
     const LockService* locks = nullptr;  // write locks and file generations
     DavLockTable* dav_locks = nullptr;   // WebDAV locks (handlers/dav/lock_table.h)

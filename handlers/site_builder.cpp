@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "handlers/compress/coding_cache.h"
+#include "handlers/compress/disk_cache.h"
 #include "handlers/compress/policy.h"
 #include "handlers/dav/lock_table.h"
 #include "handlers/fd_cache.h"
@@ -67,6 +68,8 @@ private:
     CompressPolicy compress_;
     std::unique_ptr<CodingCache> codings_;
     bool codings_closing_ = false, codings_closed_ = false, codings_async_ = false;
+    std::unique_ptr<DiskCodingCache> disk_codings_;
+    bool disk_closing_ = false, disk_closed_ = false, disk_async_ = false;
     std::unique_ptr<FdCache> fd_cache_;
     std::unique_ptr<RecordBackend> records_;
     PgStore* pg_ = nullptr;  // records_ when it is PostgreSQL
@@ -176,6 +179,15 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
         opt.max_jobs = std::max(1u, pool / 2);
         codings_ = std::make_unique<CodingCache>(loop, root, locks_.get(), opt);
         site_.codings = codings_.get();
+        if (!config_.compress_cache_dir.empty()) {
+            DiskCodingCache::Options dopt;
+            dopt.dir = config_.compress_cache_dir;
+            dopt.max_bytes = config_.compress_cache_dir_size;
+            dopt.max_jobs = std::max(1u, pool / 4);  // large files: fewer at once than the memory cache's
+            disk_codings_ = DiskCodingCache::open(loop, locks_.get(), dopt, config_.root, config_.read_only, error);
+            if (!disk_codings_) return false;
+            site_.disk_codings = disk_codings_.get();
+        }
     }
     if (config_.open_file_cache > 0) {
         fd_cache_ = std::make_unique<FdCache>(config_.open_file_cache, config_.cache_revalidate_ms);
@@ -390,6 +402,16 @@ void SiteApp::maybe_closed() {
         });
         codings_async_ = true;
         if (!codings_closed_) return;
+    }
+    if (disk_codings_ && !disk_closed_) {
+        if (disk_closing_) return;
+        disk_closing_ = true;
+        disk_codings_->close([this] {
+            disk_closed_ = true;
+            if (disk_async_) maybe_closed();  // not from inside this call
+        });
+        disk_async_ = true;
+        if (!disk_closed_) return;
     }
     // No connection is left, so no record operation is queued; close the
     // store and finish when it says it is done.

@@ -305,12 +305,6 @@ void CodingCache::charge(PathRecord& rec, long delta) {
     bytes_ = static_cast<size_t>(static_cast<long>(bytes_) + delta);
 }
 
-void CodingCache::flush_released() {
-    while (!to_release_.empty()) {
-        std::vector<std::pair<Exchange*, DoneFn>> batch;
-        batch.swap(to_release_);
-        for (auto& [ex, fn] : batch) ex->release(fn);
-    }
-}
+void CodingCache::flush_released() { release_waiters(to_release_); }
 
 }  // namespace uvh

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "handlers/compress/codecs.h"
+#include "handlers/compress/waiters.h"
 #include "handlers/exchange.h"
 #include "protocol/negotiate.h"
 
@@ -62,7 +63,7 @@ struct CodedRep {
     std::string bytes;
     std::string etag;    // derived from the identity ETag (coded_etag)
     std::string fields;  // the 200's representation fields, formatted once
-    std::vector<std::pair<Exchange*, DoneFn>> waiters;
+    std::vector<Waiter> waiters;
 };
 
 struct PathRecord {
@@ -178,7 +179,7 @@ private:
     std::function<void()> closed_;
     // Waiters to release once the cache's own state is consistent again
     // (releasing runs the handler, which may call back into the cache).
-    std::vector<std::pair<Exchange*, DoneFn>> to_release_;
+    std::vector<Waiter> to_release_;
 };
 
 }  // namespace uvh

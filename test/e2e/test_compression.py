@@ -463,3 +463,257 @@ def test_clients_that_leave_while_a_compression_runs():
             assert body == data and h["content-encoding"] == "br"
             assert metric(s, "uvhttpd_compressions_total", 'coding="br"') == 1
             assert get(s, "/healthz").status == 200
+
+
+# ---------------------------------------------------- --compress-cache-dir
+#
+# Files above --compress-max-cached compressed once per version and coding
+# into a directory and sent from there with sendfile (docs/operations.md,
+# "The coding cache on disk"). 3 MiB of log lines here; 64 MiB with UVH_FULL=1.
+
+DISK_SIZE = (64 << 20) if FULL else (3 << 20)
+DISK_FLAGS = ("--compress-max-cached", "1M")
+
+
+def log_text(size, seed=0):
+    line = b"2026-11-28T11:00:00Z GET /v%d/path 200 %08d \"curl/7.88\"\n"
+    out, n = [], 0
+    while n < size:
+        chunk = b"".join(line % (seed, i) for i in range(n // 40, n // 40 + 2048))
+        out.append(chunk)
+        n += len(chunk)
+    return b"".join(out)[:size]
+
+
+ENTRY = re.compile(r"c-(?:[0-9a-f]{1,16}-){5}(?:gzip|br|zstd)[0-9]{1,2}")
+
+
+def entries(cache):
+    """The cache entries in the directory (their names are their keys)."""
+    return sorted(n for n in os.listdir(cache) if ENTRY.fullmatch(n))
+
+
+def raw_get(s, path, headers):
+    """The bytes on the wire (not decoded) and the head, with curl."""
+    args = []
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    r = subprocess.run(["curl", "-sS", "--max-time", "120", "-D", "/dev/stderr", "-o", "-", *args,
+                        s.url + path.lstrip("/")], capture_output=True, timeout=130)
+    assert r.returncode == 0, r
+    status, h = parse_head(r.stderr.decode("latin-1"))
+    return status, h, r.stdout
+
+
+def test_disk_cache_sends_a_large_files_coding_from_the_directory_with_ranges():
+    data = log_text(DISK_SIZE)
+    with TempRoot() as root, TempRoot() as cache_parent:
+        root.write("big.log", data)
+        cache = os.path.join(cache_parent.path, "codings")  # made by the server
+        with Server(root.path, *DISK_FLAGS) as plain, \
+                Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache) as s:
+            for n, coding in enumerate(CODINGS, 1):
+                # The first request waits for the one compression and gets
+                # the entry: a length, no chunks, the stream's ETag and bytes.
+                st, h, first = raw_get(s, "/big.log", {"Accept-Encoding": coding})
+                assert st == 200 and h["content-encoding"] == coding and "transfer-encoding" not in h
+                assert int(h["content-length"]) == len(first) < len(data) / 4
+                assert metric(s, "uvhttpd_coding_disk_compressions_total") == n
+                st, sh, streamed = raw_get(plain, "/big.log", {"Accept-Encoding": coding})
+                assert sh["transfer-encoding"] == "chunked" and sh["etag"] == h["etag"]
+                assert streamed == first  # one strong ETag, one sequence of bytes
+                hits = metric(s, "uvhttpd_coding_disk_hits_total")
+                dh, body = decoded(s, "/big.log", coding)
+                assert body == data and dh["etag"] == h["etag"]
+                assert metric(s, "uvhttpd_coding_disk_hits_total") == hits + 1
+                assert metric(s, "uvhttpd_coding_disk_compressions_total") == n
+                etag = h["etag"]
+                # Ranges of the coded bytes (curl -C - of a compressed download).
+                st, rh, part = raw_get(s, "/big.log", {"Accept-Encoding": coding, "Range": "bytes=100-1123"})
+                assert st == 206 and rh["content-range"] == f"bytes 100-1123/{len(first)}"
+                assert rh["etag"] == etag and part == first[100:1124]
+                st, rh, part = raw_get(s, "/big.log", {"Accept-Encoding": coding, "Range": "bytes=-10",
+                                                       "If-Range": etag})
+                assert st == 206 and part == first[-10:]
+                st, _, _ = raw_get(s, "/big.log", {"Accept-Encoding": coding, "If-None-Match": etag})
+                assert st == 304
+                head = get(s, "/big.log", coding, method="HEAD")
+                assert head.get("content-length") == str(len(first)) and head.get("etag") == etag
+            names = entries(cache)
+            assert len(names) == 3 and {n.rsplit("-", 1)[1] for n in names} == {"gzip6", "br5", "zstd3"}
+            assert metric(s, "uvhttpd_coding_disk_bytes") == sum(
+                os.path.getsize(os.path.join(cache, n)) for n in names)
+            assert metric(s, "uvhttpd_coding_disk_misses_total") == 3
+        # A restart finds the entries: no compression.
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache) as s:
+            _, body = decoded(s, "/big.log", "br")
+            assert body == data
+            assert metric(s, "uvhttpd_coding_disk_compressions_total") == 0
+            assert metric(s, "uvhttpd_coding_disk_hits_total") == 1
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_disk_cache_concurrent_cold_requests_make_one_compression(workers):
+    data = log_text(DISK_SIZE, seed=1)
+    with TempRoot() as root, TempRoot() as cache:
+        root.write("big.log", data)
+        extra = ("--workers", str(workers)) if workers > 1 else ()
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache.path, *extra) as s:
+            bodies, errors = [], []
+            start = threading.Barrier(12)
+
+            def worker():
+                try:
+                    start.wait(timeout=10)
+                    bodies.append(raw_get(s, "/big.log", {"Accept-Encoding": "zstd"}))
+                except Exception as e:  # reported below
+                    errors.append(e)
+
+            threads = [threading.Thread(target=worker) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert not errors, errors
+            assert len(bodies) == 12
+            assert all(st == 200 and h["content-encoding"] == "zstd" for st, h, _ in bodies)
+            assert len({b for _, _, b in bodies}) == 1
+            assert len(entries(cache.path)) == 1
+            assert os.listdir(cache.path) == entries(cache.path)  # no temporary file left
+            if workers == 1:
+                assert metric(s, "uvhttpd_coding_disk_compressions_total") == 1
+            _, body = decoded(s, "/big.log", "zstd")
+            assert body == data
+
+
+def test_disk_cache_a_new_version_gets_a_new_entry_and_readers_see_whole_ones():
+    a, b = log_text(DISK_SIZE, seed=2), log_text(DISK_SIZE, seed=3)
+    with TempRoot() as root, TempRoot() as cache:
+        root.write("big.log", a)
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache.path) as s:
+            ha, body = decoded(s, "/big.log", "gzip")
+            assert body == a
+            stop, seen, errors = threading.Event(), [], []
+
+            def reader():
+                try:
+                    while not stop.is_set():
+                        _, got = decoded(s, "/big.log", "gzip")
+                        seen.append(got)
+                except Exception as e:  # reported below
+                    errors.append(e)
+
+            readers = [threading.Thread(target=reader) for _ in range(3)]
+            for t in readers:
+                t.start()
+            try:
+                for i in range(6):
+                    r = request(s.port, "PUT", "/big.log", body=b if i % 2 == 0 else a)
+                    assert r.status == 204
+            finally:
+                stop.set()
+                for t in readers:
+                    t.join(timeout=120)
+            assert not errors, errors
+            assert seen and all(got in (a, b) for got in seen)  # one whole version each, never a mix
+            request(s.port, "PUT", "/big.log", body=b)
+            hb, body = decoded(s, "/big.log", "gzip")
+            assert body == b and hb["etag"] != ha["etag"]
+            assert len(entries(cache.path)) >= 2  # the old versions' entries wait for eviction
+
+
+def test_disk_cache_stays_within_its_size_least_recently_used_first():
+    with TempRoot() as root, TempRoot() as cache:
+        for name in ("a", "b", "c"):
+            root.write(f"{name}.log", log_text(3 << 20, seed=ord(name)))
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache.path) as s:
+            _, h, one = raw_get(s, "/a.log", {"Accept-Encoding": "gzip"})
+            entry = len(one) + 160
+        # Room for two entries of this size: the third write evicts the oldest.
+        limit = str(2 * entry + entry // 2)
+        for n in entries(cache.path):
+            os.unlink(os.path.join(cache.path, n))
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache.path,
+                    "--compress-cache-dir-size", limit) as s:
+            for name in ("a", "b", "c"):
+                assert raw_get(s, f"/{name}.log", {"Accept-Encoding": "gzip"})[0] == 200
+                time.sleep(0.01)  # distinct mtimes on coarse-clock file systems, not synchronisation
+            assert len(entries(cache.path)) == 2
+            assert metric(s, "uvhttpd_coding_disk_evictions_total") == 1
+            assert metric(s, "uvhttpd_coding_disk_bytes") <= int(limit)
+            # a.log's entry went: a GET compresses it again; b and c stay hits.
+            hits = metric(s, "uvhttpd_coding_disk_hits_total")
+            assert raw_get(s, "/c.log", {"Accept-Encoding": "gzip"})[0] == 200
+            assert metric(s, "uvhttpd_coding_disk_hits_total") == hits + 1
+            assert raw_get(s, "/a.log", {"Accept-Encoding": "gzip"})[0] == 200
+            assert metric(s, "uvhttpd_coding_disk_compressions_total") == 4
+
+
+def test_disk_cache_ignores_truncated_hand_edited_and_foreign_files():
+    data = log_text(DISK_SIZE, seed=4)
+    with TempRoot() as root, TempRoot() as cache:
+        root.write("big.log", data)
+        foreign = {"notes.txt": b"mine", "c-not-an-entry": b"x" * 100}
+        for n, content in foreign.items():
+            cache.write(n, content)
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache.path,
+                    "--compress-cache-dir-size", "1") as s:  # every scan evicts what it may
+            _, good = decoded(s, "/big.log", "br")
+            assert good == data
+            [name] = entries(cache.path)
+            path = os.path.join(cache.path, name)
+            with open(path, "rb") as f:
+                whole = f.read()
+            for damaged in (whole[: len(whole) // 2],                  # truncated
+                            whole[:-160] + whole[-160:].replace(b"1 ", b"2 ", 1),  # trailer edited
+                            whole[:-161] + b"X" + whole[-160:] + b"more"):  # grown
+                with open(path, "wb") as f:
+                    f.write(damaged)
+                before = metric(s, "uvhttpd_coding_disk_compressions_total")
+                _, body = decoded(s, "/big.log", "br")
+                assert body == data
+                assert metric(s, "uvhttpd_coding_disk_compressions_total") == before + 1
+                with open(path, "rb") as f:
+                    assert f.read() == whole  # replaced by a whole entry
+        for n, content in foreign.items():  # never served, never removed
+            with open(os.path.join(cache.path, n), "rb") as f:
+                assert f.read() == content
+
+
+def test_disk_cache_directory_is_outside_the_root_or_hidden_in_it():
+    with TempRoot() as root:
+        root.write("big.log", log_text(DISK_SIZE, seed=5))
+        for args, words in ((("--compress-cache-dir", os.path.join(root.path, "codings")), "inside the served root"),
+                            (("--compress-cache-dir", root.path), "inside the served root"),
+                            (("--compress-cache-dir", os.path.join(root.path, ".codings"), "--read-only"),
+                             "--read-only")):
+            r = subprocess.run([s_binary(), "--root", root.path, *args], capture_output=True, text=True, timeout=10)
+            assert r.returncode == 2, args
+            assert words in r.stderr, (args, r.stderr)
+        assert not os.path.exists(os.path.join(root.path, "codings")) or not os.listdir(
+            os.path.join(root.path, "codings"))
+        with TempRoot() as outside, Server(root.path, *DISK_FLAGS, "--read-only",
+                                           "--compress-cache-dir", outside.path) as s:
+            _, body = decoded(s, "/big.log", "zstd")  # a read-only root, a cache outside it
+            assert len(entries(outside.path)) == 1
+            assert metric(s, "uvhttpd_coding_disk_compressions_total") == 1
+        hidden = os.path.join(root.path, ".codings")
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", hidden) as s:
+            _, body = decoded(s, "/big.log", "gzip")
+            [name] = entries(hidden)
+            for method in ("GET", "PROPFIND", "DELETE"):  # the dotfile rule hides it from every method
+                assert request(s.port, method, f"/.codings/{name}").status == 404
+            assert request(s.port, "GET", "/.codings/").status == 404
+
+
+def test_disk_cache_on_a_full_disk_streams_and_leaves_nothing_behind():
+    import uvhlib
+    data = log_text(DISK_SIZE, seed=6)
+    with TempRoot() as root, uvhlib.small_tmpfs("64k") as mnt:
+        root.write("big.log", data)
+        with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", mnt) as s:
+            for _ in range(2):  # the second within the retry pause: no new attempt
+                h, body = decoded(s, "/big.log", "gzip")
+                assert body == data and h["transfer-encoding"] == "chunked"  # streamed instead
+            assert metric(s, "uvhttpd_coding_disk_compressions_total") == 0
+            assert os.listdir(mnt) == []  # the temporary file went with the failure
