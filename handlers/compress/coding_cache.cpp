@@ -65,9 +65,7 @@ CodingCache::CodingCache(uv_loop_t* loop, int root_fd, const LockService* locks,
     if (opt_.max_jobs == 0) opt_.max_jobs = 1;
 }
 
-CodingCache::~CodingCache() {
-    for (Task* t : queued_) delete t;
-}
+CodingCache::~CodingCache() = default;
 
 PathRecord* CodingCache::find(std::string_view url_path, uint64_t now_ms) {
     auto it = map_.find(url_path);
@@ -76,7 +74,7 @@ PathRecord* CodingCache::find(std::string_view url_path, uint64_t now_ms) {
     if (locks_ && locks_->generation(rec.facts.dev, rec.facts.ino) != rec.facts.file_generation) {
         // Replaced or removed by a writer, in any process: a new version.
         erase(url_path);
-        flush_released();
+        jobs_.release();
         return nullptr;
     }
     uint64_t age = now_ms - rec.verified_ms;
@@ -117,7 +115,7 @@ PathRecord* CodingCache::verify(std::string_view url_path, FileFacts facts, uint
         for (int c = 1; c < kCodings; ++c) {
             CodedRep& rep = rec.coded[c];
             charge(rec, -static_cast<long>(rep.bytes.size() + rep.fields.size()));
-            for (auto& w : rep.waiters) to_release_.push_back(w);
+            jobs_.release_later(rep.waiters);
             rep = CodedRep{};  // a compression under way for the old version will not store
         }
     }
@@ -135,7 +133,7 @@ PathRecord* CodingCache::verify(std::string_view url_path, FileFacts facts, uint
     rec.verified_ms = now_ms;
     rec.revalidating = false;
     evict();
-    flush_released();
+    jobs_.release();
     // Eviction never takes the most recently used record, so `rec` is alive.
     auto again = map_.find(url_path);
     return again == map_.end() ? nullptr : &again->second;
@@ -157,7 +155,7 @@ CodedRep::State CodingCache::get_or_wait(PathRecord& rec, std::string_view url_p
     case CodedRep::State::None:
         break;
     }
-    if (closing_ || rec.facts.size > opt_.max_file) return CodedRep::State::Failed;
+    if (jobs_.closing() || rec.facts.size > opt_.max_file) return CodedRep::State::Failed;
     auto* t = new Task;
     t->req.data = t;
     t->cache = this;
@@ -172,7 +170,7 @@ CodedRep::State CodingCache::get_or_wait(PathRecord& rec, std::string_view url_p
     rep.state = CodedRep::State::Pending;
     ex.hold();
     rep.waiters.emplace_back(&ex, after);
-    queued_.push_back(t);
+    jobs_.add(t);
     pump();
     return CodedRep::State::Pending;
 }
@@ -180,12 +178,7 @@ CodedRep::State CodingCache::get_or_wait(PathRecord& rec, std::string_view url_p
 void CodingCache::pump() {
     // At most max_jobs compressions on the pool at once: a large br at
     // level 11 takes a second, and opening files must still find a thread.
-    while (running_ < opt_.max_jobs && !queued_.empty()) {
-        Task* t = queued_.front();
-        queued_.pop_front();
-        ++running_;
-        if (uv_queue_work(loop_, &t->req, on_work, on_after) != 0) finish(t, true);
-    }
+    jobs_.pump(loop_, opt_.max_jobs, on_work, on_after, [this](Task* t) { finish(t, true); });
 }
 
 void CodingCache::on_work(uv_work_t* req) { static_cast<Task*>(req->data)->work(); }
@@ -196,7 +189,7 @@ void CodingCache::on_after(uv_work_t* req, int status) {
 }
 
 void CodingCache::finish(Task* t, bool cancelled) {
-    --running_;
+    jobs_.ended();
     if (t->ran && !cancelled) ++compressions_[static_cast<int>(t->coding)];
     auto it = map_.find(t->path);
     if (it != map_.end() && it->second.facts.etag == t->expected_etag) {
@@ -224,15 +217,14 @@ void CodingCache::finish(Task* t, bool cancelled) {
                 rep.state = t->generation == generation_ && !cancelled ? CodedRep::State::Failed
                                                                       : CodedRep::State::None;
             }
-            for (auto& w : rep.waiters) to_release_.push_back(w);
-            rep.waiters.clear();
+            jobs_.release_later(rep.waiters);
         }
     }
     delete t;
     evict();
-    flush_released();
+    jobs_.release();
     pump();
-    if (closing_ && running_ == 0 && closed_) std::exchange(closed_, nullptr)();
+    jobs_.maybe_closed();
 }
 
 void CodingCache::invalidate_file(std::string_view url_path) {
@@ -248,34 +240,25 @@ void CodingCache::invalidate_file(std::string_view url_path) {
             if (base.ends_with("/index.html")) erase(base.substr(0, base.size() - 10));
         }
     }
-    flush_released();
+    jobs_.release();
 }
 
 void CodingCache::close(std::function<void()> closed) {
-    closing_ = true;
-    for (Task* t : queued_) {
-        auto it = map_.find(t->path);
-        if (it != map_.end()) {
+    jobs_.close(
+        [this](Task* t) {
+            auto it = map_.find(t->path);
+            if (it == map_.end()) return;
             CodedRep& rep = it->second.coded[static_cast<int>(t->coding)];
-            for (auto& w : rep.waiters) to_release_.push_back(w);
+            jobs_.release_later(rep.waiters);
             rep = CodedRep{};
-        }
-        delete t;
-    }
-    queued_.clear();
-    flush_released();
-    if (running_ == 0) {
-        closed();
-        return;
-    }
-    closed_ = std::move(closed);
+        },
+        std::move(closed));
 }
 
 void CodingCache::erase(std::string_view key) {
     auto it = map_.find(key);
     if (it == map_.end()) return;
-    for (CodedRep& rep : it->second.coded)
-        for (auto& w : rep.waiters) to_release_.push_back(w);
+    for (CodedRep& rep : it->second.coded) jobs_.release_later(rep.waiters);
     bytes_ -= it->second.bytes;
     lru_.erase(it->second.lru);
     map_.erase(it);
@@ -304,7 +287,5 @@ void CodingCache::charge(PathRecord& rec, long delta) {
     rec.bytes = static_cast<size_t>(static_cast<long>(rec.bytes) + delta);
     bytes_ = static_cast<size_t>(static_cast<long>(bytes_) + delta);
 }
-
-void CodingCache::flush_released() { release_waiters(to_release_); }
 
 }  // namespace uvh

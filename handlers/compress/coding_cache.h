@@ -144,7 +144,7 @@ public:
     uint64_t hits() const { return hits_; }
     size_t bytes() const { return bytes_; }
     size_t records() const { return map_.size(); }
-    size_t running() const { return running_; }
+    size_t running() const { return jobs_.running(); }
     void count_hit() { ++hits_; }
 
 private:
@@ -161,7 +161,6 @@ private:
     void erase(std::string_view key);
     void evict();
     void charge(PathRecord& rec, long delta);
-    void flush_released();
 
     uv_loop_t* loop_;
     int root_fd_;
@@ -173,13 +172,7 @@ private:
     uint64_t generation_ = 0;
     uint64_t hits_ = 0;
     uint64_t compressions_[kCodings] = {};
-    std::deque<Task*> queued_;
-    size_t running_ = 0;
-    bool closing_ = false;
-    std::function<void()> closed_;
-    // Waiters to release once the cache's own state is consistent again
-    // (releasing runs the handler, which may call back into the cache).
-    std::vector<Waiter> to_release_;
+    CompressionJobs<Task> jobs_;
 };
 
 }  // namespace uvh

@@ -163,7 +163,6 @@ DiskCodingCache::DiskCodingCache(uv_loop_t* loop, const LockService* locks, Opti
     : loop_(loop), locks_(locks), opt_(std::move(opt)), dir_fd_(dir_fd) {}
 
 DiskCodingCache::~DiskCodingCache() {
-    for (Task* t : queued_) delete t;
     if (dir_fd_ >= 0) ::close(dir_fd_);
 }
 
@@ -192,7 +191,7 @@ int DiskCodingCache::open_entry(const DiskKey& k, uint64_t& coded_length) {
 }
 
 bool DiskCodingCache::wait_for(const DiskKey& k, int source_fd, Exchange& ex, DoneFn after) {
-    if (closing_) return false;
+    if (jobs_.closing()) return false;
     std::string name = disk_entry_name(k);
     auto pending = pending_.find(name);
     if (pending != pending_.end()) {
@@ -215,18 +214,13 @@ bool DiskCodingCache::wait_for(const DiskKey& k, int source_fd, Exchange& ex, Do
     t->source_fd = dup_fd;
     ex.hold();
     pending_[name].emplace_back(&ex, after);
-    queued_.push_back(t);
+    jobs_.add(t);
     pump();
     return true;
 }
 
 void DiskCodingCache::pump() {
-    while (running_ < opt_.max_jobs && !queued_.empty()) {
-        Task* t = queued_.front();
-        queued_.erase(queued_.begin());
-        ++running_;
-        if (uv_queue_work(loop_, &t->req, on_work, on_after) != 0) finish(t, true);
-    }
+    jobs_.pump(loop_, opt_.max_jobs, on_work, on_after, [this](Task* t) { finish(t, true); });
 }
 
 void DiskCodingCache::on_work(uv_work_t* req) { static_cast<Task*>(req->data)->work(); }
@@ -295,7 +289,7 @@ bool DiskCodingCache::Task::compress_into(int out_fd) {
 }
 
 void DiskCodingCache::finish(Task* t, bool cancelled) {
-    --running_;
+    jobs_.ended();
     if (t->compressed && !cancelled) {
         ++compressions_;
         written_ += t->written;
@@ -306,34 +300,24 @@ void DiskCodingCache::finish(Task* t, bool cancelled) {
     }
     auto it = pending_.find(t->name);
     if (it != pending_.end()) {
-        for (auto& w : it->second) to_release_.push_back(w);
+        jobs_.release_later(it->second);
         pending_.erase(it);
     }
     delete t;
-    flush_released();
+    jobs_.release();
     pump();
-    if (closing_ && running_ == 0 && closed_) std::exchange(closed_, nullptr)();
+    jobs_.maybe_closed();
 }
 
-void DiskCodingCache::flush_released() { release_waiters(to_release_); }
-
 void DiskCodingCache::close(std::function<void()> closed) {
-    closing_ = true;
-    for (Task* t : queued_) {
-        auto it = pending_.find(t->name);
-        if (it != pending_.end()) {
-            for (auto& w : it->second) to_release_.push_back(w);
+    jobs_.close(
+        [this](Task* t) {
+            auto it = pending_.find(t->name);
+            if (it == pending_.end()) return;
+            jobs_.release_later(it->second);
             pending_.erase(it);
-        }
-        delete t;
-    }
-    queued_.clear();
-    flush_released();
-    if (running_ == 0) {
-        closed();
-        return;
-    }
-    closed_ = std::move(closed);
+        },
+        std::move(closed));
 }
 
 void DiskCodingCache::scan_and_evict(std::string_view keep) {

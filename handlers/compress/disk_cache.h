@@ -132,7 +132,6 @@ private:
     static void on_work(uv_work_t* req);
     static void on_after(uv_work_t* req, int status);
     void finish(Task* t, bool cancelled);
-    void flush_released();
     // Worker thread: removes stale temporary files and, while the entries
     // exceed the budget, the least recently used ones (never `keep`).
     void scan_and_evict(std::string_view keep);
@@ -143,11 +142,7 @@ private:
     int dir_fd_;
     std::unordered_map<std::string, std::vector<Waiter>> pending_;  // by entry name
     std::unordered_map<std::string, uint64_t> failed_;  // entry name -> when (ms); retried after a minute
-    std::vector<Task*> queued_;
-    size_t running_ = 0;
-    bool closing_ = false;
-    std::function<void()> closed_;
-    std::vector<Waiter> to_release_;
+    CompressionJobs<Task> jobs_;
     std::atomic<uint64_t> hits_{0}, misses_{0}, bytes_{0}, evictions_{0};
     uint64_t written_ = 0, compressions_ = 0;
 };
