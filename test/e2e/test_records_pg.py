@@ -283,11 +283,14 @@ def test_database_outage_under_load_503_with_retry_after_then_full_service(db):
             assert set(load.statuses) <= {201, 503}, load.statuses
             assert all(v is not None and int(v) >= 1 for v in load.retry_after), "a 503 without Retry-After"
             assert_acked_once(db, load.acked)
+            # HAProxy sends to both, so the 1000 records above may all have
+            # gone through b while a was still in its reconnect backoff: a's
+            # pool is waited for before its reconnections are counted.
+            wait_for(lambda: metric(request(a.port, "GET", "/metrics").body.decode(),
+                                    "uvhttpd_records_db_connections_up") == 4, 30, "the whole pool back")
             m = request(a.port, "GET", "/metrics").body.decode()
             assert metric(m, "uvhttpd_records_db_reconnects_total") >= 1, "the reconnections were not counted"
             assert metric(m, 'uvhttpd_record_operations_total{op="append",status="503"}') > 0
-            wait_for(lambda: metric(request(a.port, "GET", "/metrics").body.decode(),
-                                    "uvhttpd_records_db_connections_up") == 4, 30, "the whole pool back")
         finally:
             ha.close()
             if db.pid is None:
