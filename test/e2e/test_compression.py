@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from uvhlib import Server, TempRoot, curl, parse_head, request, wait_until
+from uvhlib import Server, TempRoot, all_at_once, curl, parse_head, request, wait_until
 
 FULL = os.environ.get("UVH_FULL") == "1"
 JQUERY = "/usr/share/javascript/jquery/jquery.min.js"  # Debian's libjs-jquery
@@ -352,24 +352,11 @@ def test_many_concurrent_first_requests_make_one_compression():
     with TempRoot() as root:
         root.write("app.js", data)
         with Server(root.path) as s:
-            bodies, errors = [], []
-            start = threading.Barrier(24)
+            def first_request():
+                r = get(s, "/app.js", "br")
+                return r.status, r.get("content-encoding"), r.body
 
-            def worker():
-                try:
-                    start.wait(timeout=10)
-                    r = get(s, "/app.js", "br")
-                    bodies.append((r.status, r.get("content-encoding"), r.body))
-                except Exception as e:  # reported below
-                    errors.append(e)
-
-            threads = [threading.Thread(target=worker) for _ in range(24)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=60)
-            assert not errors, errors
-            assert len(bodies) == 24
+            bodies = all_at_once(first_request, 24, timeout=60)
             assert all(st == 200 and enc == "br" for st, enc, _ in bodies)
             assert len({b for _, _, b in bodies}) == 1
             assert metric(s, "uvhttpd_compressions_total", 'coding="br"') == 1
@@ -559,23 +546,7 @@ def test_disk_cache_concurrent_cold_requests_make_one_compression(workers):
         root.write("big.log", data)
         extra = ("--workers", str(workers)) if workers > 1 else ()
         with Server(root.path, *DISK_FLAGS, "--compress-cache-dir", cache.path, *extra) as s:
-            bodies, errors = [], []
-            start = threading.Barrier(12)
-
-            def worker():
-                try:
-                    start.wait(timeout=10)
-                    bodies.append(raw_get(s, "/big.log", {"Accept-Encoding": "zstd"}))
-                except Exception as e:  # reported below
-                    errors.append(e)
-
-            threads = [threading.Thread(target=worker) for _ in range(12)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=120)
-            assert not errors, errors
-            assert len(bodies) == 12
+            bodies = all_at_once(lambda: raw_get(s, "/big.log", {"Accept-Encoding": "zstd"}), 12, timeout=120)
             assert all(st == 200 and h["content-encoding"] == "zstd" for st, h, _ in bodies)
             assert len({b for _, _, b in bodies}) == 1
             assert len(entries(cache.path)) == 1

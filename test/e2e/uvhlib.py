@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 BINARY = None
@@ -225,6 +226,30 @@ def wait_until(cond, timeout, what, interval=0.01):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout}s")
         time.sleep(interval)
+
+
+def all_at_once(fn, n, timeout):
+    """Runs fn() in n threads released together (a barrier), each joined
+    within `timeout` seconds; fails if any raised or did not finish, and
+    returns their n results."""
+    start = threading.Barrier(n)
+    results, errors = [], []
+
+    def worker():
+        try:
+            start.wait(timeout=10)
+            results.append(fn())
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not errors, errors
+    assert len(results) == n, f"{n - len(results)} of {n} did not finish within {timeout}s"
+    return results
 
 
 def tcp_queues(local_port, remote_port):
