@@ -97,6 +97,11 @@ std::string usage_text() {
         "  --send-buffer SIZE      unsent file-body bytes the kernel may queue per connection\n"
         "                          (TCP_NOTSENT_LOWAT; default 256K, from 64K for a\n"
         "                          connection's first 512K; 0 = no limit)\n"
+        "  --send-buffer-fast SIZE  the same for a reader that took 1M within one send step\n"
+        "                          (default 4M; 0 or at most --send-buffer: never raised);\n"
+        "                          back to --send-buffer once it falls behind\n"
+        "  --send-buffer-fast-total SIZE  at most this much for all such readers together:\n"
+        "                          TOTAL / FAST connections at once (default 256M)\n"
         "\n"
         "Writes (PUT, DELETE, MKCOL, POST to the record store):\n"
         "  --read-only             refuse writes (405)\n"
@@ -279,6 +284,11 @@ ParseOutcome parse_args(int argc, const char* const* argv, Config& cfg) {
             } else if (arg == "--send-buffer") {
                 cfg.send_buffer = parse_size(arg, need());
                 if (cfg.send_buffer > (64ull << 20)) throw UsageError("--send-buffer is at most 64M");
+            } else if (arg == "--send-buffer-fast") {
+                cfg.send_buffer_fast = parse_size(arg, need());
+                if (cfg.send_buffer_fast > (64ull << 20)) throw UsageError("--send-buffer-fast is at most 64M");
+            } else if (arg == "--send-buffer-fast-total") {
+                cfg.send_buffer_fast_total = parse_size(arg, need());
             } else if (arg == "--open-file-cache") {
                 cfg.open_file_cache = parse_uint(arg, need(), 1'000'000);
             } else if (arg == "--cache-revalidate") {

@@ -39,6 +39,8 @@ struct Config {
     size_t inline_max = 64 * 1024;
     size_t cache_size = 64ull << 20;  // 0: no small-file cache
     size_t send_buffer = 256 * 1024;  // TCP_NOTSENT_LOWAT for file bodies; 0: no limit
+    size_t send_buffer_fast = 4u << 20;         // TCP_NOTSENT_LOWAT of proven-fast readers; 0: none
+    size_t send_buffer_fast_total = 256u << 20;  // what all such readers together may have queued
     uint64_t cache_revalidate_ms = 500;
     size_t open_file_cache = 1000;  // descriptors of large files kept open; 0: none
 

@@ -141,6 +141,7 @@ void Connection::unref() {
         s_ = nullptr;
     }
     if (sock_dup_ >= 0) close(sock_dup_);
+    if (boost_ != Boost::None) server_.give_send_boost();
     if (counted_upload_) --server_.metrics().uploads_in_flight;
     server_.connection_destroyed(this);
     delete this;

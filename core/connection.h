@@ -175,7 +175,7 @@ private:
     static void on_after_send_work(uv_work_t* req, int status);
     static void on_poll(uv_poll_t* p, int status, int events);
     void send_error_and_close(int status, std::string_view detail);
-    void flush();
+    void flush(bool more = false);
     void response_done();
     void send_finished();
     void pump_body();
@@ -206,6 +206,13 @@ private:
     uint64_t file_sent_ = 0;     // file body bytes sendfile queued on this connection
     bool lowat_full_ = false;    // TCP_NOTSENT_LOWAT raised to --send-buffer
     bool worker_waits_ = true;   // sendfile steps may wait for the socket (sender.cpp)
+    // --send-buffer-fast (sender.cpp): None; On, a fast reader's larger
+    // TCP_NOTSENT_LOWAT; Draining, back at --send-buffer but still holding
+    // its slot until what it queued under the larger bound has gone.
+    enum class Boost : uint8_t { None, On, Draining };
+    Boost boost_ = Boost::None;
+    void update_send_boost();
+    void set_lowat(size_t bytes);
 
     uint32_t refs_ = 1;  // the handle itself, plus each libuv request in flight
     uint32_t requests_ = 0;

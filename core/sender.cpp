@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,11 +157,20 @@ void Connection::send_error_and_close(int status, std::string_view detail) {
     response_done();
 }
 
-void Connection::flush() {
+void Connection::flush(bool more) {
     if (!s_ || writing_ || s_->out.empty() || closing_ == Closing::Closed) return;
-    uv_buf_t buf = uv_buf_init(s_->out.data(), static_cast<unsigned>(s_->out.size()));
-    int r = uv_try_write(stream(), &buf, 1);
-    if (r == UV_EAGAIN) r = 0;
+    int r;
+    uv_os_fd_t fd = -1;
+    if (more && uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) {
+        ssize_t n;
+        do n = send(fd, s_->out.data(), s_->out.size(), MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        r = n >= 0 ? static_cast<int>(n) : (errno == EAGAIN ? 0 : -errno);
+    } else {
+        uv_buf_t buf = uv_buf_init(s_->out.data(), static_cast<unsigned>(s_->out.size()));
+        r = uv_try_write(stream(), &buf, 1);
+        if (r == UV_EAGAIN) r = 0;
+    }
     if (r < 0) {
         abort();
         return;
@@ -283,7 +293,7 @@ void Connection::pump_body() {
             }
             // Earlier bytes (the head) must be on the socket before sendfile
             // writes to it from a worker thread.
-            flush();
+            flush(true);
             if (closing_ == Closing::Closed || writing_ || !s_->out.empty()) return;
             start_sendfile(p.offset + tx.done, p.length - tx.done);
             return;
@@ -364,10 +374,9 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
         // keeps the autotuned buffer and takes a large file in few sendfile
         // calls (a fixed SO_SNDBUF cost a threadpool round trip every
         // 512 KiB).
-        if (int lowat = static_cast<int>(server_.config().send_buffer); lowat > 0) {
+        if (size_t lowat = server_.config().send_buffer; lowat > 0) {
             lowat_full_ = lowat <= kFirstLowat;
-            lowat = std::min(lowat, kFirstLowat);
-            setsockopt(sock_dup_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+            set_lowat(std::min<size_t>(lowat, kFirstLowat));
         } else {
             lowat_full_ = true;
         }
@@ -455,12 +464,12 @@ void Connection::after_sendfile() {
     if (s_->tx.sent >= kFastStep) worker_waits_ = true;
     else if (s_->tx.slow_reader) worker_waits_ = false;
     file_sent_ += static_cast<uint64_t>(s_->tx.sent);
+    // No sendfile step is in flight here: the worker does not race these.
     if (!lowat_full_ && file_sent_ >= kLowatRaiseAfter) {
-        // No sendfile step is in flight here: the worker does not race this.
-        int lowat = static_cast<int>(server_.config().send_buffer);
-        setsockopt(sock_dup_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+        set_lowat(server_.config().send_buffer);
         lowat_full_ = true;
     }
+    update_send_boost();
     if (s_->tx.progress >= kMinProgress) {
         s_->tx.progress = 0;
         arm(server_.send_timeouts);
@@ -470,6 +479,46 @@ void Connection::after_sendfile() {
         return;
     }
     kick();
+}
+
+void Connection::set_lowat(size_t bytes) {
+    int lowat = static_cast<int>(bytes);
+    setsockopt(sock_dup_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+}
+
+// After a sendfile step, on the loop. A reader whose step took kFastStep
+// gets --send-buffer-fast while one of the slots is free: the kernel then
+// sends a large file from its queue as the reader's ACKs arrive, and the
+// worker refills it in a few large sendfile calls instead of one every
+// --send-buffer (100 MiB at 256 KiB: 400 socket waits and refills). A step
+// that ran out of the reader's allowance (slow_reader) brings the bound
+// back to --send-buffer, and the slot is given back only when the kernel
+// takes bytes under that bound again, or at close: a reader that turns
+// slow (the slow-read attack after a fast start) keeps pinning what it
+// queued meanwhile, so the slots bound that memory to
+// --send-buffer-fast-total beyond --send-buffer per connection.
+void Connection::update_send_boost() {
+    const Transfer& tx = s_->tx;
+    switch (boost_) {
+    case Boost::None:
+        if (lowat_full_ && tx.sent >= kFastStep && server_.take_send_boost()) {
+            set_lowat(server_.config().send_buffer_fast);
+            boost_ = Boost::On;
+        }
+        break;
+    case Boost::On:
+        if (tx.slow_reader) {
+            set_lowat(server_.config().send_buffer);
+            boost_ = Boost::Draining;
+        }
+        break;
+    case Boost::Draining:
+        if (tx.sent > 0) {
+            server_.give_send_boost();
+            boost_ = Boost::None;
+        }
+        break;
+    }
 }
 
 void Connection::wait_writable() {

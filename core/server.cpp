@@ -123,6 +123,16 @@ void Server::fit_connections_to_descriptors() {
     }
 }
 
+bool Server::take_send_boost() {
+    Metrics& m = metrics();
+    if (static_cast<uint64_t>(m.send_boosted) >= send_boost_slots_) return false;
+    ++m.send_boosted;
+    ++m.send_boosts;
+    return true;
+}
+
+void Server::give_send_boost() { --metrics().send_boosted; }
+
 bool Server::start(std::string& error, int listen_fd) {
     fit_connections_to_descriptors();
     // libuv's pool has UV_THREADPOOL_SIZE threads (default 4).
@@ -131,6 +141,9 @@ bool Server::start(std::string& error, int listen_fd) {
     auto half_pool = static_cast<unsigned>(std::max(1L, std::min(pool, 1024L) / 2));
     listing_slots_ = config_.max_listing_jobs ? config_.max_listing_jobs : half_pool;
     socket_wait_slots_ = half_pool;
+    send_boost_slots_ = config_.send_buffer > 0 && config_.send_buffer_fast > config_.send_buffer
+                            ? config_.send_buffer_fast_total / config_.send_buffer_fast
+                            : 0;
     for (const std::string& c : config_.trust_proxy) {
         Cidr cidr;
         if (Cidr::parse(c, cidr)) trust_proxy_.push_back(cidr);

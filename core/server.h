@@ -103,6 +103,11 @@ public:
     }
     void end_socket_wait() { socket_waits_.fetch_sub(1, std::memory_order_relaxed); }
 
+    // --send-buffer-fast is given to at most --send-buffer-fast-total /
+    // --send-buffer-fast connections at once (core/sender.cpp). Loop thread.
+    bool take_send_boost();
+    void give_send_boost();
+
 private:
     static void on_connection(uv_stream_t* listener, int status);
     static void on_tick(uv_timer_t* t);
@@ -124,6 +129,7 @@ private:
     unsigned listing_slots_ = 2;
     unsigned socket_wait_slots_ = 2;  // half the pool (begin_socket_wait)
     std::atomic<unsigned> socket_waits_{0};
+    uint64_t send_boost_slots_ = 0;
     Connection* slot_head_ = nullptr;  // listings waiting for a slot, oldest first
     Connection* slot_tail_ = nullptr;
     Config config_;

@@ -68,6 +68,10 @@ void Metrics::render(std::string& out) const {
             uploads_expired);
     counter("uvhttpd_resumable_upload_bytes_total", "Bytes appended to resumable uploads.", upload_bytes);
     gauge("uvhttpd_threadpool_queue_depth", "Jobs queued or running on the threadpool.", threadpool_jobs);
+    gauge("uvhttpd_send_buffer_fast_connections",
+          "Connections whose file bodies may queue --send-buffer-fast unsent bytes now.", send_boosted);
+    counter("uvhttpd_send_buffer_fast_total", "Times a fast reader's connection got --send-buffer-fast.",
+            send_boosts);
     counter("uvhttpd_jobs_cancelled_total", "Jobs dropped because their client went away before they ran.",
             jobs_cancelled);
     gauge("uvhttpd_listings_running", "Directory listings holding one of the --max-listing-jobs slots.",

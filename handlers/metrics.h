@@ -36,6 +36,8 @@ public:
     int64_t open_connections = 0;
     int64_t uploads_in_flight = 0;
     int64_t threadpool_jobs = 0;       // queued or running on the threadpool
+    int64_t send_boosted = 0;          // connections with --send-buffer-fast now
+    uint64_t send_boosts = 0;          // times a connection got it
     uint64_t jobs_cancelled = 0;       // of clients that went away before their job ran
     int64_t listings_running = 0;      // listing jobs holding a slot
     int64_t listings_waiting = 0;      // listing jobs waiting for a slot
