@@ -9,7 +9,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 ALL_SERVERS = ["uvhttpd", "floor", "nginx", "h2o", "apache"]
-ALL_WORKLOADS = ["small", "pipelined", "file1m", "file100m", "idle", "records", "slowclients",
+ALL_WORKLOADS = ["small", "pipelined", "file1m", "file1m-splice", "file100m", "idle", "records", "slowclients",
                  "propfind", "compressed"]
 # Apache httpd 2.4 takes part in the WebDAV workload only (nginx's dav module and h2o have no
 # PROPFIND); nginx and h2o in all the others.

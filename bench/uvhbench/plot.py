@@ -26,7 +26,7 @@ def make_plot(ctx, agg, out_base):
     panels = []
     for title, workloads, key, ylabel in (
             ("Small-file requests/s (higher is better)", ["small", "pipelined"], "rps", "requests/s"),
-            ("Large-file throughput (higher is better)", ["file1m", "file100m"], "mbps", "MB/s")):
+            ("Large-file throughput (higher is better)", ["file1m", "file1m-splice", "file100m"], "mbps", "MB/s")):
         ws = [w for w in workloads if any((w, n) in agg for n in ctx.servers)]
         if ws:
             panels.append((title, ws, key, ylabel))

@@ -100,6 +100,7 @@ WORKLOAD_LABEL = {
     "small": "small",
     "pipelined": "pipelined ×16",
     "file1m": "file 1 MiB",
+    "file1m-splice": "file 1 MiB, splice client",
     "file100m": "file 100 MiB",
     "idle": "idle",
     "records": "records (POST)",
