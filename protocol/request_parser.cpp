@@ -98,15 +98,55 @@ int RequestParser::on_message_begin(llhttp_t* p) {
     self.value_seen_ = false;
     self.header_bytes_ = 0;
     self.chunk_ext_bytes_ = 0;
+    self.region_open_ = false;
+    self.region_at_ = nullptr;
+    self.region_end_ = 0;
+    self.url_len_ = 0;
     self.storage_->clear();
     return 0;
 }
 
+size_t RequestParser::head_offset(const char* at) {
+    if (!region_open_) {
+        region_open_ = true;
+        region_at_ = at;
+    }
+    if (region_at_) return static_cast<size_t>(at - region_at_);
+    return storage_->bytes.size() + static_cast<size_t>(at - exec_begin_);
+}
+
+size_t RequestParser::head_bytes_limit() const {
+    // Besides the counted target and field bytes, a head holds separators
+    // and whitespace: those are bounded too.
+    return limits_.max_target + 2 * limits_.max_header_bytes + 4 * limits_.max_header_count + 64;
+}
+
+bool RequestParser::save_head_bytes(const char* end) {
+    if (!region_open_ || head_done_) return true;
+    const char* from = region_at_ ? region_at_ : exec_begin_;
+    std::string& b = storage_->bytes;
+    if (b.size() + static_cast<size_t>(end - from) > head_bytes_limit()) return false;
+    b.append(from, static_cast<size_t>(end - from));
+    region_at_ = nullptr;
+    return true;
+}
+
+bool RequestParser::finish_head_bytes() {
+    if (!region_open_) return true;
+    if (region_end_ > head_bytes_limit()) return false;
+    std::string& b = storage_->bytes;
+    size_t have = region_at_ ? 0 : b.size();
+    const char* from = region_at_ ? region_at_ : exec_begin_;
+    if (region_end_ > have) b.append(from, region_end_ - have);
+    region_at_ = nullptr;
+    return true;
+}
+
 int RequestParser::on_url(llhttp_t* p, const char* at, size_t len) {
     RequestParser& self = RequestParser::self(p);
-    std::string& b = self.storage_->bytes;
-    if (b.size() + len > self.limits_.max_target) return self.fail(414, "request-target too long");
-    b.append(at, len);
+    size_t end = self.head_offset(at) + len;  // the target comes first: its length so far
+    if (end > self.limits_.max_target) return self.fail(414, "request-target too long");
+    self.url_len_ = self.region_end_ = end;
     return 0;
 }
 
@@ -115,15 +155,17 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
     if (!self.count_header_bytes(len)) return self.fail(431, "header fields too large");
     if (self.head_done_) return 0;  // trailer fields are counted, not kept
     RequestStorage& s = *self.storage_;
+    size_t off = self.head_offset(at);
     if (s.spans.empty() || self.in_value_) {
         if (s.spans.size() >= self.limits_.max_header_count)
             return self.fail(431, "too many header fields");
-        s.spans.push_back({static_cast<uint32_t>(s.bytes.size()), 0, 0, 0, -1});
+        s.spans.push_back({static_cast<uint32_t>(off), 0, 0, 0, -1});
         self.in_value_ = false;
         self.value_seen_ = false;
     }
-    s.bytes.append(at, len);
     s.spans.back().name_len += static_cast<uint32_t>(len);
+    if (len > 0) self.last_name_char_ = at[len - 1];
+    self.region_end_ = off + len;
     return 0;
 }
 
@@ -137,14 +179,8 @@ int RequestParser::on_header_field_complete(llhttp_t* p) {
     // §5.1 does not allow (a field name is a token of at least one char).
     if (s.spans.empty() || self.in_value_ || s.spans.back().name_len == 0)
         return self.fail(400, "empty header field name");
-    {
-        const auto& sp = s.spans.back();
-        if (sp.name_len > 0) {
-            char last = s.bytes[sp.name_off + sp.name_len - 1];
-            if (last == ' ' || last == '\t')
-                return self.fail(400, "whitespace between header field name and colon");
-        }
-    }
+    if (self.last_name_char_ == ' ' || self.last_name_char_ == '\t')
+        return self.fail(400, "whitespace between header field name and colon");
     self.in_value_ = true;
     return 0;
 }
@@ -165,12 +201,13 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
     // which closes the door to the smuggling tricks it enables.
     char before = at > self.exec_begin_ ? at[-1] : self.prev_tail_;
     if (before == '\n') return self.fail(400, "obsolete line folding in a header field");
+    size_t off = self.head_offset(at);
     if (!self.value_seen_) {
-        sp.value_off = static_cast<uint32_t>(s.bytes.size());
+        sp.value_off = static_cast<uint32_t>(off);
         self.value_seen_ = true;
     }
-    s.bytes.append(at, len);
     sp.value_len += static_cast<uint32_t>(len);
+    self.region_end_ = off + len;
     self.in_value_ = true;
     return 0;
 }
@@ -187,6 +224,7 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
     // request is not a version this server could decline with 505: it is a
     // malformed request line (an explicit "HTTP/0.9" still gets 505).
     if (!self.version_seen_) return self.fail(400, "request line without an HTTP version");
+    if (!self.finish_head_bytes()) return self.fail(431, "header fields too large");
     self.head_done_ = true;
     self.build_request();
     self.pending_ = Event::Head;
@@ -359,8 +397,7 @@ void RequestParser::build_request() {
     r.method_name = llhttp_method_name(static_cast<llhttp_method_t>(m));
     r.http_major = parser_.http_major;
     r.http_minor = parser_.http_minor;
-    size_t url_len = s.spans.empty() ? s.bytes.size() : s.spans.front().name_off;
-    r.target = std::string_view(s.bytes.data(), url_len);
+    r.target = std::string_view(s.bytes.data(), url_len_);
     r.parsed = parse_target(r.target);
 
     // One pass: views, which known field each line is, and the first line
@@ -445,6 +482,11 @@ RequestParser::Event RequestParser::execute(const char* data, size_t len, size_t
             consumed = len;
             bytes_parsed_ += static_cast<uint64_t>(end - cur);
             if (len > 0) prev_tail_ = end[-1];
+            // The read buffer is reused: keep what it holds of a head.
+            if (!save_head_bytes(end)) {
+                fail(431, "header fields too large");
+                return Event::Error;
+            }
             return Event::NeedMore;
         }
         if (err == HPE_PAUSED_UPGRADE) {

@@ -22,15 +22,16 @@ struct ParserLimits {
     size_t max_header_count = 100;        // 431 beyond
 };
 
-// Per-request byte storage. Header bytes are copied here as they arrive, so
-// the request survives the read buffer being reused and a head that spans
-// several reads. Pooled by the connection layer and released while a
-// connection is idle.
+// Per-request byte storage. The head's bytes from the request-target to the
+// last field value are copied here in one piece when the head completes (or
+// at the end of each read while a head spans several), so the request
+// survives the read buffer being reused. Pooled by the connection layer and
+// released while a connection is idle.
 struct RequestStorage {
     Request request;
-    std::string bytes;     // target, then names and values back to back
+    std::string bytes;     // the head as received, from the target's first byte
     std::string combined;  // list-valued fields that came on several lines
-    struct Span {
+    struct Span {  // offsets into `bytes`
         uint32_t name_off, name_len, value_off, value_len;
         int8_t known = -1;  // which well-known field, if any
     };
@@ -113,6 +114,15 @@ private:
     bool count_header_bytes(size_t len);
     void build_request();
     void classify_method_error();
+    // Where `at` (in the buffer being parsed) lies in the head's bytes;
+    // opens the head's region at `at` when it is the first byte kept.
+    size_t head_offset(const char* at);
+    // Keeps the head's bytes of the buffer being parsed: all of them when
+    // the buffer ends inside the head (false: too many), up to the last
+    // field byte when the head completes.
+    bool save_head_bytes(const char* end);
+    bool finish_head_bytes();
+    size_t head_bytes_limit() const;
     Event sniff_method(const char* data, size_t len, size_t& consumed);
 
     llhttp_t parser_{};
@@ -129,6 +139,14 @@ private:
     bool value_seen_ = false; // current header already has value bytes
     size_t header_bytes_ = 0;
     size_t chunk_ext_bytes_ = 0;
+    // The head's bytes are not copied as llhttp reports them: the target's
+    // and the fields' positions are kept as offsets from the target's first
+    // byte, and the bytes are copied in one piece (save_head_bytes).
+    bool region_open_ = false;
+    const char* region_at_ = nullptr;  // the region's start in this buffer, or null
+    size_t region_end_ = 0;            // one past the last target/field byte
+    size_t url_len_ = 0;
+    char last_name_char_ = 0;
     Event pending_ = Event::NeedMore;
     const char* exec_begin_ = nullptr;  // the buffer given to execute()
     char prev_tail_ = 0;                // last byte of the previous buffer
