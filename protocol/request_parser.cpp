@@ -14,14 +14,6 @@ std::string_view Request::find(std::string_view name) const {
     return {};
 }
 
-void RequestStorage::trim(size_t keep) {
-    if (bytes.capacity() > keep) std::string().swap(bytes);
-    if (combined.capacity() > keep) std::string().swap(combined);
-    if (spans.capacity() > 256) std::vector<Span>().swap(spans);
-    if (headers.capacity() > 256) std::vector<Header>().swap(headers);
-}
-
-
 namespace {
 
 bool is_tchar(unsigned char c) {
@@ -144,6 +136,7 @@ bool RequestParser::finish_head_bytes() {
 
 int RequestParser::on_url(llhttp_t* p, const char* at, size_t len) {
     RequestParser& self = RequestParser::self(p);
+    self.method_done_ = true;
     size_t end = self.head_offset(at) + len;  // the target comes first: its length so far
     if (end > self.limits_.max_target) return self.fail(414, "request-target too long");
     self.url_len_ = self.region_end_ = end;
@@ -454,6 +447,13 @@ void RequestParser::classify_method_error() {
     sniffing_ = true;  // a token so far: wait for the byte that decides
 }
 
+void RequestParser::keep_line(const char* data, size_t len) {
+    size_t take = std::min(len, sizeof line_ - line_len_);
+    if (take == 0) return;
+    std::memcpy(line_ + line_len_, data, take);
+    line_len_ += take;
+}
+
 RequestParser::Event RequestParser::sniff_method(const char* data, size_t len, size_t& consumed) {
     size_t take = std::min(len, sizeof line_ - line_len_);
     std::memcpy(line_ + line_len_, data, take);
@@ -467,11 +467,6 @@ RequestParser::Event RequestParser::execute(const char* data, size_t len, size_t
     consumed = 0;
     if (error_status_) return Event::Error;
     if (sniffing_) return sniff_method(data, len, consumed);
-    if (line_len_ < sizeof line_ && len > 0) {
-        size_t take = std::min(len, sizeof line_ - line_len_);
-        std::memcpy(line_ + line_len_, data, take);
-        line_len_ += take;
-    }
     pending_ = Event::NeedMore;
     const char* cur = data;
     const char* end = data + len;
@@ -482,6 +477,9 @@ RequestParser::Event RequestParser::execute(const char* data, size_t len, size_t
             consumed = len;
             bytes_parsed_ += static_cast<uint64_t>(end - cur);
             if (len > 0) prev_tail_ = end[-1];
+            // A method not yet complete may still need telling apart (501 or
+            // 400) when its end comes in the next read.
+            if (!method_done_) keep_line(data, len);
             // The read buffer is reused: keep what it holds of a head.
             if (!save_head_bytes(end)) {
                 fail(431, "header fields too large");
@@ -510,6 +508,7 @@ RequestParser::Event RequestParser::execute(const char* data, size_t len, size_t
         // reports its own callback error code instead of HPE_USER.
         if (err == HPE_USER || (err == HPE_CB_HEADERS_COMPLETE && error_status_ != 0)) return Event::Error;
         if (err == HPE_INVALID_METHOD) {
+            keep_line(data, len);
             classify_method_error();
             return sniffing_ ? Event::NeedMore : Event::Error;
         }
@@ -528,6 +527,7 @@ void RequestParser::resume() { llhttp_resume(&parser_); }
 void RequestParser::next_message() {
     started_ = false;
     head_done_ = false;
+    method_done_ = false;
     line_len_ = 0;
     llhttp_resume(&parser_);
 }

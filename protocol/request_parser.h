@@ -45,8 +45,15 @@ struct RequestStorage {
         spans.clear();
         headers.clear();
     }
-    // Gives memory back when a pathological request grew it.
-    void trim(size_t keep);
+    // Gives memory back when a pathological request grew it (inline: a
+    // keep-alive connection's storage goes back to the pool after each
+    // request).
+    void trim(size_t keep) {
+        if (bytes.capacity() > keep) std::string().swap(bytes);
+        if (combined.capacity() > keep) std::string().swap(combined);
+        if (spans.capacity() > 256) std::vector<Span>().swap(spans);
+        if (headers.capacity() > 256) std::vector<Header>().swap(headers);
+    }
 };
 
 class RequestParser {
@@ -124,6 +131,7 @@ private:
     bool finish_head_bytes();
     size_t head_bytes_limit() const;
     Event sniff_method(const char* data, size_t len, size_t& consumed);
+    void keep_line(const char* data, size_t len);
 
     llhttp_t parser_{};
     ParserLimits limits_;
@@ -152,7 +160,10 @@ private:
     char prev_tail_ = 0;                // last byte of the previous buffer
 
     // The first bytes of the message, to tell an unknown method (501) from
-    // garbage (400) even when the request arrives a byte at a time.
+    // garbage (400) even when the request arrives a byte at a time. Copied
+    // only when needed: at an invalid method, or when a read ends before
+    // the method is complete (method_done_: the target has begun).
+    bool method_done_ = false;
     char line_[32] = {};
     size_t line_len_ = 0;
     bool sniffing_ = false;
