@@ -66,7 +66,7 @@ size_t head_bound(const ResponseHead& h, const Framing& framing, std::string_vie
     size_t n = status.size() + date_line.size() + server_line.size() + kFieldRoom + 20 +
                (h.fragment.empty() ? representation_bound(h) : h.fragment.size()) + 3 * kFieldRoom +
                h.location.size() + h.allow.size() + framing.request_id.size() + kTailRoom;
-    for (int i = 0; i < h.extra_count; ++i) n += h.extra[i].name.size() + h.extra[i].value.size() + 4;
+    for (int i = 0; i < h.extra_count; ++i) n += h.extra(i).name.size() + h.extra(i).value.size() + 4;
     return n;
 }
 
@@ -122,7 +122,7 @@ void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, st
     }
     if (!h.location.empty()) w.field("Location", h.location);
     if (!h.allow.empty()) w.field("Allow", h.allow);
-    for (int i = 0; i < h.extra_count; ++i) w.field(h.extra[i].name, h.extra[i].value);
+    for (int i = 0; i < h.extra_count; ++i) w.field(h.extra(i).name, h.extra(i).value);
     if (!framing.request_id.empty()) {
         w.put("X-Request-Id: ");
         w.put(framing.request_id);

@@ -40,11 +40,21 @@ struct ResponseHead {
         std::string_view name, value;
     };
     static constexpr int kMaxExtra = 10;
-    Field extra[kMaxExtra];
     int extra_count = 0;
     void add(std::string_view name, std::string_view value) {
-        if (extra_count < kMaxExtra) extra[extra_count++] = {name, value};
+        if (extra_count < kMaxExtra) extras_.f[extra_count++] = {name, value};
     }
+    // The i-th added field, i < extra_count.
+    const Field& extra(int i) const { return extras_.f[i]; }
+
+private:
+    // Left uninitialised: a head is built for every response, and zeroing
+    // ten unused fields cost more than filling in the rest of it. Only the
+    // first extra_count are ever read.
+    union Extras {
+        Extras() {}
+        Field f[kMaxExtra];
+    } extras_;
 };
 
 // Whether the connection stays open and how to say so.
