@@ -31,7 +31,9 @@ struct CachedRep {
     bool compressible = false;      // the --compress policy's answer for content_type
     std::string_view encoding;      // "", "gzip", "br" or "zstd" (static strings)
     time_t last_modified = 0;
-    std::string fields;  // the representation fields of a 200, formatted
+    // A 200's Content-Length and representation fields, formatted
+    // (length_and_representation_fields): a hit formats no field.
+    std::string fields;
     // The file the bytes came from and its generation when they were read
     // (handlers/lock_service.h): a write by any process, through any URL,
     // bumps it, and the entry is dropped at its next hit.

@@ -112,7 +112,10 @@ void serve_view(Exchange& ex, FileView& v) {
     }
 
     head.content_length = v.size;
-    if (!v.fields.empty()) head.fragment = v.fields;  // formatted when the file was cached
+    if (!v.fields.empty()) {  // formatted when the file was cached
+        head.fragment = v.fields;
+        head.fragment_has_length = v.fields_have_length;
+    }
     if (v.in_memory) return ex.respond(head, Body::mem(v.data));
     auto& src = ex.make_source<FileRangeSource>(v.take_file(), 0, v.size);
     ex.respond(head, Body::from(src));

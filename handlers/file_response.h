@@ -70,6 +70,7 @@ struct FileView {
     bool in_memory = false;  // `data` holds all `size` bytes
     std::string_view data;
     std::string_view fields;  // the 200's representation fields, preformatted (cache)
+    bool fields_have_length = false;  // `fields` begins with Content-Length: `size`
     GetJob* job = nullptr;    // the file's descriptor, when read from disk
     FdCache* fds = nullptr;   // or a descriptor shared through the cache
     OpenFile* shared = nullptr;

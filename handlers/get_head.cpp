@@ -106,7 +106,8 @@ void serve_opened_file(Exchange& ex, GetJob& job) {
         h.content_encoding = v.encoding;
         h.vary = v.vary;
         h.cache_control = site.cache_control;
-        rep.fields = representation_fields(h);
+        h.content_length = job.data.size();
+        rep.fields = length_and_representation_fields(h);
         bool exists[CachedEntry::kVariants] = {true, false, false, false};
         for (int i = 1; i < CachedEntry::kVariants; ++i) exists[i] = job.siblings_present & (1u << i);
         cache->store(ex.path(), static_cast<CachedEntry::Variant>(job.on_the_fly ? 0 : static_cast<int>(job.coding)),
@@ -233,6 +234,7 @@ bool serve_cached(Exchange& ex, CachedEntry& e, const AcceptedCodings& accepted)
     v.in_memory = true;
     v.data = rep.content;
     v.fields = rep.fields;
+    v.fields_have_length = true;
     serve_view(ex, v);
     return true;
 }

@@ -82,6 +82,13 @@ std::string_view cached_http_date(time_t t) {
     return {text, kHttpDateLen};
 }
 
+void write_content_length(HeadWriter& w, uint64_t length) {
+    fmt::format_int digits(length);
+    w.put("Content-Length: ");
+    w.put(std::string_view(digits.data(), digits.size()));
+    w.put("\r\n");
+}
+
 // The fields that describe the representation (RFC 9110 §8): a cache can
 // keep them formatted and pass them as a fragment.
 void write_representation(HeadWriter& w, const ResponseHead& h) {
@@ -102,12 +109,9 @@ void write_head(HeadWriter& w, const ResponseHead& h, const Framing& framing, st
     w.put(server_line);
     // RFC 9110 §8.6: no Content-Length on 1xx/204; on 304 it could only
     // repeat the 200's value, so it is left out.
-    if (status_allows_body(h.status)) {
+    if (status_allows_body(h.status) && !h.fragment_has_length) {
         if (h.content_length != ResponseHead::kUnknownLength) {
-            fmt::format_int digits(h.content_length);
-            w.put("Content-Length: ");
-            w.put(std::string_view(digits.data(), digits.size()));
-            w.put("\r\n");
+            write_content_length(w, h.content_length);
         } else if (!framing.http10) {
             // RFC 9112 §7.1: a body of unknown length in chunks; an
             // HTTP/1.0 client gets it delimited by the close instead
@@ -148,7 +152,9 @@ void write_response_head(std::string& out, const ResponseHead& h, const Framing&
                          std::string_view date_line, std::string_view server_line) {
     // Almost every head fits in 1 KiB; a long Location or many extra
     // fields are written on the heap.
-    std::string_view status = status_line(h.status);
+    // The status line of almost every response, without the table lookup.
+    static constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\n";
+    std::string_view status = h.status == 200 ? kOk : status_line(h.status);
     size_t bound = head_bound(h, framing, status, date_line, server_line);
     char stack[1024];
     std::string big;
@@ -165,6 +171,15 @@ void write_response_head(std::string& out, const ResponseHead& h, const Framing&
 std::string representation_fields(const ResponseHead& h) {
     std::string buf(representation_bound(h), '\0');
     HeadWriter w(buf.data(), buf.size());
+    write_representation(w, h);
+    buf.resize(w.text().size());
+    return buf;
+}
+
+std::string length_and_representation_fields(const ResponseHead& h) {
+    std::string buf(kFieldRoom + 20 + representation_bound(h), '\0');
+    HeadWriter w(buf.data(), buf.size());
+    write_content_length(w, h.content_length);
     write_representation(w, h);
     buf.resize(w.text().size());
     return buf;

@@ -35,6 +35,10 @@ struct ResponseHead {
     // already formatted by representation_fields(), each line ending in
     // CRLF; when set, the fields above are not written again.
     std::string_view fragment;
+    // The fragment begins with the Content-Length line for content_length
+    // (length_and_representation_fields()): a cached file's 200 then needs
+    // no field formatted at all.
+    bool fragment_has_length = false;
 
     struct Field {
         std::string_view name, value;
@@ -71,6 +75,9 @@ void write_response_head(std::string& out, const ResponseHead& head, const Frami
 // The representation fields of `head`, formatted once so a cache can pass
 // them as ResponseHead::fragment on every response.
 std::string representation_fields(const ResponseHead& head);
+// The same preceded by "Content-Length: head.content_length", for a
+// fragment with fragment_has_length (a 200 whose length is known).
+std::string length_and_representation_fields(const ResponseHead& head);
 
 // The standard one-line text/plain error body: "404 Not Found: detail\n".
 void format_error_body(std::string& out, int status, std::string_view detail);

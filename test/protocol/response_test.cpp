@@ -199,6 +199,30 @@ TEST_CASE("response: extra fields and preformatted fragments", "[response]") {
     CHECK(out.find("\r\n\r\n") == out.size() - 4);
 }
 
+TEST_CASE("response: a cached head (Content-Length in the fragment) is byte-identical to a formatted one",
+          "[response]") {
+    ResponseHead h;
+    h.content_type = "text/html; charset=utf-8";
+    h.etag = "\"1-23e-5\"";
+    h.last_modified = 1767225600;
+    h.accept_ranges = true;
+    h.vary = "Accept-Encoding";
+    h.cache_control = "max-age=60";
+    h.content_length = 571;
+    h.html = true;
+    std::string cached = length_and_representation_fields(h);
+    CHECK(cached.starts_with("Content-Length: 571\r\nContent-Type: text/html; charset=utf-8\r\n"));
+    CHECK(cached == "Content-Length: 571\r\n" + representation_fields(h));
+    for (Framing f : {Framing{true, false, "abc"}, Framing{false, false, {}}, Framing{true, true, {}}}) {
+        ResponseHead c;
+        c.content_length = 571;
+        c.html = true;
+        c.fragment = cached;
+        c.fragment_has_length = true;
+        CHECK(head_of(c, f) == head_of(h, f));
+    }
+}
+
 TEST_CASE("response: at most kMaxExtra extra fields are kept", "[response]") {
     ResponseHead h;
     std::vector<std::string> names;
