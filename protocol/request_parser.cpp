@@ -481,7 +481,7 @@ RequestParser::Event RequestParser::execute(const char* data, size_t len, size_t
             // 400) when its end comes in the next read.
             if (!method_done_) keep_line(data, len);
             // The read buffer is reused: keep what it holds of a head.
-            if (!save_head_bytes(end)) {
+            if (region_open_ && !head_done_ && !save_head_bytes(end)) {
                 fail(431, "header fields too large");
                 return Event::Error;
             }
@@ -528,6 +528,7 @@ void RequestParser::next_message() {
     started_ = false;
     head_done_ = false;
     method_done_ = false;
+    region_open_ = false;
     line_len_ = 0;
     llhttp_resume(&parser_);
 }
