@@ -65,6 +65,16 @@ def machine_info():
                     break
     except OSError:
         pass
+    # The TCP settings the large-file rows depend on: the congestion control decides how
+    # much of a response the kernel sends in the server's own system call and how much in
+    # the softirq of the client's ACKs (on the client's core), and the buffers bound both.
+    for key, name in (("cc", "net/ipv4/tcp_congestion_control"), ("wmem", "net/ipv4/tcp_wmem"),
+                      ("rmem", "net/ipv4/tcp_rmem")):
+        try:
+            with open("/proc/sys/" + name) as f:
+                info[key] = " ".join(f.read().split())
+        except OSError:
+            info[key] = "unknown"
     return info
 
 
@@ -172,6 +182,9 @@ def write_docs(ctx, agg, table, table_notes, ratios, versions, machine, started,
     out.append("| CPU model | %s |" % machine["model"])
     out.append("| kernel (`uname -r`) | %s |" % machine["kernel"])
     out.append("| memory | %s |" % machine["memory"])
+    out.append("| TCP congestion control (`net.ipv4.tcp_congestion_control`) | %s |" % machine.get("cc", "unknown"))
+    out.append("| `net.ipv4.tcp_wmem` / `tcp_rmem` | %s / %s |" % (machine.get("wmem", "unknown"),
+                                                                 machine.get("rmem", "unknown")))
     out.append("")
     out.append("## Tool versions")
     out.append("")
