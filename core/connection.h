@@ -160,6 +160,7 @@ private:
     static void on_body_bytes(void* ctx, const char* data, size_t len);
     void feed(const char* data, size_t len);
     bool read_proxy_header();
+    void arm_header_timeout_if(bool idle_before, uint32_t requests_before);
     size_t run_parser(const char* data, size_t len);
     bool parse_blocked() const;
     void on_head();

@@ -25,14 +25,19 @@ void Connection::feed(const char* data, size_t len) {
     // refresh is one vDSO call and does nothing within the same second.
     server_.refresh_date();
     ensure_scratch();
-    if (!in_exchange() && !parser_.message_in_progress() &&
-        timeout_node.list != &server_.header_timeouts)
-        arm(server_.header_timeouts);
+    // Bytes on an idle connection start the header timeout, unless they
+    // complete a head in this same pass (the common case): then on_head()
+    // would take it off again at once, so it is armed after parsing, only
+    // when no head was dispatched (same loop time, same deadline).
+    bool idle = !in_exchange() && !parser_.message_in_progress() &&
+                timeout_node.list != &server_.header_timeouts;
+    uint32_t requests_before = requests_;
     in_feed_ = true;
     if (proxy_pending_) {
         s_->pending.append(data, len);
         if (!read_proxy_header()) {
             in_feed_ = false;
+            arm_header_timeout_if(idle, requests_before);
             after_processing();
             return;
         }
@@ -48,7 +53,15 @@ void Connection::feed(const char* data, size_t len) {
         if (used < len && closing_ == Closing::No) s_->pending.assign(data + used, len - used);
     }
     in_feed_ = false;
+    arm_header_timeout_if(idle, requests_before);
     after_processing();
+}
+
+void Connection::arm_header_timeout_if(bool idle_before, uint32_t requests_before) {
+    // No head dispatched since: no exchange now, and none finished.
+    if (idle_before && closing_ == Closing::No && !in_exchange() && requests_ == requests_before &&
+        timeout_node.list != &server_.header_timeouts)
+        arm(server_.header_timeouts);
 }
 
 bool Connection::read_proxy_header() {

@@ -246,6 +246,40 @@ TEST_CASE("the header timeout answers 408 and closes", "[http][timeout]") {
     CHECK(c.wait_closed());
 }
 
+TEST_CASE("a head begun on a kept-alive connection is under the header timeout, not the idle one",
+          "[http][timeout]") {
+    // The connection falls idle (idle timeout: minutes), then a head starts
+    // and stalls: the header timeout answers 408. A read holding only the
+    // empty lines a client may send before a request starts it too (then
+    // the connection just closes: nothing was asked).
+    TestServer t([](uvh::Config& c) {
+        c.header_timeout_ms = 300;
+        c.idle_timeout_ms = 600'000;
+    });
+    t.root().write("a.txt", "A");
+    auto kept_alive = [&](RawClient& c) {
+        c.send("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        auto first = c.read_response();
+        REQUIRE(first);
+        CHECK(first->status == 200);
+    };
+    {
+        RawClient c(t);
+        kept_alive(c);
+        c.send("GET /a.txt HTTP/1.1\r\nHo");
+        auto r = c.read_response(false, std::chrono::seconds(5));
+        REQUIRE(r);
+        CHECK(r->status == 408);
+        CHECK(c.wait_closed());
+    }
+    {
+        RawClient c(t);
+        kept_alive(c);
+        c.send("\r\n");
+        CHECK(c.wait_closed(std::chrono::seconds(5)));
+    }
+}
+
 TEST_CASE("a connection that never sends is closed after the header timeout", "[http][timeout]") {
     TestServer t([](uvh::Config& c) { c.header_timeout_ms = 300; });
     RawClient c(t);
