@@ -97,14 +97,7 @@ std::string_view coding_suffix(Coding c) {
     return {};
 }
 
-uint8_t AcceptedCodings::accepted_mask() const {
-    uint8_t m = 0;
-    for (int i = 1; i < kCodings; ++i)
-        if (q[i] > 0) m |= coding_bit(static_cast<Coding>(i));
-    return m;
-}
-
-AcceptedCodings parse_accept_encoding(std::string_view accept_encoding) {
+AcceptedCodings parse_accept_encoding_field(std::string_view accept_encoding) {
     // Below the smallest qvalue a client can write (0.001).
     constexpr double kImplicitIdentity = 0.0001;
     AcceptedCodings out;

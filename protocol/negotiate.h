@@ -44,9 +44,20 @@ struct AcceptedCodings {
     double q[kCodings] = {1.0, 0.0, 0.0, 0.0};
     bool accepts(Coding c) const { return q[static_cast<int>(c)] > 0; }
     // Codings (not identity) the client accepts, as coding_bit()s.
-    uint8_t accepted_mask() const;
+    uint8_t accepted_mask() const {
+        uint8_t m = 0;
+        for (int i = 1; i < kCodings; ++i)
+            if (q[i] > 0) m |= coding_bit(static_cast<Coding>(i));
+        return m;
+    }
 };
-AcceptedCodings parse_accept_encoding(std::string_view accept_encoding);
+// Reads a present field (data() != nullptr).
+AcceptedCodings parse_accept_encoding_field(std::string_view accept_encoding);
+// Inline: most requests without the field come here on every GET.
+inline AcceptedCodings parse_accept_encoding(std::string_view accept_encoding) {
+    if (!accept_encoding.data()) return AcceptedCodings{};
+    return parse_accept_encoding_field(accept_encoding);
+}
 
 // Picks among the `available` codings (coding_bit()s; identity is always
 // available as a representation, but may be refused): the highest quality,
