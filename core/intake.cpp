@@ -122,6 +122,9 @@ size_t Connection::run_parser(const char* data, size_t len) {
             break;
         case RequestParser::Event::Complete:
             on_message_complete();
+            // Nothing left to parse: a zero-length parse at a message's
+            // start can only answer NeedMore (keep-alive requests end here).
+            if (pos == len) return pos;
             break;
         case RequestParser::Event::Error:
             on_parse_error();
