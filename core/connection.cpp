@@ -89,6 +89,10 @@ void Connection::abort() {
         counted_upload_ = false;
     }
     disarm();
+    if (fd_waiting_) {  // its source is released with the connection
+        server_.forget_descriptor_waiter(*this);
+        fd_waiting_ = false;
+    }
     if (reading_) {
         uv_read_stop(stream());
         reading_ = false;
@@ -142,6 +146,7 @@ void Connection::unref() {
     }
     if (sock_dup_ >= 0) close(sock_dup_);
     if (boost_ != Boost::None) server_.give_send_boost();
+    give_body_descriptors();  // the duplicates' charge
     if (counted_upload_) --server_.metrics().uploads_in_flight;
     server_.connection_destroyed(this);
     delete this;
@@ -228,6 +233,8 @@ void Connection::on_timeout(TimeoutList* which) {
         } else {
             abort();
         }
+    } else if (fd_waiting_) {
+        stop_waiting_for_descriptors();  // a 503 with Retry-After
     } else {
         abort();  // send or linger timeout: the client stopped reading
     }
@@ -237,17 +244,27 @@ void Connection::on_timeout(TimeoutList* which) {
 void Connection::arm(TimeoutList& list) { list.arm(timeout_node, server_.now_ms()); }
 void Connection::disarm() { TimeoutList::disarm(timeout_node); }
 
-void Connection::close_fd_async(int fd) {
-    if (fd < 0) return;
+// `charged`: the descriptor is counted in the server's descriptor budget
+// (core/descriptors.cpp) until it is really closed.
+void Connection::close_fd_async(int fd, bool charged) {
+    if (fd < 0) {
+        if (charged) server_.give_descriptors(1);
+        return;
+    }
     auto* req = new uv_fs_t;
     int rc = uv_fs_close(server_.loop(), req, fd, [](uv_fs_t* done) {
+        auto* server = static_cast<Server*>(done->data);
         uv_fs_req_cleanup(done);
         delete done;
+        if (server) server->give_descriptors(1);
     });
     if (rc != 0) {
         uv_fs_req_cleanup(req);
         delete req;
+        if (charged) server_.give_descriptors(1);
+        return;
     }
+    req->data = charged ? &server_ : nullptr;
 }
 
 void Connection::ensure_scratch() {

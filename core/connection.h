@@ -54,7 +54,7 @@ public:
     std::string& text() override { return s_->text; }
     MultipartLayout& multipart() override { return s_->multipart; }
     void offload(Job& job, JobClass cls = JobClass::Quick) override;
-    void close_later(int fd) override { close_fd_async(fd); }
+    void close_later(int fd) override;  // counted in the descriptor budget until closed
     // The server granted this connection's waiting listing job a slot.
     void run_waiting_job();
     void respond(const ResponseHead& head, const Body& body) override;
@@ -73,6 +73,11 @@ public:
     TimeoutNode timeout_node;
     Connection* slot_prev = nullptr;  // server's queue of listings waiting for a slot
     Connection* slot_next = nullptr;
+    Connection* fd_prev = nullptr;  // server's queue of responses waiting for descriptors
+    Connection* fd_next = nullptr;
+    // The server charged what this waiting response needs (core/descriptors.cpp).
+    void descriptors_granted();
+    int descriptors_needed() const { return fd_want_; }
     Connection* prev = nullptr;  // server's list of live connections
     Connection* next = nullptr;
 
@@ -147,7 +152,7 @@ private:
     void after_processing();
     void begin_graceful_close();
     void continue_closing();
-    void close_fd_async(int fd);
+    void close_fd_async(int fd, bool charged = false);
     void ensure_scratch();
     void maybe_release_scratch();
     void unref();
@@ -189,10 +194,21 @@ private:
     void after_sendfile();
     void wait_writable();
 
+    // The descriptor budget (core/descriptors.cpp)
+    bool take_job_descriptors(JobClass cls);
+    void give_job_descriptors();
+    bool take_body_descriptors(size_t head_at);
+    bool body_descriptors_charged();
+    void refuse_for_descriptors(size_t head_at, std::string_view detail);
+    void stop_waiting_for_descriptors();
+    int take_spare_dup(int socket_fd);
+    void give_body_descriptors();
+
     // Handler jobs (core/jobs.cpp)
     static void on_work(uv_work_t* req);
     static void on_release_work(uv_work_t* req);
     static void on_after_work(uv_work_t* req, int status);
+    void queue_offloaded(JobClass cls);
     void queue_job();
     void dispose_job();
     template <class F>
@@ -214,6 +230,20 @@ private:
     Boost boost_ = Boost::None;
     void update_send_boost();
     void set_lowat(size_t bytes);
+    // The descriptor budget (core/descriptors.cpp): a duplicate of the
+    // socket made before the head (so EMFILE can still be a 503), taken by
+    // the first sendfile; what this connection has charged; what its
+    // waiting response needs.
+    int spare_dup_ = -1;
+    uint8_t dups_charged_ = 0;
+    bool file_charged_ = false;
+    uint8_t job_fds_ = 0;      // charged for the handler's job (what it may open)
+    uint8_t fd_prepaid_ = 0;   // a waiting response's share already charged (its job's)
+    uint8_t fd_want_ = 0;      // what the waiting job or response takes when granted
+    bool fd_waiting_ = false;
+    bool fd_wait_job_ = false;  // waiting to queue a job (else: to start a body)
+    JobClass fd_job_class_ = JobClass::Quick;
+    bool fd_need_file_ = false, fd_need_dup_ = false;
 
     uint32_t refs_ = 1;  // the handle itself, plus each libuv request in flight
     uint32_t requests_ = 0;

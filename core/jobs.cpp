@@ -12,6 +12,11 @@ void Connection::offload(Job& job, JobClass cls) {
     s_->offloaded = &job;
     // Time spent on our own disk work is not the client's stall.
     if (timeout_node.list == &server_.body_timeouts) disarm();
+    if (!take_job_descriptors(cls)) return;  // waits for descriptors (core/descriptors.cpp)
+    queue_offloaded(cls);
+}
+
+void Connection::queue_offloaded(JobClass cls) {
     if (cls == JobClass::Listing) {
         listing_job_ = true;
         if (!server_.acquire_listing_slot(*this)) {
@@ -64,6 +69,7 @@ void Connection::on_after_work(uv_work_t* req, int status) {
         // The release of an exchange's job is done (dispose_job).
         c->s_->offloaded = nullptr;
         c->s_->job.clear();
+        c->give_job_descriptors();
         c->kick();
         c->unref();
         return;
@@ -82,6 +88,7 @@ void Connection::on_after_work(uv_work_t* req, int status) {
         c->run_done([c] { c->s_->offloaded->done(*c); });
         c->kick();
     }
+    c->give_job_descriptors();
     c->unref();
 }
 

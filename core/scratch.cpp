@@ -25,6 +25,7 @@ void Scratch::reset(size_t keep) {
     body.clear();
     body_handed.clear();
     request_id.clear();
+    std::string().swap(held_head);
     tx = Transfer{};
     job.clear();
     offloaded = nullptr;

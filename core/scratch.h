@@ -53,6 +53,7 @@ struct Scratch {
     std::string body;         // request body bytes waiting for the reader
     std::string body_handed;  // the piece the reader is working on
     std::string request_id;   // X-Request-Id of the current request
+    std::string held_head;    // a response head waiting for descriptors (core/descriptors.cpp)
     PeerAddress client;       // the client of the current request
     JobSlot job;              // the handler's job or state (Exchange::make_job)
     Job* offloaded = nullptr; // the job offload() ran, for clean-up

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <iterator>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -122,6 +123,7 @@ void Connection::respond(const ResponseHead& head, const Body& body) {
     s_->tx.source = body.source;
     s_->tx.have_piece = false;
     s_->tx.chunked = unknown_length && !r.http10();
+    if (!take_body_descriptors(before)) return;  // waits for descriptors, or a 503 (core/descriptors.cpp)
     tx_active_ = true;
     pump_body();
 }
@@ -306,7 +308,9 @@ void Connection::pump_body() {
 void Connection::end_source() {
     tx_active_ = false;
     if (!s_) return;
-    if (s_->tx.source) close_fd_async(s_->tx.source->release_descriptor());
+    // The file's charge in the descriptor budget returns once it is closed.
+    close_fd_async(s_->tx.source ? s_->tx.source->release_descriptor() : -1, std::exchange(file_charged_, false));
+    give_body_descriptors();
     s_->tx.source = nullptr;
     s_->tx.have_piece = false;
     s_->source.clear();
@@ -362,7 +366,7 @@ void Connection::start_sendfile(uint64_t offset, uint64_t length) {
         // a reused descriptor number.
         uv_os_fd_t fd = -1;
         if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0 ||
-            (sock_dup_ = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            (sock_dup_ = take_spare_dup(fd)) < 0) {
             abort();
             return;
         }

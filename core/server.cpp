@@ -91,38 +91,6 @@ void Server::next_request_id(std::string& out) {
     out.assign(buf, sizeof buf);
 }
 
-// Each connection may hold three descriptors (its socket, the duplicate a
-// threadpool sendfile writes through, and the file it sends; or a PUT's
-// temporary file and its directory), and the process needs some descriptors of its
-// own (the loop, the listener, the root, logs, the record store, the state
-// file, the threadpool's short-lived opens). A --max-connections the
-// open-files limit cannot back would turn every request into a 503 once
-// idle connections took the descriptors (hardening issue, item 12), so the
-// limit is raised to the hard limit where allowed and connections are
-// capped to what it backs.
-void Server::fit_connections_to_descriptors() {
-    constexpr rlim_t kReserve = 32;
-    struct rlimit rl {};
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        struct rlimit raised = rl;
-        raised.rlim_cur = std::min<rlim_t>(rl.rlim_max, 1 << 20);
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
-    }
-    rlim_t usable = rl.rlim_cur > kReserve + 3 ? (rl.rlim_cur - kReserve) / 3 : 1;
-    if (config_.max_connections > usable) {
-        // Quiet when only the default is trimmed on a machine with a
-        // reasonable limit; loud when the user's choice or a small limit is.
-        if (config_.max_connections != Config{}.max_connections || usable < 1024)
-            fmt::print(stderr,
-                       "uvhttpd: --max-connections lowered from {} to {}: the open-files limit is {} and each "
-                       "connection may need three descriptors (raise it with ulimit -n or LimitNOFILE=)\n",
-                       config_.max_connections, usable, rl.rlim_cur);
-        config_.max_connections = usable;
-        limit_from_descriptors_ = true;
-    }
-}
-
 bool Server::take_send_boost() {
     Metrics& m = metrics();
     if (static_cast<uint64_t>(m.send_boosted) >= send_boost_slots_) return false;
@@ -134,7 +102,7 @@ bool Server::take_send_boost() {
 void Server::give_send_boost() { --metrics().send_boosted; }
 
 bool Server::start(std::string& error, int listen_fd) {
-    fit_connections_to_descriptors();
+    raise_descriptor_limit();
     // libuv's pool has UV_THREADPOOL_SIZE threads (default 4).
     const char* env = std::getenv("UV_THREADPOOL_SIZE");
     long pool = env ? std::strtol(env, nullptr, 10) : 4;
@@ -192,6 +160,7 @@ bool Server::start(std::string& error, int listen_fd) {
         uv_signal_start(&sighup_, on_signal, SIGHUP);
         signals_ = true;
     }
+    size_descriptor_budget();
     return true;
 }
 
@@ -287,7 +256,7 @@ void Server::resume_accepting() {
 
 void Server::on_resume_accepting(uv_timer_t* t) {
     auto* s = static_cast<Server*>(t->data);
-    if (static_cast<size_t>(s->metrics_.open_connections) < s->config_.max_connections) s->resume_accepting();
+    if (s->connections_fit()) s->resume_accepting();
     else s->pause_accepting(50);
 }
 
@@ -309,16 +278,14 @@ void Server::on_connection(uv_stream_t* listener, int status) {
     ++s->metrics_.open_connections;
     ++s->metrics_.connections_accepted;
     bool over = static_cast<size_t>(s->metrics_.open_connections) > s->config_.max_connections;
-    // Past a limit the operator chose, this one gets a short 503. Past the
-    // limit the descriptors imposed, it is served (the reserve has room for
-    // it) and the rest wait in the backlog, as when accept() itself runs
-    // out of descriptors: nobody is refused for the machine's limit.
-    bool refuse = over && !s->limit_from_descriptors_;
-    c->start(listener, refuse);
-    if (over) {
-        if (refuse) ++s->metrics_.connections_refused;
-        s->pause_accepting(50);
-    }
+    // Past the limit the operator chose, this one gets a short 503. When
+    // the descriptor budget has only its headroom for responses left, it is
+    // served (the headroom has room for its socket) and the rest wait in
+    // the backlog, as when accept() itself runs out of descriptors: nobody
+    // is refused for the machine's limit.
+    c->start(listener, over);
+    if (over) ++s->metrics_.connections_refused;
+    if (over || !s->descriptors_fit_connection()) s->pause_accepting(50);
 }
 
 bool Server::acquire_listing_slot(Connection& c) {
@@ -358,8 +325,8 @@ void Server::connection_destroyed(Connection* c) {
     }
     if (c->next) c->next->prev = c->prev;
     --metrics_.open_connections;
-    if (paused_ && !stopped_ && static_cast<size_t>(metrics_.open_connections) < config_.max_connections)
-        resume_accepting();
+    grant_descriptor_waiters();  // its socket is free
+    if (paused_ && !stopped_ && connections_fit()) resume_accepting();
     maybe_finish();
 }
 

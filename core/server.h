@@ -108,6 +108,23 @@ public:
     bool take_send_boost();
     void give_send_boost();
 
+    // The descriptor budget (core/descriptors.cpp). Each connection costs
+    // its socket; a response costs more only while it holds them (its own
+    // file, the sendfile duplicate of the socket). take_descriptors()
+    // charges `n` for a response, false when the budget has no room (or
+    // earlier responses wait: first come, first served); such a response
+    // waits in a FIFO until give_descriptors() or a closing connection
+    // makes room, and Connection::descriptors_granted() runs with its
+    // descriptors charged. Accepting pauses while the room left is under
+    // the headroom kept for responses, so idle connections can take
+    // nearly the whole limit without starving file responses.
+    bool take_descriptors(int n);
+    void give_descriptors(int n);
+    void wait_for_descriptors(Connection& c);
+    void forget_descriptor_waiter(Connection& c);
+    // Responses wait, or only the headroom is left.
+    bool descriptors_scarce() const;
+
 private:
     static void on_connection(uv_stream_t* listener, int status);
     static void on_tick(uv_timer_t* t);
@@ -124,8 +141,18 @@ private:
     void close_handle(uv_handle_t* h);
 
     uv_loop_t* loop_;
-    void fit_connections_to_descriptors();
-    bool limit_from_descriptors_ = false;  // max_connections was lowered to fit RLIMIT_NOFILE
+    void raise_descriptor_limit();
+    void size_descriptor_budget();
+    int64_t descriptor_room() const;
+    bool descriptors_fit_connection() const;  // more than the budget's headroom is left
+    bool connections_fit() const;  // below --max-connections, and descriptors_fit_connection()
+    void grant_descriptor_waiters();
+    int64_t fd_limit_ = 0;     // RLIMIT_NOFILE; 0: no budget (unlimited)
+    int64_t fd_reserve_ = 0;   // the process's own and the threadpool's short-lived opens
+    int64_t fd_headroom_ = 0;  // kept for file responses when connections fill the rest
+    Connection* fd_wait_head_ = nullptr;  // responses waiting for descriptors, oldest first
+    Connection* fd_wait_tail_ = nullptr;
+    bool granting_ = false;
     unsigned listing_slots_ = 2;
     unsigned socket_wait_slots_ = 2;  // half the pool (begin_socket_wait)
     std::atomic<unsigned> socket_waits_{0};

@@ -62,6 +62,12 @@ public:
     // read error mid-way): the sender then closes the connection instead of
     // ending the body properly, so the client sees it is incomplete.
     virtual bool failed() const { return false; }
+    // For the server's descriptor budget (core/descriptors.cpp): whether
+    // the source holds a descriptor of its own while the response runs, and
+    // whether it gives File pieces (sent through the connection's duplicate
+    // of its socket, one more descriptor).
+    virtual bool owns_descriptor() const { return false; }
+    virtual bool sends_file_pieces() const { return false; }
 };
 
 // A source that owns one descriptor (a file, a directory) and hands it to
@@ -73,6 +79,7 @@ public:
         fd_ = -1;
         return f;
     }
+    bool owns_descriptor() const final { return fd_ >= 0; }
 
 protected:
     explicit DescriptorSource(int fd) : fd_(fd) {}
@@ -263,9 +270,11 @@ protected:
 // The one-line text/plain answer every handler uses ("404 Not Found:
 // detail"). `head` may carry extra fields (Location, Allow, Content-Range).
 void respond_text(Exchange& ex, int status, std::string_view detail, ResponseHead head = {});
+// A 503 (out of descriptors: EMFILE, ENFILE) says when to come back.
 inline void respond_error(Exchange& ex, int status, std::string_view detail = {}, std::string_view allow = {}) {
     ResponseHead head;
     head.allow = allow;
+    if (status == 503) head.add("Retry-After", "1");
     respond_text(ex, status, detail, head);
 }
 

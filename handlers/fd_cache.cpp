@@ -65,6 +65,7 @@ OpenFile* FdCache::store_open(std::string_view key, int fd, const struct stat& s
     f->sib_known = sib_known;
     f->served_rel = std::move(served_rel);
     f->refs = 1;  // the caller's
+    if (held_) ++*held_;
     if (enabled() && generation == generation_) {
         Entry e;
         e.file = f;

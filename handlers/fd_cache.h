@@ -61,6 +61,10 @@ public:
 
     bool enabled() const { return max_entries_ > 0; }
     void set_generations(const LockService* locks) { locks_ = locks; }
+    // Counts the descriptors of live OpenFiles, and of those waiting in
+    // pending_closes() until closed(), in `*held` (the server's descriptor
+    // budget, Metrics::descriptors_held).
+    void set_descriptor_count(int64_t* held) { held_ = held; }
 
     struct Lookup {
         enum Kind : uint8_t { Miss, Open, Missing } kind = Miss;
@@ -97,6 +101,11 @@ public:
     // Descriptors no response and no entry needs any more, to be closed
     // off the loop thread by the caller.
     std::vector<int>& pending_closes() { return closes_; }
+    // `n` of them were closed, or handed to a closer that counts them in
+    // the descriptor budget itself: the cache stops counting them.
+    void closed(size_t n) {
+        if (held_) *held_ -= static_cast<int64_t>(n);
+    }
 
     size_t entries() const { return map_.size(); }
     uint64_t hits() const { return hits_; }
@@ -120,6 +129,7 @@ private:
     void erase(std::string_view key);
 
     const LockService* locks_ = nullptr;
+    int64_t* held_ = nullptr;
     size_t max_entries_;
     uint64_t valid_ms_;
     uint64_t generation_ = 0;
@@ -154,6 +164,7 @@ public:
     ~FileHandle() { release(); }
 
     int fd() const { return fd_; }
+    bool owned() const { return fd_ >= 0 && !file_; }  // not shared through the cache
     // The end of the response: a descriptor to close, or -1 (a shared one
     // only loses this reference).
     int release() {

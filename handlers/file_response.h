@@ -25,6 +25,8 @@ public:
         return BodyPiece::file(file_.fd(), offset_, length_);
     }
     int release_descriptor() override { return file_.release(); }
+    bool owns_descriptor() const override { return file_.owned(); }
+    bool sends_file_pieces() const override { return true; }
 
 private:
     FileHandle file_;
@@ -38,6 +40,8 @@ class MultipartSource final : public BodySource {
 public:
     MultipartSource(FileHandle file, const MultipartLayout& layout) : file_(std::move(file)), layout_(layout) {}
     int release_descriptor() override { return file_.release(); }
+    bool owns_descriptor() const override { return file_.owned(); }
+    bool sends_file_pieces() const override { return true; }
     BodyPiece next() override {
         // 2n+1 pieces: n heads and n ranges alternating, then the tail.
         size_t parts = layout_.parts.size();

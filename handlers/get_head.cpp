@@ -262,6 +262,7 @@ void handle_get_impl(Exchange& ex, bool may_compress) {
     FdCache* fds = site.fd_cache;
     if (fds && fds->enabled()) {
         for (int fd : fds->pending_closes()) ex.close_later(fd);
+        fds->closed(fds->pending_closes().size());
         fds->pending_closes().clear();
         if (!database && path.back() != '/') {
             FdCache::Lookup hit = fds->find(path, ex.now_ms());

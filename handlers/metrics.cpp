@@ -57,6 +57,20 @@ void Metrics::render(std::string& out) const {
     counter("uvhttpd_connections_refused_total", "Connections answered 503 at --max-connections.",
             connections_refused);
     gauge("uvhttpd_open_connections", "Connections open now.", open_connections);
+    gauge("uvhttpd_descriptors_limit", "The open-files limit (RLIMIT_NOFILE) the server runs under.",
+          descriptors_limit);
+    gauge("uvhttpd_descriptors_reserved",
+          "Descriptors kept for the process itself, short-lived threadpool opens and file responses.",
+          descriptors_reserved);
+    gauge("uvhttpd_connection_capacity", "Idle connections the open-files limit backs; past it clients wait "
+          "in the listen backlog.", connection_capacity);
+    gauge("uvhttpd_descriptors_held", "Descriptors held beyond the connections' sockets: sendfile duplicates, "
+          "response files, open-file-cache entries.", descriptors_held);
+    gauge("uvhttpd_responses_waiting_descriptors", "File responses waiting for descriptors now.",
+          responses_waiting_descriptors);
+    counter("uvhttpd_descriptor_waits_total", "File responses that waited for descriptors.", descriptor_waits);
+    counter("uvhttpd_descriptor_refusals_total",
+            "Responses answered 503 with Retry-After for want of descriptors.", descriptor_refusals);
     gauge("uvhttpd_uploads_in_flight", "Request bodies being received now.", uploads_in_flight);
     counter("uvhttpd_resumable_uploads_started_total", "Resumable uploads created (tus or IETF draft).",
             uploads_started);

@@ -34,6 +34,16 @@ public:
     uint64_t connections_accepted = 0;
     uint64_t connections_refused = 0;  // over --max-connections
     int64_t open_connections = 0;
+    // The descriptor budget (core/descriptors.cpp): the open-files limit,
+    // what is kept for the process and short-lived threadpool opens, the
+    // idle connections that fit, descriptors held beyond the connections'
+    // sockets (sendfile duplicates, response files, open-file-cache
+    // entries), responses waiting for descriptors now, and those that
+    // waited or were answered 503 for want of them.
+    int64_t descriptors_limit = 0, descriptors_reserved = 0, connection_capacity = 0;
+    int64_t descriptors_held = 0;
+    int64_t responses_waiting_descriptors = 0;
+    uint64_t descriptor_waits = 0, descriptor_refusals = 0;
     int64_t uploads_in_flight = 0;
     int64_t threadpool_jobs = 0;       // queued or running on the threadpool
     int64_t send_boosted = 0;          // connections with --send-buffer-fast now

@@ -1,6 +1,7 @@
 #include "handlers/site_builder.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -190,8 +191,16 @@ bool SiteApp::open(uv_loop_t* loop, Metrics& metrics, std::string& error) {
         }
     }
     if (config_.open_file_cache > 0) {
-        fd_cache_ = std::make_unique<FdCache>(config_.open_file_cache, config_.cache_revalidate_ms);
+        // At most an eighth of the open-files limit stays open in the cache
+        // (the server's descriptor budget counts each entry): under a small
+        // limit the cache must not take what connections and responses need.
+        size_t entries = config_.open_file_cache;
+        struct rlimit rl {};
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            entries = std::min<size_t>(entries, std::max<rlim_t>(1, rl.rlim_cur / 8));
+        fd_cache_ = std::make_unique<FdCache>(entries, config_.cache_revalidate_ms);
         fd_cache_->set_generations(locks_.get());
+        if (site_.metrics) fd_cache_->set_descriptor_count(&site_.metrics->descriptors_held);
         site_.fd_cache = fd_cache_.get();
     }
     return open_database(error);
@@ -316,6 +325,7 @@ void SiteApp::close_expired_fds() {
     auto after = [](uv_work_t* req, int) {
         auto* app = static_cast<SiteApp*>(req->data);
         app->fd_closing_ = false;
+        app->fd_cache_->closed(app->fd_batch_.size());  // counted in the descriptor budget until now
         app->fd_batch_.clear();
         if (app->state_ == State::Closing) app->maybe_closed();
     };

@@ -61,6 +61,7 @@ public:
     }
     void work() override { pump_.step(inner_); }
     int release_descriptor() override { return inner_.release_descriptor(); }
+    bool owns_descriptor() const override { return inner_.owns_descriptor(); }
     bool failed() const override { return pump_.failed() || inner_.failed(); }
 
 private:

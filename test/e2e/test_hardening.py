@@ -351,7 +351,9 @@ def test_max_connections_fits_the_descriptor_limit():
             assert all(b"open files" not in r[:400] for r in results), \
                 [r[:200] for r in results if b"open files" in r[:400]][:3]
             served = statuses.count(200)
-            # (128 - 32) / 3 = 32 connections fit; those are served.
+            # About 86 connections fit under 128 descriptors (one each, plus
+            # the reserve); their downloads take turns for descriptors, and
+            # the rest wait in the backlog: all are served.
             assert served >= 25, statuses
             assert set(statuses) <= {200, 503, 0}, statuses
             for r in results:

@@ -232,3 +232,27 @@ TEST_CASE("FdCache: the sweep drops entries past the interval, used or not", "[f
     c.expire(1900);
     CHECK(c.entries() == 0);
 }
+
+TEST_CASE("FdCache: the descriptor budget counts each open file until its close is handed off", "[fdcache]") {
+    TempDir d;
+    struct stat st {};
+    int64_t held = 0;
+    FdCache c(1, kInterval);
+    c.set_descriptor_count(&held);
+    OpenFile* a = c.store_open("/a.bin", d.file("a.bin", "A", st), st, 0, 0, 0, "a.bin", c.generation(), 1000);
+    CHECK(held == 1);
+    // A second file evicts the first from the one-entry cache, but the
+    // response still sending the first keeps it open: both count.
+    OpenFile* b = c.store_open("/b.bin", d.file("b.bin", "B", st), st, 0, 0, 0, "b.bin", c.generation(), 1000);
+    CHECK(held == 2);
+    c.release(a);  // its response ended: closed later, counted until then
+    CHECK(held == 2);
+    size_t n = close_pending(c);
+    c.closed(n);
+    CHECK(held == 1);
+    c.release(b);  // the cache keeps b
+    CHECK(held == 1);
+    c.clear();
+    c.closed(close_pending(c));
+    CHECK(held == 0);
+}
