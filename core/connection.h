@@ -78,6 +78,7 @@ public:
     // The server charged what this waiting response needs (core/descriptors.cpp).
     void descriptors_granted();
     int descriptors_needed() const { return fd_want_; }
+    void drop_idle_dup();  // descriptors are scarce: give back the socket's duplicate if idle
     Connection* prev = nullptr;  // server's list of live connections
     Connection* next = nullptr;
 

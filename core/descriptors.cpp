@@ -301,34 +301,44 @@ int Connection::take_spare_dup(int socket_fd) {
 
 // The response ended (end_source: its own file's charge returns when the
 // close is done) or the connection goes (unref): what else it holds
-// returns to the budget. While descriptors are
-// scarce, a file body that ends also gives back the socket's duplicate
-// (and the poll handle on it): a keep-alive connection between responses
-// then costs one descriptor, as an idle one does. Otherwise the duplicate
-// stays for the connection's next file, as it costs a dup, two setsockopt
-// and a poll handle to make again.
+// returns to the budget. While descriptors are scarce, a file body that
+// ends also gives back the socket's duplicate: a keep-alive connection
+// between responses then costs one descriptor, as an idle one does.
+// Otherwise the duplicate stays for the connection's next file, as it
+// costs a dup, two setsockopt and a poll handle to make again; should
+// descriptors become scarce later, the tick takes it back
+// (drop_idle_dup).
 void Connection::give_body_descriptors() {
-    int n = 0;
     if (closing_ == Closing::Closed && refs_ == 0) {
         if (spare_dup_ >= 0) ::close(spare_dup_);
         spare_dup_ = -1;
-        n += dups_charged_ + std::exchange(job_fds_, 0) + std::exchange(fd_prepaid_, 0);
+        int n = dups_charged_ + std::exchange(job_fds_, 0) + std::exchange(fd_prepaid_, 0);
         dups_charged_ = 0;
-    } else if (dups_charged_ && closing_ != Closing::Closed && !tx_busy_ && !send_queued_ &&
-               server_.descriptors_scarce()) {
-        if (poll_) {
-            uv_close(reinterpret_cast<uv_handle_t*>(poll_), on_poll_close);  // stops watching the duplicate
-            poll_ = nullptr;
-        }
-        for (int* fd : {&sock_dup_, &spare_dup_}) {
-            if (*fd < 0) continue;
-            ::close(*fd);
-            *fd = -1;
-            --dups_charged_;
-            ++n;
-        }
+        if (n) server_.give_descriptors(n);
+    } else if (server_.descriptors_scarce()) {
+        drop_idle_dup();
     }
-    if (n) server_.give_descriptors(n);
+}
+
+// Gives back the socket's duplicate (and the poll handle on it) of a
+// connection with no file body under way.
+void Connection::drop_idle_dup() {
+    if (!dups_charged_ || closing_ != Closing::No || tx_active_ || tx_busy_ || send_queued_ || fd_waiting_) return;
+    if (poll_) {
+        uv_close(reinterpret_cast<uv_handle_t*>(poll_), on_poll_close);  // stops watching the duplicate
+        poll_ = nullptr;
+    }
+    for (int* fd : {&sock_dup_, &spare_dup_}) {
+        if (*fd >= 0) ::close(*fd);
+        *fd = -1;
+    }
+    server_.give_descriptors(std::exchange(dups_charged_, 0));
+}
+
+// From the tick, while jobs or responses wait for descriptors: connections
+// between responses give back the duplicates they kept.
+void Server::reclaim_idle_dups() {
+    for (Connection* c = first_; c && fd_wait_head_; c = c->next) c->drop_idle_dup();
 }
 
 }  // namespace uvh

@@ -334,6 +334,7 @@ void Server::on_tick(uv_timer_t* t) {
     auto* s = static_cast<Server*>(t->data);
     s->date_.refresh(std::time(nullptr));
     s->expire_timeouts();
+    if (s->fd_wait_head_) s->reclaim_idle_dups();
     s->log_->flush();
     // Give freed heap back to the kernel now and then. Uploads, listings and
     // record rewrites allocate on threadpool threads, each with its own

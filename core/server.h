@@ -147,6 +147,7 @@ private:
     bool descriptors_fit_connection() const;  // more than the budget's headroom is left
     bool connections_fit() const;  // below --max-connections, and descriptors_fit_connection()
     void grant_descriptor_waiters();
+    void reclaim_idle_dups();
     int64_t fd_limit_ = 0;     // RLIMIT_NOFILE; 0: no budget (unlimited)
     int64_t fd_reserve_ = 0;   // the process's own and the threadpool's short-lived opens
     int64_t fd_headroom_ = 0;  // kept for file responses when connections fill the rest

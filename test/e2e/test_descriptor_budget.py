@@ -55,6 +55,36 @@ def open_idle(port, n):
     return conns
 
 
+def read_slowly(c, stop):
+    """64 KiB every 50 ms: progress within every send timeout, and far from
+    the end of a 64 MiB file."""
+    try:
+        while not stop.is_set():
+            if not c.sock.recv(65536):
+                return
+            time.sleep(0.05)  # the reading pace, not a synchronisation
+    except OSError:
+        pass
+
+
+def start_until_one_waits(probe, conns, path, readers, stop):
+    """Starts slowly read downloads of `path` on `conns` one by one until one
+    has to wait for descriptors (the server says so in /metrics); returns
+    that connection, its request sent and its response unread."""
+    for c in conns:
+        c.send(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        started = wait_until(
+            lambda: "sends" if has_input(c) else
+            "waits" if metrics(probe)["uvhttpd_responses_waiting_descriptors"] else None,
+            30, "the download to start or wait")
+        if started == "waits":
+            return c
+        t = threading.Thread(target=read_slowly, args=(c, stop))
+        t.start()
+        readers.append(t)
+    raise AssertionError("every download found descriptors")
+
+
 def test_idle_connections_fill_nearly_the_whole_limit():
     with TempRoot() as root:
         root.write("index.html", "hello\n")
@@ -176,34 +206,8 @@ def test_a_download_that_finds_no_descriptor_in_time_is_a_503_with_retry_after()
                 conns = open_idle(s.port, capacity - 1)
                 stop = threading.Event()
                 readers = []
-
-                def read_slowly(c):
-                    # 64 KiB every 50 ms: progress within every send
-                    # timeout, and far from the end of the file.
-                    try:
-                        while not stop.is_set():
-                            if not c.sock.recv(65536):
-                                return
-                            time.sleep(0.05)  # the reading pace, not a synchronisation
-                    except OSError:
-                        pass
-
                 try:
-                    # Downloads start one by one until one has to wait.
-                    waiter = None
-                    for c in conns:
-                        c.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                        started = wait_until(
-                            lambda: "sends" if has_input(c) else
-                            "waits" if metrics(probe)["uvhttpd_responses_waiting_descriptors"] else None,
-                            30, "the download to start or wait")
-                        if started == "waits":
-                            waiter = c
-                            break
-                        t = threading.Thread(target=read_slowly, args=(c,))
-                        t.start()
-                        readers.append(t)
-                    assert waiter is not None, "every download found descriptors"
+                    waiter = start_until_one_waits(probe, conns, "/big.bin", readers, stop)
                     t0 = time.monotonic()
                     r = waiter.read_response(timeout=30)
                     waited = time.monotonic() - t0
@@ -230,6 +234,55 @@ def test_a_download_that_finds_no_descriptor_in_time_is_a_503_with_retry_after()
                 finally:
                     stop.set()
                     for c in conns:
+                        c.close()
+                    for t in readers:
+                        t.join(timeout=30)
+
+
+def test_connections_that_kept_their_duplicate_give_it_back_when_downloads_wait():
+    """Keep-alive connections that downloaded while descriptors were plenty
+    keep the socket's duplicate for their next file (one descriptor more
+    each). Once slow downloads hold the rest and another download waits, the
+    server takes those duplicates back from the connections between
+    responses (within a tick), so the waiting download starts long before
+    --send-timeout (10 s) would make it a 503."""
+    small = os.urandom(256 << 10)  # above --inline-max: sent with sendfile
+    with TempRoot() as root:
+        root.write("index.html", "hello\n")
+        root.write("small.bin", small)
+        root.write("big.bin", os.urandom(64 << 20))
+        with Server(root.path, "--open-file-cache", "0", "--send-timeout", "10",
+                    prlimit=f"--nofile={NOFILE}") as s:
+            with RawConn(s.port, timeout=30) as probe:
+                capacity = int(metrics(probe)["uvhttpd_connection_capacity"])
+                keepers = open_idle(s.port, 60)
+                conns = []
+                stop = threading.Event()
+                readers = []
+                try:
+                    for c in keepers:  # one by one: no scarcity, each keeps its duplicate
+                        assert get(c, "/small.bin").body == small
+                    wait_until(lambda: metrics(probe)["uvhttpd_descriptors_held"] == 60, 30,
+                               "the files' closes (the duplicates stay)")
+                    # The rest of the limit in idle connections: 60 fewer fit.
+                    conns = open_idle(s.port, capacity - 1 - 60 - 60)
+                    waiter = start_until_one_waits(probe, conns, "/big.bin", readers, stop)
+                    t0 = time.monotonic()
+                    r = waiter.read_head(timeout=30)
+                    waited = time.monotonic() - t0
+                    m = metrics(probe)
+                    print(f"  {len(readers)} slow downloads, 60 duplicates kept: the next download "
+                          f"{r.status} after {waited:.2f}s; {m['uvhttpd_descriptors_held']:.0f} held")
+                    assert r.status == 200, r
+                    assert waited < 8, "the duplicates were not taken back"
+                    assert m["uvhttpd_descriptor_refusals_total"] == 0
+                    # As many idle connections' duplicates as the waiting
+                    # download needed went back (two); the others stay
+                    # with their connections for their next file.
+                    assert m["uvhttpd_descriptors_held"] == 60 + 2 * (len(readers) + 1) - 2, m
+                finally:
+                    stop.set()
+                    for c in keepers + conns:
                         c.close()
                     for t in readers:
                         t.join(timeout=30)
