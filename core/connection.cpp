@@ -256,7 +256,7 @@ void Connection::close_fd_async(int fd, bool charged) {
         auto* server = static_cast<Server*>(done->data);
         uv_fs_req_cleanup(done);
         delete done;
-        if (server) server->give_descriptors(1);
+        if (server) server->counted_close_done();
     });
     if (rc != 0) {
         uv_fs_req_cleanup(req);
@@ -265,6 +265,7 @@ void Connection::close_fd_async(int fd, bool charged) {
         return;
     }
     req->data = charged ? &server_ : nullptr;
+    if (charged) server_.counted_close_started();
 }
 
 void Connection::ensure_scratch() {

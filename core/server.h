@@ -50,9 +50,11 @@ public:
     void shutdown();
     // True once every handle the server opened is closed and the access
     // log has written everything.
-    bool finished() const { return finished_ && (!log_ || !log_->busy()); }
+    bool finished() const { return handles_closed() && (!log_ || !log_->busy()); }
     // Every handle is closed (the log may still be writing).
-    bool handles_closed() const { return finished_; }
+    // (and no close the descriptor budget counts is pending: its callback
+    // reaches the server).
+    bool handles_closed() const { return finished_ && counted_closes_ == 0; }
 
     uint16_t port() const { return port_; }
     std::string url() const;
@@ -124,6 +126,13 @@ public:
     void forget_descriptor_waiter(Connection& c);
     // Responses wait, or only the headroom is left.
     bool descriptors_scarce() const;
+    // A counted descriptor's close went to the threadpool / came back
+    // (Connection::close_fd_async): the budget gets it back then.
+    void counted_close_started() { ++counted_closes_; }
+    void counted_close_done() {
+        --counted_closes_;
+        give_descriptors(1);
+    }
 
 private:
     static void on_connection(uv_stream_t* listener, int status);
@@ -154,6 +163,7 @@ private:
     Connection* fd_wait_head_ = nullptr;  // responses waiting for descriptors, oldest first
     Connection* fd_wait_tail_ = nullptr;
     bool granting_ = false;
+    uint32_t counted_closes_ = 0;
     unsigned listing_slots_ = 2;
     unsigned socket_wait_slots_ = 2;  // half the pool (begin_socket_wait)
     std::atomic<unsigned> socket_waits_{0};
