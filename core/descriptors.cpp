@@ -332,6 +332,11 @@ void Connection::drop_idle_dup() {
         if (*fd >= 0) ::close(*fd);
         *fd = -1;
     }
+    // The next duplicate starts over at the first TCP_NOTSENT_LOWAT
+    // (start_sendfile): a --send-buffer-fast reader is one that drains what
+    // it queued, and keeps its slot until a step finds that gone
+    // (update_send_boost) or the connection closes.
+    if (boost_ == Boost::On) boost_ = Boost::Draining;
     server_.give_descriptors(std::exchange(dups_charged_, 0));
 }
 
