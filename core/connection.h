@@ -15,6 +15,7 @@
 
 #include "core/scratch.h"
 #include "core/timeouts.h"
+#include "core/wait_queue.h"
 #include "handlers/exchange.h"
 #include "protocol/request_parser.h"
 
@@ -71,10 +72,11 @@ protected:
 
 public:
     TimeoutNode timeout_node;
-    Connection* slot_prev = nullptr;  // server's queue of listings waiting for a slot
-    Connection* slot_next = nullptr;
-    Connection* fd_prev = nullptr;  // server's queue of responses waiting for descriptors
-    Connection* fd_next = nullptr;
+    // The server's queues of listings waiting for a slot and of jobs and
+    // responses waiting for descriptors (core/wait_queue.h).
+    WaitLink<Connection> slot_link, fd_link;
+    WaitLink<Connection>& wait_link(ListingSlotWait) { return slot_link; }
+    WaitLink<Connection>& wait_link(DescriptorWait) { return fd_link; }
     // The server charged what this waiting response needs (core/descriptors.cpp).
     void descriptors_granted();
     int descriptors_needed() const { return fd_want_; }

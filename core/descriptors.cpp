@@ -105,7 +105,7 @@ int64_t Server::descriptor_room() const {
 }
 
 bool Server::descriptors_fit_connection() const {
-    return fd_limit_ == 0 || (!fd_wait_head_ && descriptor_room() > fd_headroom_);
+    return fd_limit_ == 0 || (fd_waiters_.empty() && descriptor_room() > fd_headroom_);
 }
 
 bool Server::connections_fit() const {
@@ -113,11 +113,11 @@ bool Server::connections_fit() const {
 }
 
 bool Server::descriptors_scarce() const {
-    return fd_limit_ != 0 && (fd_wait_head_ || descriptor_room() <= fd_headroom_);
+    return fd_limit_ != 0 && (!fd_waiters_.empty() || descriptor_room() <= fd_headroom_);
 }
 
 bool Server::take_descriptors(int n) {
-    if (fd_limit_ != 0 && (fd_wait_head_ || descriptor_room() < n)) return false;
+    if (fd_limit_ != 0 && (!fd_waiters_.empty() || descriptor_room() < n)) return false;
     metrics_.descriptors_held += n;
     return true;
 }
@@ -129,25 +129,20 @@ void Server::give_descriptors(int n) {
 }
 
 void Server::wait_for_descriptors(Connection& c) {
-    c.fd_prev = fd_wait_tail_;
-    c.fd_next = nullptr;
-    (fd_wait_tail_ ? fd_wait_tail_->fd_next : fd_wait_head_) = &c;
-    fd_wait_tail_ = &c;
+    fd_waiters_.push_back(c);
     ++metrics_.responses_waiting_descriptors;
     ++metrics_.descriptor_waits;
 }
 
 void Server::forget_descriptor_waiter(Connection& c) {
-    (c.fd_prev ? c.fd_prev->fd_next : fd_wait_head_) = c.fd_next;
-    (c.fd_next ? c.fd_next->fd_prev : fd_wait_tail_) = c.fd_prev;
-    c.fd_prev = c.fd_next = nullptr;
+    fd_waiters_.remove(c);
     --metrics_.responses_waiting_descriptors;
 }
 
 void Server::grant_descriptor_waiters() {
     if (granting_) return;  // a granted response that ends at once gives back from inside
     granting_ = true;
-    while (Connection* c = fd_wait_head_) {
+    while (Connection* c = fd_waiters_.front()) {
         int n = c->descriptors_needed();
         if (descriptor_room() < n) break;
         forget_descriptor_waiter(*c);
@@ -343,7 +338,7 @@ void Connection::drop_idle_dup() {
 // From the tick, while jobs or responses wait for descriptors: connections
 // between responses give back the duplicates they kept.
 void Server::reclaim_idle_dups() {
-    for (Connection* c = first_; c && fd_wait_head_; c = c->next) c->drop_idle_dup();
+    for (Connection* c = first_; c && !fd_waiters_.empty(); c = c->next) c->drop_idle_dup();
 }
 
 }  // namespace uvh

@@ -293,24 +293,19 @@ bool Server::acquire_listing_slot(Connection& c) {
         ++metrics_.listings_running;
         return true;
     }
-    c.slot_prev = slot_tail_;
-    c.slot_next = nullptr;
-    (slot_tail_ ? slot_tail_->slot_next : slot_head_) = &c;
-    slot_tail_ = &c;
+    slot_waiters_.push_back(c);
     ++metrics_.listings_waiting;
     return false;
 }
 
 void Server::forget_listing_waiter(Connection& c) {
-    (c.slot_prev ? c.slot_prev->slot_next : slot_head_) = c.slot_next;
-    (c.slot_next ? c.slot_next->slot_prev : slot_tail_) = c.slot_prev;
-    c.slot_prev = c.slot_next = nullptr;
+    slot_waiters_.remove(c);
     --metrics_.listings_waiting;
 }
 
 void Server::release_listing_slot() {
     --metrics_.listings_running;
-    if (Connection* next = slot_head_) {
+    if (Connection* next = slot_waiters_.front()) {
         forget_listing_waiter(*next);
         ++metrics_.listings_running;
         next->run_waiting_job();
@@ -334,7 +329,7 @@ void Server::on_tick(uv_timer_t* t) {
     auto* s = static_cast<Server*>(t->data);
     s->date_.refresh(std::time(nullptr));
     s->expire_timeouts();
-    if (s->fd_wait_head_) s->reclaim_idle_dups();
+    if (!s->fd_waiters_.empty()) s->reclaim_idle_dups();
     s->log_->flush();
     // Give freed heap back to the kernel now and then. Uploads, listings and
     // record rewrites allocate on threadpool threads, each with its own

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "core/wait_queue.h"
 #include "core/access_log.h"
 #include "core/config.h"
 #include "core/scratch.h"
@@ -160,16 +161,14 @@ private:
     int64_t fd_limit_ = 0;     // RLIMIT_NOFILE; 0: no budget (unlimited)
     int64_t fd_reserve_ = 0;   // the process's own and the threadpool's short-lived opens
     int64_t fd_headroom_ = 0;  // kept for file responses when connections fill the rest
-    Connection* fd_wait_head_ = nullptr;  // responses waiting for descriptors, oldest first
-    Connection* fd_wait_tail_ = nullptr;
+    WaitQueue<Connection, DescriptorWait> fd_waiters_;  // jobs and responses waiting for descriptors
     bool granting_ = false;
     uint32_t counted_closes_ = 0;
     unsigned listing_slots_ = 2;
     unsigned socket_wait_slots_ = 2;  // half the pool (begin_socket_wait)
     std::atomic<unsigned> socket_waits_{0};
     uint64_t send_boost_slots_ = 0;
-    Connection* slot_head_ = nullptr;  // listings waiting for a slot, oldest first
-    Connection* slot_tail_ = nullptr;
+    WaitQueue<Connection, ListingSlotWait> slot_waiters_;  // listings waiting for a slot
     Config config_;
     std::unique_ptr<Application> app_;
     // Open once start() opened it; Closing from the first maybe_finish()
