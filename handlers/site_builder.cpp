@@ -58,6 +58,13 @@ private:
     bool open_database(std::string& error);
     bool open_postgres(std::string& error);
     void maybe_closed();
+    // One cache's close, which may call back at once or later: true once
+    // it has called back; maybe_closed() runs again when it does later.
+    struct CloseStep {
+        bool started = false, done = false, async = false;
+    };
+    template <class Cache>
+    bool closed_step(Cache* cache, CloseStep& step);
 
     Config config_;
     uv_loop_t* loop_ = nullptr;
@@ -68,9 +75,9 @@ private:
     std::unique_ptr<FileCache> cache_;
     CompressPolicy compress_;
     std::unique_ptr<CodingCache> codings_;
-    bool codings_closing_ = false, codings_closed_ = false, codings_async_ = false;
+    CloseStep codings_close_;
     std::unique_ptr<DiskCodingCache> disk_codings_;
-    bool disk_closing_ = false, disk_closed_ = false, disk_async_ = false;
+    CloseStep disk_close_;
     std::unique_ptr<FdCache> fd_cache_;
     std::unique_ptr<RecordBackend> records_;
     PgStore* pg_ = nullptr;  // records_ when it is PostgreSQL
@@ -387,6 +394,19 @@ void SiteApp::close(std::function<void()> closed) {
     maybe_closed();
 }
 
+template <class Cache>
+bool SiteApp::closed_step(Cache* cache, CloseStep& step) {
+    if (!cache || step.done) return true;
+    if (step.started) return false;
+    step.started = true;
+    cache->close([this, &step] {
+        step.done = true;
+        if (step.async) maybe_closed();  // not from inside this call
+    });
+    step.async = true;
+    return step.done;
+}
+
 void SiteApp::maybe_closed() {
     if (sweeping_ || fd_closing_ || fd_timer_open_) return;
     if (upload_timer_open_) {
@@ -403,26 +423,7 @@ void SiteApp::maybe_closed() {
     if (!upload_timer_closed_ || sweeping_ || upload_sweeping_) return;
     // Compressions still running on the pool finish first (their results
     // are dropped); queued ones never start.
-    if (codings_ && !codings_closed_) {
-        if (codings_closing_) return;
-        codings_closing_ = true;
-        codings_->close([this] {
-            codings_closed_ = true;
-            if (codings_async_) maybe_closed();  // not from inside this call
-        });
-        codings_async_ = true;
-        if (!codings_closed_) return;
-    }
-    if (disk_codings_ && !disk_closed_) {
-        if (disk_closing_) return;
-        disk_closing_ = true;
-        disk_codings_->close([this] {
-            disk_closed_ = true;
-            if (disk_async_) maybe_closed();  // not from inside this call
-        });
-        disk_async_ = true;
-        if (!disk_closed_) return;
-    }
+    if (!closed_step(codings_.get(), codings_close_) || !closed_step(disk_codings_.get(), disk_close_)) return;
     // No connection is left, so no record operation is queued; close the
     // store and finish when it says it is done.
     if (records_ && !records_closed_) {

@@ -178,14 +178,7 @@ CodedRep::State CodingCache::get_or_wait(PathRecord& rec, std::string_view url_p
 void CodingCache::pump() {
     // At most max_jobs compressions on the pool at once: a large br at
     // level 11 takes a second, and opening files must still find a thread.
-    jobs_.pump(loop_, opt_.max_jobs, on_work, on_after, [this](Task* t) { finish(t, true); });
-}
-
-void CodingCache::on_work(uv_work_t* req) { static_cast<Task*>(req->data)->work(); }
-
-void CodingCache::on_after(uv_work_t* req, int status) {
-    auto* t = static_cast<Task*>(req->data);
-    t->cache->finish(t, status == UV_ECANCELED);
+    jobs_.pump(loop_, opt_.max_jobs);
 }
 
 void CodingCache::finish(Task* t, bool cancelled) {

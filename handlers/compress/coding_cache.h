@@ -155,8 +155,7 @@ private:
     };
     void start(Task* t);
     void pump();
-    static void on_work(uv_work_t* req);
-    static void on_after(uv_work_t* req, int status);
+    friend class CompressionJobs<Task>;  // calls finish()
     void finish(Task* t, bool cancelled);
     void erase(std::string_view key);
     void evict();

@@ -220,14 +220,7 @@ bool DiskCodingCache::wait_for(const DiskKey& k, int source_fd, Exchange& ex, Do
 }
 
 void DiskCodingCache::pump() {
-    jobs_.pump(loop_, opt_.max_jobs, on_work, on_after, [this](Task* t) { finish(t, true); });
-}
-
-void DiskCodingCache::on_work(uv_work_t* req) { static_cast<Task*>(req->data)->work(); }
-
-void DiskCodingCache::on_after(uv_work_t* req, int status) {
-    auto* t = static_cast<Task*>(req->data);
-    t->cache->finish(t, status == UV_ECANCELED);
+    jobs_.pump(loop_, opt_.max_jobs);
 }
 
 void DiskCodingCache::Task::work() {

@@ -129,8 +129,7 @@ private:
     // Worker thread: the entry `name`, opened, when it is whole.
     int open_valid(const std::string& name, uint64_t& coded_length) const;
     void pump();
-    static void on_work(uv_work_t* req);
-    static void on_after(uv_work_t* req, int status);
+    friend class CompressionJobs<Task>;  // calls finish()
     void finish(Task* t, bool cancelled);
     // Worker thread: removes stale temporary files and, while the entries
     // exceed the budget, the least recently used ones (never `keep`).

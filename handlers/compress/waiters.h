@@ -31,8 +31,10 @@ inline void release_waiters(std::vector<Waiter>& queue) {
 // threadpool at once (a large br at level 11 takes a second, and opening
 // files must still find a thread), the rest queued in order; and the
 // waiters to release once the cache's own state is consistent again. Task
-// has a `uv_work_t req`. Closing drops the queued tasks and calls back once
-// the running ones have ended.
+// has a `uv_work_t req` whose data is the task, a `work()` run on the pool,
+// and a `cache` whose `finish(Task*, bool cancelled)` runs on the loop
+// afterwards (the cache makes CompressionJobs<Task> a friend). Closing drops
+// the queued tasks and calls back once the running ones have ended.
 template <class Task>
 class CompressionJobs {
 public:
@@ -49,14 +51,13 @@ public:
     void add(Task* t) { queued_.push_back(t); }
 
     // Starts queued tasks while fewer than `max` run; a task libuv refuses
-    // goes to `refused` (which ends it as cancelled, calling ended()).
-    template <class Refused>
-    void pump(uv_loop_t* loop, size_t max, uv_work_cb work, uv_after_work_cb after, Refused refused) {
+    // ends at once, as cancelled (its cache's finish calls ended()).
+    void pump(uv_loop_t* loop, size_t max) {
         while (running_ < max && !queued_.empty()) {
             Task* t = queued_.front();
             queued_.pop_front();
             ++running_;
-            if (uv_queue_work(loop, &t->req, work, after) != 0) refused(t);
+            if (uv_queue_work(loop, &t->req, on_work, on_after) != 0) t->cache->finish(t, true);
         }
     }
 
@@ -94,6 +95,12 @@ public:
     }
 
 private:
+    static void on_work(uv_work_t* req) { static_cast<Task*>(req->data)->work(); }
+    static void on_after(uv_work_t* req, int status) {
+        auto* t = static_cast<Task*>(req->data);
+        t->cache->finish(t, status == UV_ECANCELED);
+    }
+
     std::deque<Task*> queued_;
     size_t running_ = 0;
     bool closing_ = false;
